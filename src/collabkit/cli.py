@@ -1,0 +1,290 @@
+"""The `collabkit` command: each subcommand parses options and calls the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from collabkit.errors import CollabkitError
+
+app = typer.Typer(
+    help="Collaborative filtering on PyTorch: train, evaluate and use recommendation models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Bad input ends in one line on stderr and exit status 2, never a traceback."""
+    try:
+        yield
+    except CollabkitError as e:
+        typer.echo(f"collabkit: error: {e}", err=True)
+        raise typer.Exit(2) from None
+    except FileNotFoundError as e:
+        typer.echo(f"collabkit: error: {e.filename}: file not found", err=True)
+        raise typer.Exit(2) from None
+
+
+def _emit(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+# Options shared by the commands that read a table.
+DataOpt = Annotated[
+    str, typer.Option("--data", help="A MovieLens name (ml-100k, ml-1m, ...) or a CSV/TSV/Parquet path.")
+]
+UserCol = Annotated[str, typer.Option("--user-col", help="User column of a file.")]
+ItemCol = Annotated[str, typer.Option("--item-col", help="Item column of a file.")]
+RatingCol = Annotated[str, typer.Option("--rating-col", help="Rating column of a file.")]
+TimeCol = Annotated[
+    str | None, typer.Option("--timestamp-col", help="Timestamp column of a file (time splits).")
+]
+SplitOpt = Annotated[
+    str,
+    typer.Option(
+        "--split", help="random | u1..u5 | ua | ub (ML-100k) | kfold | last (per user) | time (cut-off)."
+    ),
+]
+ValidPct = Annotated[float, typer.Option("--valid-pct", help="Share held out by random and time splits.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for the split, initialisation and shuffling.")]
+FoldOpt = Annotated[int, typer.Option("--fold", help="Which fold is held out, with --split kfold.")]
+KOpt = Annotated[int, typer.Option("--k", help="Number of folds, with --split kfold.")]
+LastN = Annotated[int, typer.Option("--last-n", help="Ratings per user held out, with --split last.")]
+Cutoff = Annotated[
+    float | None, typer.Option("--cutoff", help="Timestamp from which ratings are held out (--split time).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
+
+
+def _load(data: str, user_col: str, item_col: str, rating_col: str, timestamp_col: str | None, quiet: bool):  # noqa: ANN202
+    from collabkit.data import load_ratings
+
+    table = load_ratings(
+        data, user=user_col, item=item_col, rating=rating_col, timestamp=timestamp_col, progress=not quiet
+    )
+    return table
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Folder to save the trained model in.")],
+    data: DataOpt = "ml-100k",
+    model: Annotated[str, typer.Option("--model", help="dot | dotbias | nn | classifier")] = "dotbias",
+    factors: Annotated[int, typer.Option("--factors", help="Latent factors (dot, dotbias).")] = 50,
+    layers: Annotated[
+        str, typer.Option("--layers", help="Hidden sizes, comma separated (nn, classifier).")
+    ] = "100,50",
+    epochs: Annotated[int, typer.Option("--epochs")] = 5,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate of the one-cycle schedule.")] = 5e-3,
+    wd: Annotated[float, typer.Option("--wd", help="Decoupled weight decay.")] = 0.1,
+    bs: Annotated[int, typer.Option("--bs", help="Batch size.")] = 64,
+    y_range: Annotated[tuple[float, float], typer.Option("--y-range", help="Output range LOW HIGH.")] = (
+        0.0,
+        5.5,
+    ),
+    split: SplitOpt = "random",
+    valid_pct: ValidPct = 0.2,
+    seed: SeedOpt = 42,
+    fold: FoldOpt = 0,
+    k: KOpt = 5,
+    last_n: LastN = 1,
+    cutoff: Cutoff = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, or cuda:N.")] = "cpu",
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating",
+    timestamp_col: TimeCol = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No epoch table or progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model on a split of the data, print the epoch table, and save it to --out."""
+    with _clean_errors():
+        from collabkit.train.recipes import train_model
+
+        log = None if quiet else (lambda s: typer.echo(s, err=as_json))
+        result = train_model(
+            data=_load(data, user_col, item_col, rating_col, timestamp_col, quiet or as_json),
+            data_name=data,
+            model=model,
+            n_factors=factors,
+            layers=_parse_layers(layers),
+            epochs=epochs,
+            lr=lr,
+            wd=wd,
+            bs=bs,
+            y_range=y_range,
+            split=split,
+            valid_pct=valid_pct,
+            seed=seed,
+            split_kwargs={"fold": fold, "k": k, "last_n": last_n, "cutoff": cutoff},
+            device=device,
+            out=out,
+            log=log,
+        )
+        if not as_json and not quiet:
+            typer.echo(
+                f"saved {result['model']} model to {result['out']} "
+                f"(validation MSE {result['valid']['mse']:.4f})"
+            )
+        _emit(result, as_json)
+
+
+def _parse_layers(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise CollabkitError(f"--layers must be comma-separated integers like 100,50; got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise CollabkitError(f"--layers must list positive sizes like 100,50; got {text!r}")
+    return sizes
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `collabkit train`.")],
+    data: DataOpt = "ml-100k",
+    split: SplitOpt = "random",
+    valid_pct: ValidPct = 0.2,
+    seed: SeedOpt = 42,
+    fold: FoldOpt = 0,
+    k: KOpt = 5,
+    last_n: LastN = 1,
+    cutoff: Cutoff = None,
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating",
+    timestamp_col: TimeCol = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rating error (MSE, RMSE, MAE; classifier accuracy) of a saved model on a split's held-out rows."""
+    with _clean_errors():
+        from collabkit.train.recipes import evaluate_saved
+
+        table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
+        result = evaluate_saved(
+            model_dir,
+            table,
+            split,
+            valid_pct=valid_pct,
+            seed=seed,
+            split_kwargs={"fold": fold, "k": k, "last_n": last_n, "cutoff": cutoff},
+        )
+        if not as_json:
+            typer.echo("  ".join(f"{key} {val:.4f}" for key, val in result["metrics"].items()))
+            if result["unknown"]:
+                typer.echo(f"{result['unknown']} held-out rows have a user or item the model never saw")
+        _emit(result, as_json)
+
+
+@app.command()
+def crossval(
+    data: DataOpt = "ml-100k",
+    model: Annotated[str, typer.Option("--model")] = "dotbias",
+    folds: Annotated[
+        str,
+        typer.Option("--folds", help="'kfold' (with --k) or a list of named splits such as u1,u2,u3,u4,u5."),
+    ] = "kfold",
+    k: KOpt = 5,
+    factors: Annotated[int, typer.Option("--factors")] = 50,
+    layers: Annotated[str, typer.Option("--layers")] = "100,50",
+    epochs: Annotated[int, typer.Option("--epochs")] = 5,
+    lr: Annotated[float, typer.Option("--lr")] = 5e-3,
+    wd: Annotated[float, typer.Option("--wd")] = 0.1,
+    bs: Annotated[int, typer.Option("--bs")] = 64,
+    y_range: Annotated[tuple[float, float], typer.Option("--y-range")] = (0.0, 5.5),
+    seed: SeedOpt = 42,
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating",
+    timestamp_col: TimeCol = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train and evaluate on each fold; report every fold and the mean and standard deviation."""
+    with _clean_errors():
+        from collabkit.evaluate import summarize_folds
+        from collabkit.train.recipes import train_model
+
+        table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
+        plan = (
+            [("kfold", {"fold": i, "k": k}) for i in range(k)]
+            if folds == "kfold"
+            else [(name.strip(), {}) for name in folds.split(",") if name.strip()]
+        )
+        results = []
+        for name, kw in plan:
+            res = train_model(
+                data=table,
+                data_name=data,
+                model=model,
+                n_factors=factors,
+                layers=_parse_layers(layers),
+                epochs=epochs,
+                lr=lr,
+                wd=wd,
+                bs=bs,
+                y_range=y_range,
+                split=name,
+                valid_pct=0.2,
+                seed=seed,
+                split_kwargs=kw,
+                device="cpu",
+                out=None,
+                log=None,
+            )
+            label = f"{name}{kw.get('fold', '') if name == 'kfold' else ''}"
+            results.append({"fold": label, **res["valid"]})
+            if not as_json:
+                typer.echo(
+                    f"{label:<8}" + "  ".join(f"{m} {v:.4f}" for m, v in res["valid"].items() if m != "n")
+                )
+        summary = summarize_folds([{k_: v for k_, v in r.items() if k_ != "fold"} for r in results])
+        if not as_json:
+            typer.echo(
+                "mean    " + "  ".join(f"{m} {s['mean']:.4f} ± {s['std']:.4f}" for m, s in summary.items())
+            )
+        _emit({"model": model, "folds": results, "summary": summary}, as_json)
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `collabkit train`.")],
+    user: Annotated[list[str], typer.Option("--user", help="Raw user id (repeat, paired with --item).")],
+    item: Annotated[list[str], typer.Option("--item", help="Raw item id or title (repeat).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Predicted ratings for (user, item) pairs given as raw ids."""
+    with _clean_errors():
+        from collabkit.recommend import Recommender
+
+        if len(user) != len(item):
+            raise CollabkitError(f"give as many --user as --item options ({len(user)} vs {len(item)})")
+        rec = Recommender.load(model_dir)
+        users = [rec.parse_user(u) for u in user]
+        items = [rec.parse_item(i) for i in item]
+        preds = rec.predict(users=users, items=items)
+        rows = [
+            {"user": u, "item": i, "rating": float(p)} for u, i, p in zip(users, items, preds, strict=True)
+        ]
+        if as_json:
+            _emit({"predictions": rows}, True)
+        else:
+            for r in rows:
+                typer.echo(f"{r['user']}\t{r['item']}\t{r['rating']:.3f}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,266 @@
+"""Minibatches sliced from index tensors, and the chapter's `CollabDataLoaders`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from collabkit.data.splits import make_split
+from collabkit.data.tables import read_ratings
+from collabkit.data.vocab import Vocab
+from collabkit.errors import CollabkitError, DataError
+
+
+class DataLoader:
+    """(x, y) minibatches as views into tensors: x is (B, 2) user/item indices, y is (B,) ratings.
+
+    A shuffled epoch permutes the rows once and then slices; there is no per-row Python work, which
+    is what makes small batches cheap. `shard(rank, world)` gives one process its own batches.
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        bs: int = 64,
+        shuffle: bool = False,
+        seed: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        if bs < 1:
+            raise CollabkitError(f"batch size must be at least 1, got {bs}")
+        self.x, self.y, self.bs = x, y, int(bs)
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self.rank, self.world = 0, 1
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self._n_batches(), self.world))
+
+    def _n_batches(self) -> int:
+        return self.n // self.bs if self.drop_last else -(-self.n // self.bs)
+
+    def epoch_tensors(self) -> tuple[Tensor, Tensor]:
+        """This epoch's (x, y), permuted when shuffling: one gather, then only views."""
+        if not self.shuffle:
+            return self.x, self.y
+        perm = torch.randperm(self.n, generator=self.generator).to(self.x.device)
+        return self.x[perm], self.y[perm]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        xs, ys = self.epoch_tensors()
+        for b in range(self.rank, self._n_batches(), self.world):
+            i = b * self.bs
+            yield xs[i : i + self.bs], ys[i : i + self.bs]
+
+    def one_batch(self) -> tuple[Tensor, Tensor]:
+        """The first batch of an epoch."""
+        return next(iter(self))
+
+    def to(self, device: str | torch.device) -> DataLoader:
+        """Move the tensors once, so batches need no copies."""
+        self.x, self.y = self.x.to(device), self.y.to(device)
+        return self
+
+    def shard(self, rank: int, world: int) -> DataLoader:
+        """Give this process every `world`-th batch starting at `rank` (same permutation on all)."""
+        self.rank, self.world = rank, world
+        return self
+
+
+class CollabDataLoaders:
+    """Training and validation batches of a ratings table, with the vocabularies that encoded it.
+
+    `dls.classes[user_name]` and `dls.classes[item_name]` list the raw ids in index order (index 0
+    is `#na#`); `dls.train` and `dls.valid` iterate over (x, y) batches.
+    """
+
+    def __init__(
+        self,
+        train: DataLoader,
+        valid: DataLoader,
+        classes: dict[str, Vocab],
+        *,
+        user_name: str,
+        item_name: str,
+        rating_name: str,
+        table: pd.DataFrame | None = None,
+        train_rows: np.ndarray | None = None,
+        valid_rows: np.ndarray | None = None,
+    ) -> None:
+        self.train, self.valid = train, valid
+        self.classes = classes
+        self.user_name, self.item_name, self.rating_name = user_name, item_name, rating_name
+        self.table, self.train_rows, self.valid_rows = table, train_rows, valid_rows
+
+    @property
+    def loaders(self) -> list[DataLoader]:
+        return [self.train, self.valid]
+
+    def __getitem__(self, i: int) -> DataLoader:
+        return self.loaders[i]
+
+    @property
+    def user_vocab(self) -> Vocab:
+        return self.classes[self.user_name]
+
+    @property
+    def item_vocab(self) -> Vocab:
+        return self.classes[self.item_name]
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_vocab)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_vocab)
+
+    @property
+    def bs(self) -> int:
+        return self.train.bs
+
+    def rating_range(self) -> tuple[float, float]:
+        """Lowest and highest rating in the training rows."""
+        y = self.train.y
+        return float(y.min()), float(y.max())
+
+    def rating_levels(self) -> list[float]:
+        """The distinct ratings of the training rows, ascending (the classifier's classes)."""
+        return sorted(float(v) for v in torch.unique(self.train.y.cpu()).tolist())
+
+    def one_batch(self) -> tuple[Tensor, Tensor]:
+        """A batch of the training set: x of shape (bs, 2), y of shape (bs,)."""
+        return self.train.one_batch()
+
+    def show_batch(self, max_n: int = 10, show: bool = True) -> pd.DataFrame:
+        """The first rows of a training batch with raw ids, as fastai's show_batch."""
+        x, y = self.one_batch()
+        x, y = x[:max_n].cpu(), y[:max_n].cpu()
+        frame = pd.DataFrame(
+            {
+                self.user_name: self.user_vocab.decode(x[:, 0].tolist()),
+                self.item_name: self.item_vocab.decode(x[:, 1].tolist()),
+                self.rating_name: y.tolist(),
+            }
+        )
+        if show:
+            print(frame.to_string(index=False))
+        return frame
+
+    def encode(self, users: Any, items: Any, unknown: str = "na") -> Tensor:
+        """(N, 2) index tensor for raw user and item ids."""
+        u = self.user_vocab.encode(users, unknown)  # type: ignore[arg-type]
+        i = self.item_vocab.encode(items, unknown)  # type: ignore[arg-type]
+        return torch.from_numpy(np.stack([u, i], axis=1))
+
+    @classmethod
+    def from_df(
+        cls,
+        ratings: pd.DataFrame,
+        valid_pct: float = 0.2,
+        user_name: str | None = None,
+        item_name: str | None = None,
+        rating_name: str | None = None,
+        seed: int | None = None,
+        bs: int = 64,
+        *,
+        split: str = "random",
+        valid_rows: np.ndarray | None = None,
+        train_rows: np.ndarray | None = None,
+        shuffle_seed: int | None = None,
+        **split_kwargs: Any,
+    ) -> CollabDataLoaders:
+        """Encode users and items and split the rows, as fastai's `CollabDataLoaders.from_df`.
+
+        Columns default to fastai's: user = first, item = second, rating = third. The vocabularies
+        hold every id of the table (as fastai's do), so an item seen only in validation still has
+        an index. `split` picks any split of `collabkit.data.splits.make_split`; or pass
+        `train_rows`/`valid_rows` directly.
+        """
+        if not isinstance(ratings, pd.DataFrame):
+            raise CollabkitError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}")
+        cols = list(ratings.columns)
+        if len(cols) < 3 and None in (user_name, item_name, rating_name):
+            raise DataError(f"need user, item and rating columns; the table has {cols}")
+        user_name = user_name or cols[0]
+        item_name = item_name or cols[1]
+        rating_name = rating_name or cols[2]
+        for role, name in (("user", user_name), ("item", item_name), ("rating", rating_name)):
+            if name not in ratings.columns:
+                raise DataError(f"no {role} column {name!r}; the table has: {', '.join(map(str, cols))}")
+        y_all = pd.to_numeric(ratings[rating_name], errors="coerce").to_numpy(dtype="float32")
+        if not np.isfinite(y_all).all():
+            pos = int(np.flatnonzero(~np.isfinite(y_all))[0])
+            raise DataError(
+                f"rating {ratings[rating_name].iloc[pos]!r} in row {pos} is not a finite number",
+                column=rating_name,
+            )
+        if train_rows is None or valid_rows is None:
+            tab = ratings.rename(columns={user_name: "user"}) if user_name != "user" else ratings
+            train_rows, valid_rows = make_split(tab, split, valid_pct=valid_pct, seed=seed, **split_kwargs)
+        classes = {
+            user_name: Vocab.from_values(ratings[user_name], name=user_name),
+            item_name: Vocab.from_values(ratings[item_name], name=item_name),
+        }
+        x_all = np.stack(
+            [
+                classes[user_name].encode(ratings[user_name]),
+                classes[item_name].encode(ratings[item_name]),
+            ],
+            axis=1,
+        )
+        x = torch.from_numpy(x_all)
+        y = torch.from_numpy(np.array(y_all, dtype=np.float32))
+        tr, va = torch.from_numpy(np.asarray(train_rows)), torch.from_numpy(np.asarray(valid_rows))
+        shuffle_seed = seed if shuffle_seed is None else shuffle_seed
+        train = DataLoader(x[tr], y[tr], bs=bs, shuffle=True, seed=shuffle_seed)
+        valid = DataLoader(x[va], y[va], bs=max(bs, 4096), shuffle=False)
+        return cls(
+            train,
+            valid,
+            classes,
+            user_name=user_name,
+            item_name=item_name,
+            rating_name=rating_name,
+            table=ratings,
+            train_rows=np.asarray(train_rows),
+            valid_rows=np.asarray(valid_rows),
+        )
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | Path,
+        *,
+        user_name: str = "user",
+        item_name: str = "item",
+        rating_name: str = "rating",
+        timestamp_name: str | None = None,
+        sep: str | None = None,
+        **kwargs: Any,
+    ) -> CollabDataLoaders:
+        """Read a CSV/TSV/Parquet ratings file (checked cell by cell), then `from_df`."""
+        table = read_ratings(
+            path,
+            user=user_name,
+            item=item_name,
+            rating=rating_name,
+            timestamp=timestamp_name,
+            sep=sep,
+        )
+        return cls.from_df(table, user_name="user", item_name="item", rating_name="rating", **kwargs)

@@ -1,0 +1,138 @@
+"""Any user/item/rating table (DataFrame, CSV/TSV, Parquet) in, a checked tidy table out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from collabkit.errors import DataError
+
+TableSource = pd.DataFrame | str | Path
+
+
+def _first_line(path: Path) -> str:
+    with path.open("r", encoding="utf-8", errors="replace") as f:
+        return f.readline()
+
+
+def _guess_sep(path: Path) -> str:
+    """Tab for .tsv/.data, else whichever of tab, comma, pipe or `::` the header line uses."""
+    if path.suffix in {".tsv", ".data"}:
+        return "\t"
+    line = _first_line(path)
+    for sep in ("\t", "::", "|", ","):
+        if sep in line:
+            return sep
+    return ","
+
+
+def read_table(
+    source: TableSource, *, sep: str | None = None, header: bool = True
+) -> tuple[pd.DataFrame, str | None, int]:
+    """Read a table; returns (frame, path or None, line number of the first data row)."""
+    if isinstance(source, pd.DataFrame):
+        return source, None, 1
+    path = Path(source)
+    if not path.exists():
+        raise DataError("file not found", path=path)
+    if path.suffix == ".parquet":
+        try:
+            return pd.read_parquet(path), str(path), 1
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise DataError(f"not a readable Parquet file ({e})", path=path) from e
+    sep = sep or _guess_sep(path)
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            header=0 if header else None,
+            engine="python" if len(sep) > 1 else "c",
+            dtype=str,
+            keep_default_na=False,
+        )
+    except pd.errors.ParserError as e:
+        raise DataError(f"cannot parse as a {sep!r}-separated table: {e}", path=path) from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from e
+    if not header:
+        frame.columns = [str(c) for c in frame.columns]
+    return frame, str(path), 2 if header else 1
+
+
+def _numeric(
+    frame: pd.DataFrame, column: str, path: str | None, first_line: int, *, integer: bool = False
+) -> pd.Series:
+    """The column as numbers, or a DataError naming the first bad cell."""
+    col = frame[column]
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        num = col.astype("float64")
+        bad = ~np.isfinite(num.to_numpy())
+    else:
+        text = col.astype(str).str.strip()
+        num = pd.to_numeric(text, errors="coerce")
+        bad = num.isna().to_numpy() | ~np.isfinite(num.to_numpy(dtype="float64", na_value=np.nan))
+    if integer and not bad.any():
+        bad = num.to_numpy() != np.floor(num.to_numpy())
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        kind = "an integer" if integer else "a finite number"
+        raise DataError(
+            f"{col.iloc[pos]!r} is not {kind}",
+            path=path,
+            line=first_line + pos if path else None,
+            column=column,
+        )
+    return num
+
+
+def _require_columns(frame: pd.DataFrame, names: list[str], path: str | None) -> None:
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise DataError(
+            f"no column {missing[0]!r}; the table has: {', '.join(map(str, frame.columns))}",
+            path=path,
+            line=1 if path else None,
+        )
+
+
+def read_ratings(
+    source: TableSource,
+    *,
+    user: str = "user",
+    item: str = "item",
+    rating: str = "rating",
+    timestamp: str | None = None,
+    sep: str | None = None,
+    header: bool = True,
+) -> pd.DataFrame:
+    """A tidy ratings table with columns user, item, rating (float32) [, timestamp] + the rest.
+
+    Every rating must be a finite number and every timestamp an integer; the first bad cell is
+    reported with its file, line and column. Empty user or item ids are refused the same way.
+    """
+    frame, path, first = read_table(source, sep=sep, header=header)
+    wanted = [user, item, rating] + ([timestamp] if timestamp else [])
+    _require_columns(frame, wanted, path)
+    if len(frame) == 0:
+        raise DataError("the table has no rows", path=path)
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    for name, col in (("user", user), ("item", item)):
+        values = frame[col]
+        empty = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
+        if empty.any():
+            pos = int(np.flatnonzero(empty)[0])
+            raise DataError(f"empty {name} id", path=path, line=first + pos if path else None, column=col)
+        if values.dtype == object and path is not None:
+            as_int = pd.to_numeric(values, errors="coerce")
+            if as_int.notna().all() and (as_int == np.floor(as_int)).all():
+                values = as_int.astype("int64")  # numeric ids read from text stay numbers
+        out[name] = values.to_numpy()
+    out["rating"] = _numeric(frame, rating, path, first).astype("float32").to_numpy()
+    if timestamp:
+        out["timestamp"] = _numeric(frame, timestamp, path, first, integer=True).astype("int64")
+    rest = [c for c in frame.columns if c not in wanted and c not in out.columns]
+    for c in rest:
+        out[c] = frame[c].to_numpy()
+    return out

@@ -1,0 +1,84 @@
+"""Raw ids <-> contiguous indices; index 0 is kept for an unknown value (`#na#`), as in fastai."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from collabkit.errors import UnknownIdError
+
+NA = "#na#"
+UnknownPolicy = Literal["na", "error"]
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars become Python ones so a vocabulary round-trips through JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class Vocab(Sequence[Any]):
+    """The sorted distinct values of one column; `vocab[i]` is the raw id of index `i`.
+
+    Index 0 is `#na#`, where unknown ids land under the `"na"` policy. `o2i` maps a raw id back
+    to its index, like fastai's `CategoryMap`.
+    """
+
+    def __init__(self, items: Iterable[Any], *, name: str = "item") -> None:
+        values = [_plain(v) for v in items]
+        if values and values[0] == NA:
+            values = values[1:]
+        self.name = name
+        self.items: list[Any] = [NA, *values]
+        self.o2i: dict[Any, int] = {v: i for i, v in enumerate(self.items)}
+        if len(self.o2i) != len(self.items):
+            raise ValueError(f"{name} vocabulary has repeated values")
+        self._index = pd.Index(self.items[1:])
+
+    @classmethod
+    def from_values(cls, values: Iterable[Any], *, name: str = "item") -> Vocab:
+        """The vocabulary of a column: its distinct values, sorted."""
+        uniq = pd.unique(pd.Series(list(values) if not hasattr(values, "dtype") else values))
+        try:
+            ordered = sorted(uniq)
+        except TypeError:  # mixed types: order by text, still deterministic
+            ordered = sorted(uniq, key=str)
+        return cls(ordered, name=name)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: Any) -> Any:  # type: ignore[override]
+        return self.items[i]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.o2i and value != NA
+
+    def __repr__(self) -> str:
+        head = ", ".join(map(repr, self.items[:5]))
+        return f"Vocab({self.name}: {len(self)} classes [{head}{', ...' if len(self) > 5 else ''}])"
+
+    def encode(self, values: Iterable[Any], unknown: UnknownPolicy = "na") -> np.ndarray:
+        """Indices (int64) of raw ids; unknown ids become 0 or raise, by `unknown`."""
+        arr = values if isinstance(values, (pd.Series, np.ndarray)) else list(values)
+        codes = self._index.get_indexer(arr).astype(np.int64) + 1
+        if unknown == "error" and (codes == 0).any():
+            bad = np.asarray(arr, dtype=object)[codes == 0][0]
+            raise UnknownIdError(
+                f"{self.name} {bad!r} is not in the model's vocabulary "
+                f"({len(self) - 1} known {self.name}s); it may only be in the validation data"
+            )
+        return codes
+
+    def decode(self, indices: Iterable[int]) -> list[Any]:
+        """Raw ids of indices."""
+        return [self.items[int(i)] for i in indices]
+
+    def to_list(self) -> list[Any]:
+        """The values in index order, `#na#` first (JSON-ready)."""
+        return list(self.items)

@@ -1,0 +1,275 @@
+"""The training loop: a fastai-shaped `Learner` with one-cycle fitting and an epoch table."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from collabkit.data.loaders import CollabDataLoaders, DataLoader
+from collabkit.errors import CollabkitError
+from collabkit.evaluate import rmse
+from collabkit.models import RatingClassifier
+from collabkit.train.optim import make_adam, set_hyper
+from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
+
+Metric = Callable[[Tensor, Tensor], float]
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch, so a run repeats."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class MSELossFlat(nn.Module):
+    """Mean squared error of flattened predictions and targets (fastai's MSELossFlat)."""
+
+    def forward(self, preds: Tensor, targs: Tensor) -> Tensor:
+        return nn.functional.mse_loss(preds.reshape(-1), targs.reshape(-1).to(preds.dtype))
+
+
+def _fmt_time(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m:02d}:{s:02d}"
+
+
+def _metric_name(m: Any) -> str:
+    return getattr(m, "__name__", type(m).__name__)
+
+
+class Learner:
+    """Trains `model` on `dls`: fastai's `Learner` for a collaborative-filtering model.
+
+    The model takes a (B, 2) tensor of user and item indices. After each epoch a row of the table
+    (epoch, train_loss, valid_loss, metrics, time) is logged and appended to `history`.
+    """
+
+    def __init__(
+        self,
+        dls: CollabDataLoaders,
+        model: nn.Module,
+        loss_func: Callable[[Tensor, Tensor], Tensor] | None = None,
+        lr: float = 1e-3,
+        wd: float | None = None,
+        metrics: Sequence[Metric] | Metric | None = None,
+        device: str | torch.device | None = None,
+        show_progress: bool = True,
+        log: Callable[[str], None] | None = print,
+    ) -> None:
+        self.dls, self.model = dls, model
+        self.loss_func = loss_func if loss_func is not None else MSELossFlat()
+        self.lr, self.wd = lr, (0.01 if wd is None else wd)
+        self.metrics: list[Metric] = (
+            [] if metrics is None else list(metrics) if isinstance(metrics, Sequence) else [metrics]
+        )
+        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.show_progress, self.log = show_progress, log
+        self.history: list[dict[str, float]] = []
+        self.opt: torch.optim.Optimizer | None = None
+        self.epoch = 0
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit_one_cycle(
+        self,
+        n_epoch: int,
+        lr_max: float | None = None,
+        div: float = 25.0,
+        div_final: float = 1e5,
+        pct_start: float = 0.25,
+        wd: float | None = None,
+        moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+    ) -> list[dict[str, float]]:
+        """Train `n_epoch` epochs with fastai's one-cycle learning rate and momentum."""
+        lr_max = self.lr if lr_max is None else lr_max
+
+        def hyper(pos: float) -> tuple[float, float]:
+            return (one_cycle_lr(pos, lr_max, div, div_final, pct_start), one_cycle_mom(pos, moms, pct_start))
+
+        return self._fit(n_epoch, hyper, wd)
+
+    def fit(self, n_epoch: int, lr: float | None = None, wd: float | None = None) -> list[dict[str, float]]:
+        """Train `n_epoch` epochs at a constant learning rate."""
+        rate = self.lr if lr is None else lr
+        return self._fit(n_epoch, lambda pos: (rate, 0.9), wd)
+
+    def _fit(
+        self, n_epoch: int, hyper: Callable[[float], tuple[float, float]], wd: float | None
+    ) -> list[dict[str, float]]:
+        if n_epoch < 1:
+            raise CollabkitError(f"n_epoch must be at least 1, got {n_epoch}")
+        wd = self.wd if wd is None else wd
+        self.model.to(self.device)
+        for dl in self.dls.loaders:
+            dl.to(self.device)
+        self.opt = make_adam(self.model, lr=hyper(0)[0], wd=wd)
+        names = ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.metrics), "time"]
+        self._log_row(names, header=True)
+        n_iter = len(self.dls.train)
+        total, step = n_epoch * n_iter, 0
+        new_rows = []
+        for _ in range(n_epoch):
+            start = time.perf_counter()
+            self.model.train()
+            loss_sum, n_seen = torch.zeros((), device=self.device), 0
+            with _progress(self.show_progress, n_iter, f"epoch {self.epoch}") as advance:
+                for xb, yb in self.dls.train:
+                    lr, mom = hyper(step / total)
+                    set_hyper(self.opt, lr, mom)
+                    loss = self.loss_func(self.model(xb), yb)
+                    self.opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.opt.step()
+                    loss_sum += loss.detach() * len(yb)
+                    n_seen += len(yb)
+                    step += 1
+                    advance()
+            train_loss = float(loss_sum) / max(n_seen, 1)
+            if not math.isfinite(train_loss):
+                raise CollabkitError(
+                    f"training diverged in epoch {self.epoch} (loss {train_loss}); try a lower learning rate"
+                )
+            valid = self.validate()
+            row = {
+                "epoch": self.epoch,
+                "train_loss": train_loss,
+                **valid,
+                "time": time.perf_counter() - start,
+            }
+            self.history.append(row)
+            new_rows.append(row)
+            self._log_row([row[n] for n in names])
+            self.epoch += 1
+        return new_rows
+
+    def _log_row(self, values: Sequence[Any], header: bool = False) -> None:
+        if self.log is None:
+            return
+        cells = []
+        for name, v in zip(["epoch", "", "", *["" for _ in self.metrics], "time"], values, strict=False):
+            if header:
+                cells.append(f"{v:<11}")
+            elif name == "epoch":
+                cells.append(f"{int(v):<11d}")
+            elif name == "time":
+                cells.append(_fmt_time(v))
+            else:
+                cells.append(f"{v:<11.6f}")
+        self.log("".join(cells).rstrip())
+
+    # -- evaluation ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _outputs(self, dl: DataLoader) -> tuple[Tensor, Tensor]:
+        was_training = self.model.training
+        self.model.eval()
+        self.model.to(self.device)
+        outs, targs = [], []
+        for i in range(0, dl.n, 65536):
+            outs.append(self.model(dl.x[i : i + 65536].to(self.device)).float())
+            targs.append(dl.y[i : i + 65536].to(self.device))
+        self.model.train(was_training)
+        if not outs:
+            return torch.empty(0), torch.empty(0)
+        return torch.cat(outs), torch.cat(targs)
+
+    def validate(self, dl: DataLoader | None = None) -> dict[str, float]:
+        """valid_loss and each metric on `dl` (the validation set by default)."""
+        dl = self.dls.valid if dl is None else dl
+        if dl.n == 0:
+            return {"valid_loss": float("nan"), **{_metric_name(m): float("nan") for m in self.metrics}}
+        out, y = self._outputs(dl)
+        with torch.inference_mode():
+            res = {"valid_loss": float(self.loss_func(out, y))}
+        for m in self.metrics:
+            res[_metric_name(m)] = float(m(out, y))
+        return res
+
+    def get_preds(self, ds_idx: int = 1, dl: DataLoader | None = None) -> tuple[Tensor, Tensor]:
+        """(predictions, targets) on the validation set (ds_idx=1) or training set (0).
+
+        Predictions are ratings of shape (N,), or for a classifier the level probabilities (N, L).
+        """
+        out, y = self._outputs(self.dls[ds_idx] if dl is None else dl)
+        if isinstance(self.model, RatingClassifier):
+            return out.softmax(dim=1).cpu(), y.cpu()
+        return out.reshape(len(y), -1).squeeze(1).cpu() if len(y) else out, y.cpu()
+
+    def predict(self, rows: pd.DataFrame | Sequence[tuple[Any, Any]]) -> np.ndarray:
+        """Ratings for raw (user, item) pairs: a DataFrame with the user and item columns, or pairs.
+
+        Unknown ids map to the `#na#` index, as fastai's do; use `Recommender` for a strict policy.
+        """
+        if isinstance(rows, pd.DataFrame):
+            users, items = rows[self.dls.user_name], rows[self.dls.item_name]
+        else:
+            pairs = list(rows)
+            users, items = [p[0] for p in pairs], [p[1] for p in pairs]
+        x = self.dls.encode(users, items)
+        dl = DataLoader(x, torch.zeros(len(x)), bs=65536)
+        out, _ = self._outputs(dl)
+        if isinstance(self.model, RatingClassifier):
+            return self.model.expected_rating(out).cpu().numpy()
+        return out.reshape(-1).cpu().numpy()
+
+    # -- persistence -----------------------------------------------------------------------
+    def export(self, path: str) -> str:
+        """Save the model with its vocabularies (built-in models only); see `collabkit.persist`."""
+        from collabkit.persist import save_learner
+
+        return str(save_learner(self, path))
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+class _progress:
+    """A transient progress bar on stderr while an epoch runs (nothing when off or not a terminal)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.total, self.label = total, label
+
+    def __enter__(self) -> Callable[[], None]:
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.bar = Progress(
+            "{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+        )
+        self.bar.start()
+        task = self.bar.add_task(self.label, total=self.total)
+        every = max(1, self.total // 100)
+        count = [0]
+
+        def advance() -> None:
+            count[0] += 1
+            if count[0] % every == 0:
+                self.bar.update(task, completed=count[0])
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def default_metrics(model: nn.Module) -> list[Metric]:
+    """RMSE for rating models; accuracy and expected-rating RMSE for the classifier."""
+    if isinstance(model, RatingClassifier):
+        from collabkit.evaluate import ExpectedRatingRMSE, LevelAccuracy
+
+        levels = model.levels.tolist()
+        return [LevelAccuracy(levels), ExpectedRatingRMSE(levels)]
+    return [rmse]

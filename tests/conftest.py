@@ -1,0 +1,46 @@
+"""Shared fixtures: small rating tables made here with known structure, and the real ML-100k when asked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SHARED_ML_LATEST_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
+
+
+def make_ratings(
+    n_users: int = 60, n_items: int = 40, n: int = 2000, seed: int = 0, k: int = 3
+) -> pd.DataFrame:
+    """Ratings 1..5 from hidden user/item factors plus biases: a table a model can learn."""
+    rng = np.random.default_rng(seed)
+    pairs = rng.choice(n_users * n_items, size=min(n, n_users * n_items), replace=False)
+    users, items = pairs // n_items, pairs % n_items
+    uf, itf = rng.normal(size=(n_users, k)), rng.normal(size=(n_items, k))
+    ib = rng.normal(scale=0.7, size=n_items)
+    score = 3 + (uf[users] * itf[items]).sum(1) * 0.6 + ib[items] + rng.normal(scale=0.2, size=len(users))
+    return pd.DataFrame(
+        {
+            "user": users + 1,
+            "item": items + 100,
+            "rating": np.clip(np.round(score), 1, 5).astype("float32"),
+            "timestamp": rng.integers(800_000_000, 900_000_000, size=len(users)),
+        }
+    )
+
+
+@pytest.fixture
+def ratings() -> pd.DataFrame:
+    return make_ratings()
+
+
+@pytest.fixture(scope="session")
+def ml100k(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The real ML-100k (GroupLens, or the offline copy from PyPI), loaded once per session."""
+    from collabkit.data.datasets import load_movielens
+
+    home = os.environ.get("COLLABKIT_HOME") or str(tmp_path_factory.mktemp("collabkit-home"))
+    return load_movielens("ml-100k", cache_dir=home, progress=False)
