@@ -64,9 +64,7 @@ class CollabNN(Module):
     def __init__(self, user_sz, item_sz, y_range=(0, 5.5), n_act=100):
         self.user_factors = Embedding(*user_sz)
         self.item_factors = Embedding(*item_sz)
-        self.layers = nn.Sequential(
-            nn.Linear(user_sz[1] + item_sz[1], n_act), nn.ReLU(), nn.Linear(n_act, 1)
-        )
+        self.layers = nn.Sequential(nn.Linear(user_sz[1] + item_sz[1], n_act), nn.ReLU(), nn.Linear(n_act, 1))
         self.y_range = y_range
 
     def forward(self, x):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,17 @@ def _guess_sep(path: Path) -> str:
     return ","
 
 
+def _first_ragged_line(path: Path, sep: str) -> tuple[int | None, int, int]:
+    """(line number, fields expected, fields found) of the first row whose width differs from line 1."""
+    with path.open("r", encoding="utf-8", errors="replace") as f:
+        want = len(f.readline().rstrip("\r\n").split(sep))
+        for number, text in enumerate(f, start=2):
+            saw = len(text.rstrip("\r\n").split(sep))
+            if saw != want:
+                return number, want, saw
+    return None, want, want
+
+
 def read_table(
     source: TableSource, *, sep: str | None = None, header: bool = True
 ) -> tuple[pd.DataFrame, str | None, int]:
@@ -44,15 +57,25 @@ def read_table(
             raise DataError(f"not a readable Parquet file ({e})", path=path) from e
     sep = sep or _guess_sep(path)
     try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            header=0 if header else None,
-            engine="python" if len(sep) > 1 else "c",
-            dtype=str,
-            keep_default_na=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # pandas drops extra fields otherwise
+            frame = pd.read_csv(
+                path,
+                sep=sep,
+                header=0 if header else None,
+                engine="python" if len(sep) > 1 else "c",
+                dtype=str,
+                keep_default_na=False,
+                index_col=False,
+            )
+    except pd.errors.ParserWarning as e:
+        line, want, saw = _first_ragged_line(path, sep)
+        raise DataError(f"expected {want} fields, found {saw}", path=path, line=line) from e
     except pd.errors.ParserError as e:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if found:
+            want, line, saw = (int(g) for g in found.groups())
+            raise DataError(f"expected {want} fields, found {saw}", path=path, line=line) from e
         raise DataError(f"cannot parse as a {sep!r}-separated table: {e}", path=path) from e
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from e
@@ -85,6 +108,16 @@ def _numeric(
             column=column,
         )
     return num
+
+
+def _ids_as_ints(values: pd.Series) -> pd.Series:
+    """Ids read from text become integers when every one is a plain integer ("42", not "007")."""
+    text = values.astype(str).str.strip()
+    as_int = pd.to_numeric(text, errors="coerce")
+    if as_int.isna().any() or (as_int != np.floor(as_int)).any():
+        return values
+    ints = as_int.astype("int64")
+    return ints if (ints.astype(str) == text).all() else values
 
 
 def _require_columns(frame: pd.DataFrame, names: list[str], path: str | None) -> None:
@@ -124,10 +157,8 @@ def read_ratings(
         if empty.any():
             pos = int(np.flatnonzero(empty)[0])
             raise DataError(f"empty {name} id", path=path, line=first + pos if path else None, column=col)
-        if values.dtype == object and path is not None:
-            as_int = pd.to_numeric(values, errors="coerce")
-            if as_int.notna().all() and (as_int == np.floor(as_int)).all():
-                values = as_int.astype("int64")  # numeric ids read from text stay numbers
+        if path is not None and not pd.api.types.is_numeric_dtype(values):
+            values = _ids_as_ints(values)
         out[name] = values.to_numpy()
     out["rating"] = _numeric(frame, rating, path, first).astype("float32").to_numpy()
     if timestamp:

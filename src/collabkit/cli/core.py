@@ -1,69 +1,31 @@
-"""The `collabkit` command: each subcommand parses options and calls the library."""
+"""`collabkit train | evaluate | crossval | predict`: each parses options and calls the library."""
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from collabkit.errors import CollabkitError
-
-app = typer.Typer(
-    help="Collaborative filtering on PyTorch: train, evaluate and use recommendation models.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from collabkit.cli.app import (
+    Cutoff,
+    DataOpt,
+    FoldOpt,
+    ItemCol,
+    JsonOpt,
+    KOpt,
+    LastN,
+    RatingCol,
+    SeedOpt,
+    SplitOpt,
+    TimeCol,
+    UserCol,
+    ValidPct,
+    app,
+    clean_errors,
+    emit,
 )
-
-
-@contextmanager
-def _clean_errors() -> Iterator[None]:
-    """Bad input ends in one line on stderr and exit status 2, never a traceback."""
-    try:
-        yield
-    except CollabkitError as e:
-        typer.echo(f"collabkit: error: {e}", err=True)
-        raise typer.Exit(2) from None
-    except FileNotFoundError as e:
-        typer.echo(f"collabkit: error: {e.filename}: file not found", err=True)
-        raise typer.Exit(2) from None
-
-
-def _emit(result: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(result, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
-# Options shared by the commands that read a table.
-DataOpt = Annotated[
-    str, typer.Option("--data", help="A MovieLens name (ml-100k, ml-1m, ...) or a CSV/TSV/Parquet path.")
-]
-UserCol = Annotated[str, typer.Option("--user-col", help="User column of a file.")]
-ItemCol = Annotated[str, typer.Option("--item-col", help="Item column of a file.")]
-RatingCol = Annotated[str, typer.Option("--rating-col", help="Rating column of a file.")]
-TimeCol = Annotated[
-    str | None, typer.Option("--timestamp-col", help="Timestamp column of a file (time splits).")
-]
-SplitOpt = Annotated[
-    str,
-    typer.Option(
-        "--split", help="random | u1..u5 | ua | ub (ML-100k) | kfold | last (per user) | time (cut-off)."
-    ),
-]
-ValidPct = Annotated[float, typer.Option("--valid-pct", help="Share held out by random and time splits.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for the split, initialisation and shuffling.")]
-FoldOpt = Annotated[int, typer.Option("--fold", help="Which fold is held out, with --split kfold.")]
-KOpt = Annotated[int, typer.Option("--k", help="Number of folds, with --split kfold.")]
-LastN = Annotated[int, typer.Option("--last-n", help="Ratings per user held out, with --split last.")]
-Cutoff = Annotated[
-    float | None, typer.Option("--cutoff", help="Timestamp from which ratings are held out (--split time).")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
+from collabkit.errors import CollabkitError
 
 
 def _load(data: str, user_col: str, item_col: str, rating_col: str, timestamp_col: str | None, quiet: bool):  # noqa: ANN202
@@ -108,7 +70,7 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model on a split of the data, print the epoch table, and save it to --out."""
-    with _clean_errors():
+    with clean_errors():
         from collabkit.train.recipes import train_model
 
         log = None if quiet else (lambda s: typer.echo(s, err=as_json))
@@ -136,7 +98,7 @@ def train(
                 f"saved {result['model']} model to {result['out']} "
                 f"(validation MSE {result['valid']['mse']:.4f})"
             )
-        _emit(result, as_json)
+        emit(result, as_json)
 
 
 def _parse_layers(text: str) -> list[int]:
@@ -167,7 +129,7 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Rating error (MSE, RMSE, MAE; classifier accuracy) of a saved model on a split's held-out rows."""
-    with _clean_errors():
+    with clean_errors():
         from collabkit.train.recipes import evaluate_saved
 
         table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
@@ -183,7 +145,7 @@ def evaluate(
             typer.echo("  ".join(f"{key} {val:.4f}" for key, val in result["metrics"].items()))
             if result["unknown"]:
                 typer.echo(f"{result['unknown']} held-out rows have a user or item the model never saw")
-        _emit(result, as_json)
+        emit(result, as_json)
 
 
 @app.command()
@@ -210,7 +172,7 @@ def crossval(
     as_json: JsonOpt = False,
 ) -> None:
     """Train and evaluate on each fold; report every fold and the mean and standard deviation."""
-    with _clean_errors():
+    with clean_errors():
         from collabkit.evaluate import summarize_folds
         from collabkit.train.recipes import train_model
 
@@ -252,7 +214,7 @@ def crossval(
             typer.echo(
                 "mean    " + "  ".join(f"{m} {s['mean']:.4f} ± {s['std']:.4f}" for m, s in summary.items())
             )
-        _emit({"model": model, "folds": results, "summary": summary}, as_json)
+        emit({"model": model, "folds": results, "summary": summary}, as_json)
 
 
 @app.command()
@@ -263,7 +225,7 @@ def predict(
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted ratings for (user, item) pairs given as raw ids."""
-    with _clean_errors():
+    with clean_errors():
         from collabkit.recommend import Recommender
 
         if len(user) != len(item):
@@ -276,15 +238,7 @@ def predict(
             {"user": u, "item": i, "rating": float(p)} for u, i, p in zip(users, items, preds, strict=True)
         ]
         if as_json:
-            _emit({"predictions": rows}, True)
+            emit({"predictions": rows}, True)
         else:
             for r in rows:
                 typer.echo(f"{r['user']}\t{r['item']}\t{r['rating']:.3f}")
-
-
-def main() -> None:  # pragma: no cover - console entry
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

@@ -1,0 +1,104 @@
+"""Saving: identical predictions after a round trip, atomic replacement, clear errors on damage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from collabkit import CollabDataLoaders, CollabkitError, Recommender, collab_learner, load_model, set_seed
+
+
+@pytest.mark.parametrize("name", ["dot", "dotbias", "nn", "classifier"])
+def test_save_load_gives_identical_predictions(ratings: pd.DataFrame, tmp_path: Path, name: str) -> None:
+    set_seed(1)
+    dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
+    learn = collab_learner(dls, model=name, n_factors=6, y_range=(0, 5.5), log=None)
+    learn.fit_one_cycle(1, 5e-3)
+    out = learn.export(str(tmp_path / "m"))
+    assert sorted(p.name for p in Path(out).iterdir()) == [
+        "config.json",
+        "train.safetensors",
+        "vocab.json",
+        "weights.safetensors",
+    ]
+    rec = Recommender.load(out)
+    rows = ratings.iloc[dls.valid_rows[:50]]
+    before = learn.predict(rows)
+    after = rec.predict(rows["user"].tolist(), rows["item"].tolist())
+    np.testing.assert_array_equal(before, after)
+    saved = load_model(out)
+    assert saved.users.to_list() == dls.user_vocab.to_list()
+    assert torch.equal(saved.train_x, dls.train.x)
+
+
+def test_no_pickle_in_the_folder(ratings: pd.DataFrame, tmp_path: Path) -> None:
+    dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
+    learn = collab_learner(dls, n_factors=4, y_range=(0, 5.5), log=None)
+    learn.fit(1, 1e-3)
+    out = Path(learn.export(str(tmp_path / "m")))
+    config = json.loads((out / "config.json").read_text())
+    assert config["format_version"] == 1 and config["model"]["model"] == "dotbias"
+    for f in out.glob("*.safetensors"):
+        header_len = int.from_bytes(f.read_bytes()[:8], "little")  # safetensors: u64 length, JSON header
+        json.loads(f.read_bytes()[8 : 8 + header_len])
+    json.loads((out / "vocab.json").read_text())
+
+
+def test_failed_save_keeps_the_old_model(
+    ratings: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
+    learn = collab_learner(dls, n_factors=4, y_range=(0, 5.5), log=None)
+    learn.fit(1, 1e-3)
+    out = Path(learn.export(str(tmp_path / "m")))
+    old_weights = (out / "weights.safetensors").read_bytes()
+
+    import collabkit.persist as persist
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(persist, "_write_json", boom)
+    learn.fit(1, 1e-2)
+    with pytest.raises(OSError, match="disk full"):
+        learn.export(str(out))
+    assert (out / "weights.safetensors").read_bytes() == old_weights
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path: Path, ratings: pd.DataFrame) -> None:
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("do not lose me")
+    dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
+    learn = collab_learner(dls, n_factors=4, y_range=(0, 5.5), log=None)
+    with pytest.raises(CollabkitError, match="not a collabkit model folder"):
+        learn.export(str(precious))
+    assert (precious / "thesis.txt").read_text() == "do not lose me"
+
+
+def test_damaged_or_missing_files_are_named(ratings: pd.DataFrame, tmp_path: Path) -> None:
+    dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
+    out = Path(collab_learner(dls, n_factors=4, log=None).export(str(tmp_path / "m")))
+    (out / "weights.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CollabkitError, match="damaged weights"):
+        load_model(out)
+    (out / "vocab.json").unlink()
+    with pytest.raises(CollabkitError, match="vocab.json: missing"):
+        load_model(out)
+    with pytest.raises(CollabkitError, match="no model folder"):
+        load_model(tmp_path / "nothing")
+
+
+def test_own_module_cannot_export_and_says_why(ratings: pd.DataFrame, tmp_path: Path) -> None:
+    from collabkit import DotProduct, Learner
+
+    dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
+    learn = Learner(dls, DotProduct(dls.n_users, dls.n_items, 4), log=None)
+    with pytest.raises(CollabkitError, match="state_dict"):
+        learn.export(str(tmp_path / "x"))

@@ -1,0 +1,75 @@
+"""Reading any ratings table: columns by name, and bad cells reported by file, line and column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from collabkit import CollabDataLoaders, DataError, read_ratings
+
+
+def test_csv_with_named_columns(tmp_path: Path) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text("who,what,stars,when\n1,a,4.5,10\n2,b,3,11\n")
+    t = read_ratings(f, user="who", item="what", rating="stars", timestamp="when")
+    assert list(t.columns) == ["user", "item", "rating", "timestamp"]
+    assert t["user"].tolist() == [1, 2] and t["item"].tolist() == ["a", "b"]
+    assert t["rating"].dtype == "float32" and t["timestamp"].tolist() == [10, 11]
+
+
+def test_tsv_and_parquet(tmp_path: Path) -> None:
+    f = tmp_path / "r.tsv"
+    f.write_text("user\titem\trating\n1\t2\t3\n")
+    assert read_ratings(f)["rating"].tolist() == [3.0]
+    p = tmp_path / "r.parquet"
+    pd.DataFrame({"u": [1], "i": [2], "r": [4.0]}).to_parquet(p)
+    assert read_ratings(p, user="u", item="i", rating="r")["rating"].tolist() == [4.0]
+
+
+def test_bad_rating_names_file_line_column(tmp_path: Path) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text("user,item,rating\n1,2,4\n1,3,four\n")
+    with pytest.raises(DataError) as e:
+        read_ratings(f)
+    assert str(e.value) == f"{f}, line 3, column 'rating': 'four' is not a finite number"
+
+
+def test_missing_column_lists_what_is_there(tmp_path: Path) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text("user,movie,rating\n1,2,4\n")
+    with pytest.raises(DataError, match="no column 'item'; the table has: user, movie, rating"):
+        read_ratings(f)
+
+
+def test_empty_id_and_ragged_row(tmp_path: Path) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text("user,item,rating\n1,2,4\n,3,5\n")
+    with pytest.raises(DataError, match="line 3, column 'user': empty user id"):
+        read_ratings(f)
+    g = tmp_path / "g.csv"
+    g.write_text("user,item,rating\n1,2,4,9,9\n")
+    with pytest.raises(DataError) as e:
+        read_ratings(g)
+    assert str(e.value) == f"{g}, line 2: expected 3 fields, found 5"
+    h = tmp_path / "h.csv"
+    h.write_text("user,item,rating\n007,2,4\n")
+    assert read_ratings(h)["user"].tolist() == ["007"]  # not a plain integer: kept as text
+
+
+def test_from_df_uses_fastai_column_defaults(ratings: pd.DataFrame) -> None:
+    table = ratings.rename(columns={"user": "u", "item": "movie", "rating": "r"})
+    dls = CollabDataLoaders.from_df(table, bs=32, seed=0)
+    assert (dls.user_name, dls.item_name, dls.rating_name) == ("u", "movie", "r")
+    x, y = dls.one_batch()
+    assert x.shape == (32, 2) and y.shape == (32,) and x.dtype.is_floating_point is False
+    assert dls.classes["movie"].o2i[dls.classes["movie"][3]] == 3
+    shown = dls.show_batch(4, show=False)
+    assert list(shown.columns) == ["u", "movie", "r"] and len(shown) == 4
+
+
+def test_from_df_rejects_non_numeric_ratings() -> None:
+    df = pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [4, "x"]})
+    with pytest.raises(DataError, match="rating 'x' in row 1"):
+        CollabDataLoaders.from_df(df)
