@@ -46,6 +46,24 @@ class SavedModel:
     item_titles: dict[Any, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def item_counts(self) -> Tensor:
+        """(n_items,) number of training ratings of each item index."""
+        return torch.bincount(self.train_x[:, 1], minlength=len(self.items))
+
+    def user_counts(self) -> Tensor:
+        """(n_users,) number of training ratings of each user index."""
+        return torch.bincount(self.train_x[:, 0], minlength=len(self.users))
+
+    def item_means(self) -> Tensor:
+        """(n_items,) mean training rating of each item index (NaN for an item with none)."""
+        sums = torch.bincount(self.train_x[:, 1], weights=self.train_y.double(), minlength=len(self.items))
+        return (sums / self.item_counts()).float()
+
+    def user_means(self) -> Tensor:
+        """(n_users,) mean training rating of each user index (NaN for a user with none)."""
+        sums = torch.bincount(self.train_x[:, 0], weights=self.train_y.double(), minlength=len(self.users))
+        return (sums / self.user_counts()).float()
+
 
 def _json_default(o: Any) -> Any:
     if hasattr(o, "item"):

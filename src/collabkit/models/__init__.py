@@ -83,6 +83,30 @@ def build_model(config: ModelConfig) -> nn.Module:
     return RatingClassifier(c.embedding_sizes(), c.levels, c.layers, ps=c.ps, embed_p=c.embed_p)
 
 
+def factor_tables(model: nn.Module) -> tuple[Tensor, Tensor]:
+    """(user factors (n_users, k), item factors (n_items, k)) of a built-in model, detached.
+
+    For the deep models these are the embedding tables (their widths may differ between users and
+    items); for the dot models, the factors whose dot product makes the rating.
+    """
+    if isinstance(model, EmbeddingDotBias):
+        return model.u_weight.weight.detach(), model.i_weight.weight.detach()
+    if isinstance(model, DotProduct):
+        return model.user_factors.weight.detach(), model.item_factors.weight.detach()
+    if isinstance(model, EmbeddingNN):
+        return model.embeds[0].weight.detach(), model.embeds[1].weight.detach()
+    raise CollabkitError(
+        f"{type(model).__name__} is not a built-in collabkit model; it has no known factor tables"
+    )
+
+
+def bias_tables(model: nn.Module) -> tuple[Tensor, Tensor] | None:
+    """(user biases (n_users,), item biases (n_items,)) of a bias model, or None for other models."""
+    if isinstance(model, EmbeddingDotBias):
+        return model.u_bias.weight.detach().squeeze(1), model.i_bias.weight.detach().squeeze(1)
+    return None
+
+
 def predict_ratings(model: nn.Module, x: Tensor) -> Tensor:
     """(B,) ratings from any model: the classifier's expectation, or the model's output flattened."""
     out = model(x)
@@ -102,8 +126,10 @@ __all__ = [
     "Module",
     "RatingClassifier",
     "RatingCrossEntropy",
+    "bias_tables",
     "build_model",
     "check_model_name",
+    "factor_tables",
     "get_emb_sz",
     "predict_ratings",
     "sigmoid_range",
