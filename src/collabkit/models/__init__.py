@@ -94,7 +94,9 @@ def factor_tables(model: nn.Module) -> tuple[Tensor, Tensor]:
     if isinstance(model, DotProduct):
         return model.user_factors.weight.detach(), model.item_factors.weight.detach()
     if isinstance(model, EmbeddingNN):
-        return model.embeds[0].weight.detach(), model.embeds[1].weight.detach()
+        user_emb, item_emb = model.embeds[0], model.embeds[1]
+        assert isinstance(user_emb, nn.Embedding) and isinstance(item_emb, nn.Embedding)
+        return user_emb.weight.detach(), item_emb.weight.detach()
     raise CollabkitError(
         f"{type(model).__name__} is not a built-in collabkit model; it has no known factor tables"
     )

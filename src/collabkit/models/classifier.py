@@ -17,6 +17,8 @@ class RatingClassifier(EmbeddingNN):
     proper loss; collabkit uses cross-entropy on the logits (`RatingCrossEntropy`).
     """
 
+    levels: Tensor  # (L,) buffer: the rating of each class
+
     def __init__(
         self,
         emb_szs: Sequence[tuple[int, int]],
@@ -39,6 +41,8 @@ class RatingClassifier(EmbeddingNN):
 
 class RatingCrossEntropy(nn.Module):
     """Cross-entropy of a RatingClassifier's logits against ratings (mapped to level indices)."""
+
+    levels: Tensor
 
     def __init__(self, levels: Sequence[float]) -> None:
         super().__init__()

@@ -13,7 +13,7 @@ class _PreInitMeta(type(nn.Module)):  # type: ignore[misc]
     """Runs nn.Module.__init__ before the subclass's __init__, as fastai's Module does."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        obj = cls.__new__(cls)
+        obj: Any = cls.__new__(cls)
         nn.Module.__init__(obj)
         obj.__init__(*args, **kwargs)
         return obj

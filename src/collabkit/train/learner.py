@@ -208,6 +208,8 @@ class Learner:
 
         Unknown ids map to the `#na#` index, as fastai's do; use `Recommender` for a strict policy.
         """
+        users: Any
+        items: Any
         if isinstance(rows, pd.DataFrame):
             users, items = rows[self.dls.user_name], rows[self.dls.item_name]
         else:

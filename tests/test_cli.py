@@ -1,0 +1,153 @@
+"""The command through Typer's test runner: train, evaluate, crossval, predict, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from collabkit.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def ratings_csv(tmp_path: Path, ratings: pd.DataFrame) -> Path:
+    path = tmp_path / "ratings.csv"
+    ratings.to_csv(path, index=False)
+    return path
+
+
+def _train(ratings_csv: Path, out: Path, *extra: str) -> dict:
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(ratings_csv),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--bs",
+            "128",
+            "--json",
+            *extra,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("model", ["dot", "dotbias", "nn", "classifier"])
+def test_train_every_model_json(ratings_csv: Path, tmp_path: Path, model: str) -> None:
+    res = _train(ratings_csv, tmp_path / model, "--model", model, "--factors", "8", "--layers", "16,8")
+    assert res["model"] == model and res["out"] == str(tmp_path / model)
+    assert len(res["epochs"]) == 2 and all(e["time"] > 0 for e in res["epochs"])
+    assert res["n_train"] + res["n_valid"] == 2000 and res["n_valid"] == 400
+    assert 0 < res["valid"]["mse"] < 5
+    assert (tmp_path / model / "weights.safetensors").exists()
+    if model == "classifier":
+        assert 0 <= res["valid"]["accuracy"] <= 1
+
+
+def test_train_prints_epoch_table(ratings_csv: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["train", "--data", str(ratings_csv), "--out", str(tmp_path / "m"), "--epochs", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["epoch", "train_loss", "valid_loss", "rmse", "time"]
+    assert lines[-1].startswith(f"saved dotbias model to {tmp_path / 'm'}")
+
+
+def test_evaluate_matches_training_split(ratings_csv: Path, tmp_path: Path) -> None:
+    trained = _train(ratings_csv, tmp_path / "m")
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "m"), "--data", str(ratings_csv), "--json"])
+    assert result.exit_code == 0, result.output
+    res = json.loads(result.stdout)
+    assert res["n"] == 400 and res["unknown"] == 0
+    assert res["metrics"]["mse"] == pytest.approx(trained["valid"]["mse"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "split",
+    [
+        ["--split", "kfold", "--k", "4", "--fold", "1"],
+        ["--split", "last", "--last-n", "2"],
+        ["--split", "time"],
+    ],
+)
+def test_train_with_other_splits(ratings_csv: Path, tmp_path: Path, split: list[str]) -> None:
+    res = _train(ratings_csv, tmp_path / "m", "--timestamp-col", "timestamp", *split)
+    assert res["split"] == split[1] and res["n_valid"] > 0
+
+
+def test_crossval_reports_mean_and_spread(ratings_csv: Path) -> None:
+    result = runner.invoke(
+        app, ["crossval", "--data", str(ratings_csv), "--k", "3", "--epochs", "1", "--bs", "256", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    res = json.loads(result.stdout)
+    assert [f["fold"] for f in res["folds"]] == ["kfold0", "kfold1", "kfold2"]
+    mses = [f["mse"] for f in res["folds"]]
+    assert res["summary"]["mse"]["mean"] == pytest.approx(sum(mses) / 3)
+    assert res["summary"]["mse"]["std"] > 0
+
+
+def test_predict_by_raw_ids(ratings_csv: Path, tmp_path: Path, ratings: pd.DataFrame) -> None:
+    _train(ratings_csv, tmp_path / "m")
+    u, i = ratings.iloc[0][["user", "item"]]
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "m"), "--user", str(int(u)), "--item", str(int(i)), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    pred = json.loads(result.stdout)["predictions"][0]
+    assert pred["user"] == int(u) and 0 < pred["rating"] < 5.5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "ml-99k", "--out", "x"], "unknown dataset 'ml-99k'"),
+        (
+            ["train", "--data", "{csv}", "--out", "x", "--model", "dott"],
+            "unknown model 'dott'; expected one of: dot, dotbias",
+        ),
+        (["train", "--data", "{csv}", "--out", "x", "--split", "u7"], "unknown split 'u7'"),
+        (["train", "--data", "{csv}", "--out", "x", "--layers", "a,b"], "--layers must be comma-separated"),
+        (["train", "--data", "{csv}", "--out", "x", "--device", "cuda:0"], "no CUDA GPU"),
+        (["train", "--data", "{csv}", "--out", "x", "--rating-col", "stars"], "no column 'stars'"),
+        (["predict", "{tmp}/none", "--user", "1", "--item", "2"], "no model folder here"),
+    ],
+)
+def test_bad_input_one_line_exit_2(ratings_csv: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    if args[0] == "train" and "cuda" in args and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a GPU, so cuda:0 is valid input")
+    args = [a.replace("{csv}", str(ratings_csv)).replace("{tmp}", str(tmp_path)) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("collabkit: error: ") and message in err[0], result.stderr
+    assert not (tmp_path / "x").exists() and not Path("x").exists()
+
+
+def test_bad_cell_in_file_is_located(tmp_path: Path) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text("user,item,rating\n1,1,4\n2,1,five\n")
+    result = runner.invoke(app, ["train", "--data", str(f), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        == f"collabkit: error: {f}, line 3, column 'rating': 'five' is not a finite number"
+    )
+    assert not (tmp_path / "m").exists()
+
+
+def test_help_for_every_command() -> None:
+    for cmd in ["train", "evaluate", "crossval", "predict"]:
+        result = runner.invoke(app, [cmd, "--help"])
+        assert result.exit_code == 0 and "--json" in result.output
