@@ -26,6 +26,7 @@ from collabkit.cli.app import (
     emit,
 )
 from collabkit.errors import CollabkitError
+from collabkit.train import distributed
 
 
 def _load(data: str, user_col: str, item_col: str, rating_col: str, timestamp_col: str | None, quiet: bool):  # noqa: ANN202
@@ -62,6 +63,9 @@ def train(
     last_n: LastN = 1,
     cutoff: Cutoff = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, or cuda:N.")] = "cpu",
+    step: Annotated[
+        str, typer.Option("--step", help="auto | fused (dot models) | autograd: how each training step runs.")
+    ] = "auto",
     user_col: UserCol = "user",
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
@@ -92,13 +96,17 @@ def train(
             device=device,
             out=out,
             log=log,
+            step=step,
         )
-        if not as_json and not quiet:
-            typer.echo(
-                f"saved {result['model']} model to {result['out']} "
-                f"(validation MSE {result['valid']['mse']:.4f})"
-            )
-        emit(result, as_json)
+        main = distributed.is_main()  # only rank 0 reports when torchrun starts several
+        distributed.shutdown()
+        if main:
+            if not as_json and not quiet:
+                typer.echo(
+                    f"saved {result['model']} model to {result['out']} "
+                    f"(validation MSE {result['valid']['mse']:.4f})"
+                )
+            emit(result, as_json)
 
 
 def _parse_layers(text: str) -> list[int]:

@@ -49,7 +49,15 @@ class DataLoader:
         return len(self.y)
 
     def __len__(self) -> int:
-        return len(range(self.rank, self._n_batches(), self.world))
+        return len(self._my_batches())
+
+    def _my_batches(self) -> range:
+        """This process's batches: every `world`-th one, the same count in every process (a step
+        waits for all of them), so up to world-1 trailing batches of an epoch are dropped."""
+        nb = self._n_batches()
+        if self.world == 1:
+            return range(nb)
+        return range(self.rank, (nb // self.world) * self.world, self.world)
 
     def _n_batches(self) -> int:
         return self.n // self.bs if self.drop_last else -(-self.n // self.bs)
@@ -63,7 +71,7 @@ class DataLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         xs, ys = self.epoch_tensors()
-        for b in range(self.rank, self._n_batches(), self.world):
+        for b in self._my_batches():
             i = b * self.bs
             yield xs[i : i + self.bs], ys[i : i + self.bs]
 

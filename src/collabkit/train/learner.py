@@ -6,18 +6,21 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from collabkit.data.loaders import CollabDataLoaders, DataLoader
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import rmse
-from collabkit.models import RatingClassifier
+from collabkit.models import DotProduct, EmbeddingDotBias, RatingClassifier
+from collabkit.train.fused import FusedDotTrainer, supports_fused
 from collabkit.train.optim import make_adam, set_hyper
 from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
 
@@ -65,6 +68,7 @@ class Learner:
         device: str | torch.device | None = None,
         show_progress: bool = True,
         log: Callable[[str], None] | None = print,
+        fused: bool | None = None,
     ) -> None:
         self.dls, self.model = dls, model
         self.loss_func = loss_func if loss_func is not None else MSELossFlat()
@@ -77,6 +81,7 @@ class Learner:
         self.history: list[dict[str, float]] = []
         self.opt: torch.optim.Optimizer | None = None
         self.epoch = 0
+        self.fused = fused  # None: the fused step where it applies (built-in dot model, MSE loss)
 
     # -- fitting ---------------------------------------------------------------------------
     def fit_one_cycle(
@@ -111,11 +116,42 @@ class Learner:
         self.model.to(self.device)
         for dl in self.dls.loaders:
             dl.to(self.device)
-        self.opt = make_adam(self.model, lr=hyper(0)[0], wd=wd)
         names = ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.metrics), "time"]
         self._log_row(names, header=True)
+        if _distributed():
+            self.dls.train.shard(dist.get_rank(), dist.get_world_size())
         n_iter = len(self.dls.train)
-        total, step = n_epoch * n_iter, 0
+        total = n_epoch * n_iter
+        fast = self._fused_trainer(hyper, total, wd)
+        if fast is not None:
+            train_step: Callable[[Tensor, Tensor, int], Tensor] = fast.step
+        else:
+            train_model = self.model
+            if _distributed():  # averages gradients across processes in backward
+                train_model = nn.parallel.DistributedDataParallel(self.model)
+            opt = self.opt = make_adam(self.model, lr=hyper(0)[0], wd=wd)
+
+            def train_step(xb: Tensor, yb: Tensor, step: int) -> Tensor:
+                lr, mom = hyper(step / total)
+                set_hyper(opt, lr, mom)
+                loss = self.loss_func(train_model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                return loss.detach()
+
+        with _threads_for_batch(self.dls.bs):
+            return self._epochs(n_epoch, train_step, fast.sync if fast else None, names, n_iter)
+
+    def _epochs(
+        self,
+        n_epoch: int,
+        train_step: Callable[[Tensor, Tensor, int], Tensor],
+        after_epoch: Callable[[], None] | None,
+        names: list[str],
+        n_iter: int,
+    ) -> list[dict[str, float]]:
+        step = 0  # steps taken in this fit
         new_rows = []
         for _ in range(n_epoch):
             start = time.perf_counter()
@@ -123,16 +159,12 @@ class Learner:
             loss_sum, n_seen = torch.zeros((), device=self.device), 0
             with _progress(self.show_progress, n_iter, f"epoch {self.epoch}") as advance:
                 for xb, yb in self.dls.train:
-                    lr, mom = hyper(step / total)
-                    set_hyper(self.opt, lr, mom)
-                    loss = self.loss_func(self.model(xb), yb)
-                    self.opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.opt.step()
-                    loss_sum += loss.detach() * len(yb)
+                    loss_sum += train_step(xb, yb, step) * len(yb)
                     n_seen += len(yb)
                     step += 1
                     advance()
+            if after_epoch is not None:
+                after_epoch()
             train_loss = float(loss_sum) / max(n_seen, 1)
             if not math.isfinite(train_loss):
                 raise CollabkitError(
@@ -150,6 +182,22 @@ class Learner:
             self._log_row([row[n] for n in names])
             self.epoch += 1
         return new_rows
+
+    def _fused_trainer(
+        self, hyper: Callable[[float], tuple[float, float]], total: int, wd: float
+    ) -> FusedDotTrainer | None:
+        """The fused step for this fit, or None where the general autograd loop must run."""
+        plain_mse = isinstance(self.loss_func, MSELossFlat)
+        eligible = supports_fused(self.model) and plain_mse
+        if self.fused is False or not eligible:
+            if self.fused:
+                raise CollabkitError(
+                    "fused=True needs a built-in dot model (dot, dotbias) trained with MSELossFlat"
+                )
+            return None
+        schedule = [hyper(i / total) for i in range(total)]
+        assert isinstance(self.model, (EmbeddingDotBias, DotProduct))
+        return FusedDotTrainer(self.model, [lr for lr, _ in schedule], [mom for _, mom in schedule], wd)
 
     def _log_row(self, values: Sequence[Any], header: bool = False) -> None:
         if self.log is None:
@@ -228,6 +276,29 @@ class Learner:
         from collabkit.persist import save_learner
 
         return str(save_learner(self, path))
+
+
+SMALL_BATCH = 4096  # below this, one thread per step beats two: the work is smaller than the hand-off
+
+
+@contextmanager
+def _threads_for_batch(bs: int) -> Iterator[None]:
+    """One intra-op thread while training on small batches, the machine's default otherwise.
+
+    A step at bs 64 is a few dozen tiny kernels; splitting each across threads costs more than it
+    saves, and on a busy machine a kernel waiting for a descheduled thread stalls for milliseconds.
+    """
+    before = torch.get_num_threads()
+    if bs < SMALL_BATCH and before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _model_device(model: nn.Module) -> torch.device:

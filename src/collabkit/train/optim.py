@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,7 +35,17 @@ def make_adam(
     decay = [p for p in params if id(p) not in skip]
     plain = [p for p in params if id(p) in skip]
     groups = [{"params": decay, "weight_decay": wd}, {"params": plain, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, sqr_mom), eps=eps)
+    return make_fused_adamw([g for g in groups if g["params"]], lr=lr, wd=wd, eps=eps, sqr_mom=sqr_mom)
+
+
+def make_fused_adamw(
+    params: Any, lr: float, wd: float, eps: float = 1e-5, sqr_mom: float = 0.99
+) -> torch.optim.AdamW:
+    """torch's AdamW with the fused kernel (one pass over each tensor) where the device has it."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, betas=(0.9, sqr_mom), eps=eps, weight_decay=wd, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype the fused kernel does not support
+        return torch.optim.AdamW(params, lr=lr, betas=(0.9, sqr_mom), eps=eps, weight_decay=wd)
 
 
 def set_hyper(

@@ -17,7 +17,10 @@ from collabkit.data.splits import make_split
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import evaluate_model
 from collabkit.models import check_model_name
+from collabkit.train import distributed
 from collabkit.train.learner import set_seed
+
+STEP_KINDS = ("auto", "fused", "autograd")
 
 
 def resolve_device(device: str) -> str:
@@ -50,10 +53,19 @@ def train_model(
     device: str = "cpu",
     out: str | Path | None = None,
     log: Callable[[str], None] | None = print,
+    step: str = "auto",
 ) -> dict[str, Any]:
-    """Train `model` with one-cycle on a split of `data`, evaluate it, save it to `out` if given."""
+    """Train `model` with one-cycle on a split of `data`, evaluate it, save it to `out` if given.
+
+    `step`: "fused" (the hand-written step of the dot models), "autograd" (the general loop), or
+    "auto" (fused where it applies).
+    """
+    if step not in STEP_KINDS:
+        raise CollabkitError(f"unknown step {step!r}; expected one of: {', '.join(STEP_KINDS)}")
     check_model_name(model)
-    device = resolve_device(device)
+    device = distributed.init_from_env(resolve_device(device))
+    main = distributed.is_main()
+    log = log if main else None
     set_seed(seed)
     dls = CollabDataLoaders.from_df(
         data,
@@ -75,6 +87,7 @@ def train_model(
         device=device,
         log=log,
         show_progress=log is not None,
+        fused={"auto": None, "fused": True, "autograd": False}[step],
     )
     start = time.perf_counter()
     learn.fit_one_cycle(epochs, lr, wd=wd)
@@ -102,9 +115,10 @@ def train_model(
             "seed": seed,
             "device": device,
         },
+        "world_size": distributed.world_size(),
         "out": None,
     }
-    if out is not None:
+    if out is not None and main:
         from collabkit.persist import save_learner
 
         result["out"] = str(save_learner(learn, out, meta={k: v for k, v in result.items() if k != "out"}))

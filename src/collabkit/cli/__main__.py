@@ -1,0 +1,5 @@
+"""`python -m collabkit.cli` (what `torchrun -m collabkit.cli train ...` runs)."""
+
+from collabkit.cli import app
+
+app(prog_name="collabkit")

@@ -1,0 +1,257 @@
+"""One self-contained HTML page on what a trained model learned, with its embedding map as PNG and SVG.
+
+The page has no external assets and no JavaScript: the map is embedded as a base64 PNG, so the file
+can be mailed or archived alone. All text from the data (titles, ids) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from collabkit.interpret import Interpretation, interpret_model, plot_embedding_map
+from collabkit.persist import SavedModel
+
+
+@dataclass
+class ReportFiles:
+    """Where `write_report` wrote the page and the map (png and svg are None when there is no map)."""
+
+    html: Path
+    png: Path | None
+    svg: Path | None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {k: None if v is None else str(v) for k, v in vars(self).items()}
+
+
+def write_report(
+    saved: SavedModel,
+    out_dir: str | Path,
+    *,
+    n: int = 5,
+    min_count: int = 0,
+    items: Sequence[Any] | None = None,
+    top: int = 1000,
+    n_plot: int = 50,
+    source: str | Path | None = None,
+    interpretation: Interpretation | None = None,
+) -> ReportFiles:
+    """Write `report.html`, `embedding_map.png` and `embedding_map.svg` into `out_dir`.
+
+    Args:
+        n: rows in each bias table (lowest and highest).
+        min_count: leave out items and users with fewer training ratings (their estimates are noisy).
+        items: raw ids or titles whose neighbours to show (default: the 3 most rated).
+        top: map the `top` most rated items (the chapter maps 1000), and plot the `n_plot` most rated.
+        source: the model folder, to name it on the page.
+        interpretation: tables already computed by `interpret_model` with the same settings.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    it = interpretation or interpret_model(saved, n=n, min_count=min_count, items=items, top=top)
+    png = svg = None
+    if it.embedding is not None and len(it.embedding.components) >= 2:
+        png, svg = plot_embedding_map(it.embedding, out / "embedding_map", n=n_plot)
+    page = _page(saved, it, png, source, n_plot)
+    path = out / "report.html"
+    tmp = path.with_name(".report.html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return ReportFiles(path, png, svg)
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+_CSS = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1a1a1a;
+       max-width: 1100px; margin: 2em auto; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+.sub, .why { color: #555; } .why { max-width: 70em; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.92em; }
+th, td { padding: 0.25em 0.7em; text-align: left; border-bottom: 1px solid #eee; vertical-align: top; }
+th { background: #f5f5f5; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.pair { display: flex; flex-wrap: wrap; gap: 2em; } .pair > div { flex: 1 1 420px; }
+img { max-width: 100%; border: 1px solid #eee; } .note { color: #8a3b12; }
+"""
+
+
+def _page(saved: SavedModel, it: Interpretation, png: Path | None, source: Any, n_plot: int) -> str:
+    meta = saved.meta or {}
+    name = f"{it.model} model" + (f" on {meta['data']}" if meta.get("data") else "")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(name)}: what it learned</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>What the {_e(name)} learned</h1>",
+        f'<p class="sub">{_e(source or "")} · written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC '
+        "by collabkit</p>",
+    ]
+    parts += _summary(saved, meta)
+    parts += _biases(it)
+    parts += _embedding(it, png, n_plot)
+    parts += _neighbours(it)
+    parts += _example(it)
+    if it.notes:
+        parts.append("<h2>Notes</h2><ul>")
+        parts += [f'<li class="note">{_e(note)}</li>' for note in it.notes]
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _summary(saved: SavedModel, meta: dict[str, Any]) -> list[str]:
+    c = saved.config
+    rows: list[tuple[str, Any]] = [
+        ("model", c.model),
+        ("users", len(saved.users) - 1),
+        ("items", len(saved.items) - 1),
+        ("training ratings", len(saved.train_y)),
+    ]
+    if c.model in ("dot", "dotbias"):
+        rows.append(("factors", c.n_factors))
+    else:
+        rows += [("embedding sizes", c.embedding_sizes()), ("hidden layers", c.layers)]
+    rows.append(("output range", c.y_range if c.model != "classifier" else f"levels {c.levels}"))
+    for key in ("data", "source", "split", "n_train", "n_valid"):
+        if key in meta:
+            rows.append((key.replace("_", " "), meta[key]))
+    for key, val in (meta.get("valid") or {}).items():
+        if key != "n":
+            rows.append((f"validation {key}", val))
+    if "fit_seconds" in meta:
+        rows.append(("training time (s)", meta["fit_seconds"]))
+    irrelevant = {"layers"} if c.model in ("dot", "dotbias") else {"n_factors"}
+    for key, val in (meta.get("settings") or {}).items():
+        if val is not None and key not in irrelevant:
+            rows.append((f"setting: {key}", val))
+    out = ["<h2>Model</h2>", _table(pd.DataFrame(rows, columns=["", "value"]))]
+    epochs = meta.get("epochs") or meta.get("history")
+    if epochs:
+        out += ["<p>Training, epoch by epoch:</p>", _table(pd.DataFrame(epochs))]
+    return out
+
+
+def _biases(it: Interpretation) -> list[str]:
+    out = ["<h2>Biases</h2>"]
+    if it.item_biases is None or it.user_biases is None:
+        return [*out, '<p class="note">This model has no biases (only a dotbias model has them).</p>']
+    out.append(
+        "<p class=\"why\">An item's bias is what the model adds to its rating whatever the user's "
+        "tastes. A low bias means that even people whose tastes match the item tend to rate it lower "
+        "than the factors predict; a high bias, that people like it beyond the kinds of item they "
+        "usually enjoy. Items with few ratings have noisy biases.</p>"
+    )
+    for label, table in (("Items", it.item_biases), ("Users", it.user_biases)):
+        out.append('<div class="pair">')
+        for side in ("lowest", "highest"):
+            rows = table[table["side"] == side].drop(columns="side")
+            out.append(f"<div><h3>{label}: {side} bias</h3>{_table(rows)}</div>")
+        out.append("</div>")
+    return out
+
+
+def _embedding(it: Interpretation, png: Path | None, n_plot: int) -> list[str]:
+    out = ["<h2>The embedding map</h2>"]
+    emap = it.embedding
+    if emap is None:
+        return [*out, '<p class="note">No map for this model (see the notes).</p>']
+    out.append(
+        f'<p class="why">A principal component analysis of the item factors of the {len(emap.scores)} '
+        "most rated items (centred, as fastai's <code>pca</code>). The model was never told about "
+        "genres or eras; if the items at the two ends of a component have something in common, the "
+        "model found it in the ratings alone. The share is the part of the factors' variance each "
+        "component explains; a component's sign is arbitrary.</p>"
+    )
+    comps = emap.components.copy()
+    comps["variance_share"] = [f"{v:.1%}" for v in comps["variance_share"]]
+    comps["low_end"] = ["; ".join(v) for v in comps["low_end"]]
+    comps["high_end"] = ["; ".join(v) for v in comps["high_end"]]
+    out.append(_table(comps))
+    if png is not None:
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        out.append(
+            f"<p>The {n_plot} most rated items on the first two components "
+            f"(also saved as <code>{_e(png.name)}</code> and "
+            f"<code>{_e(png.with_suffix('.svg').name)}</code>):</p>"
+            f'<img alt="Items on the first two principal components" src="data:image/png;base64,{data}">'
+        )
+    return out
+
+
+def _neighbours(it: Interpretation) -> list[str]:
+    out = [
+        "<h2>Neighbours</h2>",
+        '<p class="why">The items whose factor vectors point most nearly the same way (cosine '
+        "similarity): items the same people like, found without any description of them.</p>",
+    ]
+    for query, table in it.neighbours.items():
+        count = table.attrs.get("n_ratings")
+        extra = f" ({count} training ratings)" if count is not None else ""
+        out.append(f"<h3>Nearest to {_e(query)}{_e(extra)}</h3>{_table(table)}")
+    return out
+
+
+def _example(it: Interpretation) -> list[str]:
+    out = ["<h2>One prediction, explained</h2>"]
+    ex = it.example
+    if ex is None:
+        return [
+            *out,
+            '<p class="note">This model has no additive explanation: its layers mix the user and '
+            "the item non-linearly.</p>",
+        ]
+    out.append(
+        f"<p>User <b>{_e(ex.user)}</b> and <b>{_e(ex.title)}</b>: the parts below add up to the raw "
+        f"score <b>{ex.raw:.4f}</b>, and the model's rating is <b>{ex.rating:.3f}</b>"
+        + ("" if ex.actual is None else f" (the user gave it {ex.actual:g} in the training data)")
+        + ".</p>"
+    )
+    out.append(_table(ex.parts(top=8)))
+    out += [f'<p class="why">{_e(note)}</p>' for note in ex.notes]
+    return out
+
+
+def _table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
+    body = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            num = isinstance(v, numbers.Number) and not isinstance(v, bool)
+            cls = ' class="num"' if num else ""
+            cells.append(f"<td{cls}>{_e(_fmt(v))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    if isinstance(v, numbers.Real):
+        v = float(v)
+        return f"{v:.4g}" if abs(v) >= 1000 else f"{v:.3f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
+    return str(v)
+
+
+def _e(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+__all__ = ["ReportFiles", "write_report"]

@@ -1,0 +1,51 @@
+"""Two processes under torchrun on 127.0.0.1 train the same model as one process with twice the batch."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collabkit import Recommender
+from tests.conftest import make_ratings
+
+TOLERANCE = 1e-4  # float summation order differs between one process and an all-reduce of two
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _train(args: list[str], procs: int, cwd: Path) -> dict:
+    cmd = [sys.executable, "-m", "collabkit.cli", "train", *args, "--json", "--quiet"]
+    if procs > 1:
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={procs}",
+            "--master-addr=127.0.0.1", f"--master-port={_free_port()}", "-m", "collabkit.cli", "train",
+            *args, "--json", "--quiet",
+        ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("step", ["fused", "autograd"])
+def test_two_processes_match_one(tmp_path: Path, step: str) -> None:
+    table = make_ratings(n_users=60, n_items=40, n=2240, seed=5)  # 1792 training rows = 14 batches of 128
+    table.to_csv(tmp_path / "r.csv", index=False)
+    common = ["--data", "r.csv", "--model", "dotbias", "--epochs", "2", "--seed", "7", "--step", step]
+    one = _train([*common, "--bs", "128", "--out", "one"], 1, tmp_path)
+    two = _train([*common, "--bs", "64", "--out", "two"], 2, tmp_path)
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    a, b = Recommender.load(tmp_path / "one"), Recommender.load(tmp_path / "two")
+    users, items = table["user"].tolist(), table["item"].tolist()
+    diff = np.abs(a.predict(users, items) - b.predict(users, items)).max()
+    assert diff < TOLERANCE
+    assert abs(one["valid"]["mse"] - two["valid"]["mse"]) < TOLERANCE
