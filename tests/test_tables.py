@@ -73,3 +73,25 @@ def test_from_df_rejects_non_numeric_ratings() -> None:
     df = pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [4, "x"]})
     with pytest.raises(DataError, match="rating 'x' in row 1"):
         CollabDataLoaders.from_df(df)
+
+
+def test_big_files_are_cached_as_parquet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import collabkit.data as data
+
+    monkeypatch.setenv("COLLABKIT_HOME", str(tmp_path / "home"))
+    f = tmp_path / "r.csv"
+    f.write_text("user,item,rating,when\n1,a,4.5,10\n2,b,3,11\n")
+    first = data.load_ratings(f, timestamp="when", cache=True)
+    cached = list((tmp_path / "home" / "tables").glob("r-*.parquet"))
+    assert len(cached) == 1
+
+    def no_parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed again instead of reading the cache")
+
+    monkeypatch.setattr(data, "read_ratings", no_parse)
+    again = data.load_ratings(f, timestamp="when", cache=True)
+    pd.testing.assert_frame_equal(first, again)
+    f.write_text("user,item,rating,when\n1,a,1,10\n")  # a changed file is parsed again
+    monkeypatch.undo()
+    monkeypatch.setenv("COLLABKIT_HOME", str(tmp_path / "home"))
+    assert data.load_ratings(f, timestamp="when", cache=True)["rating"].tolist() == [1.0]

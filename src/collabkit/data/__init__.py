@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from collabkit.data.tables import read_ratings
+
+CACHE_MIN_BYTES = 64 * 2**20
 
 
 def load_ratings(
@@ -18,8 +23,14 @@ def load_ratings(
     timestamp: str | None = None,
     sep: str | None = None,
     progress: bool = True,
+    cache: bool | None = None,
 ) -> pd.DataFrame:
-    """A MovieLens release by name (`ml-100k`, ...) or a ratings file (CSV/TSV/Parquet) by path."""
+    """A MovieLens release by name (`ml-100k`, ...) or a ratings file (CSV/TSV/Parquet) by path.
+
+    A big text file (64 MiB or more; `cache=True` forces it, `False` never) is parsed once and kept
+    as Parquet under the cache folder, keyed by its path, size, modification time and the columns
+    asked for; later loads read the Parquet copy, which is many times faster.
+    """
     from collabkit.data.datasets import MOVIELENS, load_movielens
 
     if str(data) in MOVIELENS:
@@ -31,7 +42,32 @@ def load_ratings(
         raise CollabkitError(
             f"unknown dataset {str(data)!r}: not a file, and not one of: {', '.join(MOVIELENS)}"
         )
-    return read_ratings(path, user=user, item=item, rating=rating, timestamp=timestamp, sep=sep)
+
+    def parse() -> pd.DataFrame:
+        return read_ratings(path, user=user, item=item, rating=rating, timestamp=timestamp, sep=sep)
+
+    if not path.is_file() or path.suffix == ".parquet":
+        return parse()
+    stat = path.stat()
+    if not (cache if cache is not None else stat.st_size >= CACHE_MIN_BYTES):
+        return parse()
+    from collabkit.data.datasets import cache_dir
+
+    key = json.dumps(
+        [str(path.resolve()), stat.st_size, stat.st_mtime_ns, user, item, rating, timestamp, sep]
+    )
+    cached = cache_dir() / "tables" / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
+    if cached.exists():
+        return pd.read_parquet(cached)
+    table = parse()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    try:
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, cached)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return table
 
 
 __all__ = ["load_ratings", "read_ratings"]

@@ -111,13 +111,11 @@ def _numeric(
 
 
 def _ids_as_ints(values: pd.Series) -> pd.Series:
-    """Ids read from text become integers when every one is a plain integer ("42", not "007")."""
-    text = values.astype(str).str.strip()
-    as_int = pd.to_numeric(text, errors="coerce")
-    if as_int.isna().any() or (as_int != np.floor(as_int)).any():
-        return values
-    ints = as_int.astype("int64")
-    return ints if (ints.astype(str) == text).all() else values
+    """Ids read from text become integers when every one is a plain integer ("42"; not "007", "4.0")."""
+    text = values.astype("string[pyarrow]")
+    if not text.str.fullmatch(r"-?(?:0|[1-9][0-9]{0,17})").all():
+        return values.astype(str).astype(object) if values.dtype != object else values
+    return text.astype("int64")
 
 
 def _require_columns(frame: pd.DataFrame, names: list[str], path: str | None) -> None:
@@ -128,6 +126,37 @@ def _require_columns(frame: pd.DataFrame, names: list[str], path: str | None) ->
             path=path,
             line=1 if path else None,
         )
+
+
+def _read_fast(
+    path: Path, wanted: list[str], sep: str | None, header: bool, integer_cols: list[str]
+) -> pd.DataFrame | None:
+    """The wanted columns via pyarrow's multi-threaded CSV reader, if the file is clean; else None.
+
+    Clean means: the columns exist, ratings are finite numbers, timestamps integers, no empty ids.
+    Anything else returns None, and the careful reader finds and reports the first bad cell.
+    """
+    sep = sep or _guess_sep(path)
+    if len(sep) != 1 or not header or path.suffix == ".parquet":
+        return None
+    try:
+        ids = {c: "string[pyarrow]" for c in wanted[:2]}  # "007" must stay "007"
+        frame = pd.read_csv(path, sep=sep, engine="pyarrow", dtype=ids)
+    except Exception:  # any parse problem: let the careful path say exactly where
+        return None
+    if any(c not in frame.columns for c in wanted):
+        return None
+    rating = frame[wanted[2]]
+    if not pd.api.types.is_numeric_dtype(rating) or not np.isfinite(rating.to_numpy(dtype="float64")).all():
+        return None
+    for c in integer_cols:
+        if not pd.api.types.is_integer_dtype(frame[c]):
+            return None
+    for c in wanted[:2]:
+        if frame[c].isna().any() or (frame[c].str.strip() == "").any():
+            return None
+        frame[c] = _ids_as_ints(frame[c])
+    return frame
 
 
 def read_ratings(
@@ -145,8 +174,19 @@ def read_ratings(
     Every rating must be a finite number and every timestamp an integer; the first bad cell is
     reported with its file, line and column. Empty user or item ids are refused the same way.
     """
-    frame, path, first = read_table(source, sep=sep, header=header)
     wanted = [user, item, rating] + ([timestamp] if timestamp else [])
+    if not isinstance(source, pd.DataFrame) and Path(source).exists():
+        fast = _read_fast(Path(source), wanted, sep, header, [timestamp] if timestamp else [])
+        if fast is not None:
+            out = pd.DataFrame({"user": fast[user].to_numpy(), "item": fast[item].to_numpy()})
+            out["rating"] = fast[rating].to_numpy(dtype="float32")
+            if timestamp:
+                out["timestamp"] = fast[timestamp].to_numpy(dtype="int64")
+            for c in fast.columns:
+                if c not in wanted and c not in out.columns:
+                    out[c] = fast[c].to_numpy()
+            return out
+    frame, path, first = read_table(source, sep=sep, header=header)
     _require_columns(frame, wanted, path)
     if len(frame) == 0:
         raise DataError("the table has no rows", path=path)

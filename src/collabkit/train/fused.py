@@ -76,9 +76,9 @@ class FusedDotTrainer:
         b, k = len(y), self.k
         w = self.w.detach()
         idx = torch.cat([x[:, 0], x[:, 1] + self.n_users])  # (2B,) rows of the shared table
-        r = w[idx]  # (2B, C)
+        r = w.index_select(0, idx)  # (2B, C); faster than w[idx] on CPU
         ru, ri = r[:b], r[b:]
-        s = (ru[:, :k] * ri[:, :k]).sum(1)  # (B,)
+        s = torch.einsum("bk,bk->b", ru[:, :k], ri[:, :k])  # (B,); einsum beats (a * b).sum(1)
         if self.has_bias:
             s += ru[:, k] + ri[:, k]
         if self.y_range is None:
