@@ -78,7 +78,10 @@ class FusedDotTrainer:
         idx = torch.cat([x[:, 0], x[:, 1] + self.n_users])  # (2B,) rows of the shared table
         r = w.index_select(0, idx)  # (2B, C); faster than w[idx] on CPU
         ru, ri = r[:b], r[b:]
-        s = torch.einsum("bk,bk->b", ru[:, :k], ri[:, :k])  # (B,); einsum beats (a * b).sum(1)
+        if b >= 4096:  # einsum's batched product wins on big batches, its set-up cost on small ones
+            s = torch.einsum("bk,bk->b", ru[:, :k], ri[:, :k])  # (B,)
+        else:
+            s = (ru[:, :k] * ri[:, :k]).sum(1)
         if self.has_bias:
             s += ru[:, k] + ri[:, k]
         if self.y_range is None:

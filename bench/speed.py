@@ -1,0 +1,82 @@
+"""The chapter's run on ML-100k in collabkit: fused and autograd steps, own module, deep model, fast recipe.
+
+    .venv/bin/python bench/speed.py [--seeds 3] [--json out.json]
+
+Each job runs in a fresh process (import to exit is `process_s`), with the chapter's code:
+`CollabDataLoaders.from_df(ratings, item_name="title", bs=64, seed=42)`, one-cycle, wd 0.1, on
+fastai's random 20% split. fastai itself is timed beside collabkit by bench/peers.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from _common import print_table, run_job, write_json
+
+JOB = """
+import json, sys, time, resource
+t0 = time.perf_counter()
+import torch
+from torch import nn
+from collabkit import (CollabDataLoaders, Embedding, Learner, Module, MSELossFlat, collab_learner,
+                       load_movielens, set_seed, sigmoid_range)
+
+class DotProductBias(Module):  # the chapter's own model, imports changed
+    def __init__(self, n_users, n_movies, n_factors, y_range=(0, 5.5)):
+        self.user_factors = Embedding(n_users, n_factors)
+        self.user_bias = Embedding(n_users, 1)
+        self.movie_factors = Embedding(n_movies, n_factors)
+        self.movie_bias = Embedding(n_movies, 1)
+        self.y_range = y_range
+    def forward(self, x):
+        users = self.user_factors(x[:, 0])
+        movies = self.movie_factors(x[:, 1])
+        res = (users * movies).sum(dim=1, keepdim=True)
+        res += self.user_bias(x[:, 0]) + self.movie_bias(x[:, 1])
+        return sigmoid_range(res, *self.y_range)
+
+job, seed = sys.argv[1], int(sys.argv[2])
+bs, epochs, lr, wd = (768, 6, 5e-3, 0.1) if job == "fast-recipe" else (64, 5, 5e-3, 0.1)
+ratings = load_movielens("ml-100k", progress=False)[["user", "item", "rating", "title"]]
+dls = CollabDataLoaders.from_df(ratings, item_name="title", bs=bs, seed=42, shuffle_seed=seed)
+set_seed(seed)
+if job == "own-module":
+    learn = Learner(dls, DotProductBias(dls.n_users, dls.n_items, 50), loss_func=MSELossFlat(), log=None)
+elif job == "deep-nn":
+    learn = collab_learner(dls, use_nn=True, y_range=(0, 5.5), layers=[100, 50], log=None)
+else:
+    learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5), log=None, fused=job != "bias-autograd")
+t = time.perf_counter()
+learn.fit_one_cycle(epochs, lr, wd=wd)
+fit = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"fit_s": fit, "valid_mse": learn.history[-1]["valid_loss"], "peak_mb": peak,
+                  "steps": epochs * len(dls.train), "import_to_exit_s": time.perf_counter() - t0}))
+"""
+
+JOBS = ["bias-fused", "bias-autograd", "own-module", "deep-nn", "fast-recipe"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--jobs", default=",".join(JOBS))
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    rows = []
+    for job in args.jobs.split(","):
+        runs = [run_job(JOB, job, str(42 + s)) for s in range(args.seeds)]
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        rows.append({"job": job, **med, "us_per_step": med["fit_s"] / med["steps"] * 1e6, "runs": runs})
+        print_table([rows[-1]], ["job", "fit_s", "us_per_step", "process_s", "peak_mb", "valid_mse"])
+    print()
+    print(f"median of {args.seeds} seeds; ML-100k, random 20% split (seed 42), 50 factors")
+    print_table(rows, ["job", "fit_s", "us_per_step", "process_s", "peak_mb", "valid_mse"])
+    write_json(args.json, {"bench": "speed", "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
