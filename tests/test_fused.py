@@ -71,3 +71,21 @@ def test_fused_only_where_it_applies(ratings: pd.DataFrame) -> None:
     learn = Learner(dls, EmbeddingNN([(dls.n_users, 4), (dls.n_items, 4)], layers=[4]), log=None, fused=True)
     with pytest.raises(CollabkitError, match="fused=True needs a built-in dot model"):
         learn.fit(1)
+
+
+def test_plain_adamw_fallback_matches_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import collabkit.train.optim as optim
+
+    def run() -> torch.Tensor:
+        torch.manual_seed(0)
+        p = torch.randn(5, 3)
+        m, v, s = torch.zeros_like(p), torch.zeros_like(p), torch.zeros(())
+        for t in range(3):
+            g = torch.randn(5, 3)
+            optim.adamw_update([p], [g], [m], [v], [s], lr=0.1, beta1=0.9 - 0.01 * t, beta2=0.99,
+                               weight_decay=0.1, eps=1e-5)  # fmt: skip
+        return p
+
+    fused = run()
+    monkeypatch.setitem(optim._fused_ok, "cpu", False)
+    assert torch.allclose(run(), fused, atol=1e-6)

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from collabkit.models import DotProduct, EmbeddingDotBias
+from collabkit.train.optim import adamw_update
 
 
 def supports_fused(model: nn.Module) -> bool:
@@ -103,13 +104,10 @@ class FusedDotTrainer:
         if self.world > 1:  # the mean gradient over every process's batch, as DDP gives
             dist.all_reduce(self.grad)
             self.grad /= self.world
-        self.steps += 1
-        # torch.optim.AdamW(fused=True)'s kernel, called directly: the Optimizer wrapper costs
-        # more than the arithmetic at this size.
-        torch._fused_adamw_(
-            [w], [self.grad], [self.m], [self.v], [], [self.steps],
-            lr=self.lrs[self.t], beta1=self.moms[self.t], beta2=self.sqr_mom,
-            weight_decay=self.wd, eps=self.eps, amsgrad=False, maximize=False,
+        lr, beta1 = self.lrs[self.t], self.moms[self.t]
+        adamw_update(
+            [w], [self.grad], [self.m], [self.v], [self.steps],
+            lr=lr, beta1=beta1, beta2=self.sqr_mom, weight_decay=self.wd, eps=self.eps,
         )  # fmt: skip
         self.t += 1
         return (err * err).mean()

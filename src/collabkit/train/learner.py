@@ -21,7 +21,7 @@ from collabkit.errors import CollabkitError
 from collabkit.evaluate import rmse
 from collabkit.models import DotProduct, EmbeddingDotBias, RatingClassifier
 from collabkit.train.fused import FusedDotTrainer, supports_fused
-from collabkit.train.optim import make_adam, set_hyper
+from collabkit.train.optim import FastAdamW, make_adam, set_hyper
 from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
 
 Metric = Callable[[Tensor, Tensor], float]
@@ -79,7 +79,7 @@ class Learner:
         self.device = torch.device(device) if device is not None else _model_device(model)
         self.show_progress, self.log = show_progress, log
         self.history: list[dict[str, float]] = []
-        self.opt: torch.optim.Optimizer | None = None
+        self.opt: FastAdamW | None = None
         self.epoch = 0
         self.fused = fused  # None: the fused step where it applies (built-in dot model, MSE loss)
 
