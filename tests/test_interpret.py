@@ -192,7 +192,7 @@ def test_embedding_map_is_pca_of_the_item_factors(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import make_ratings
+    from tests.conftest import make_ratings
 
     ratings = make_ratings()
     ratings["title"] = [f"Film {i} <&>" for i in ratings["item"]]  # text that must be escaped

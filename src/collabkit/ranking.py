@@ -1,0 +1,217 @@
+"""Ranking quality of top-k lists: plain functions over arrays, and one evaluation of a saved model.
+
+The functions take `hits`, a (n_users, k) bool array that says whether the item at each rank is
+relevant, and `n_relevant`, each user's number of relevant items; `hits_matrix` builds `hits`
+from recommended and relevant item indices. Per-user values come back as arrays, so callers can
+average, bootstrap or compare them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from collabkit.errors import CollabkitError
+
+if TYPE_CHECKING:
+    from collabkit.persist import SavedModel
+    from collabkit.recommend import Recommender
+
+
+def hits_matrix(recommended: np.ndarray, relevant: Sequence[Any]) -> np.ndarray:
+    """(n_users, k) bool: whether recommended[u, j] is among relevant[u] (item indices).
+
+    `recommended` is (n_users, k) non-negative item indices, -1 for padding (never a hit);
+    `relevant` holds one collection of item indices per user.
+    """
+    rec = np.asarray(recommended, dtype=np.int64)
+    if rec.ndim != 2 or len(rec) != len(relevant):
+        raise CollabkitError(
+            f"recommended must be (n_users, k) with one row per relevant set; got {rec.shape} "
+            f"and {len(relevant)} sets"
+        )
+    lengths = np.array([len(r) for r in relevant], dtype=np.int64)
+    rel_items = (
+        np.concatenate([np.asarray(list(r), dtype=np.int64) for r in relevant])
+        if lengths.sum()
+        else np.zeros(0, np.int64)
+    )
+    width = int(max(rec.max(initial=0), rel_items.max(initial=0))) + 2
+    rows = np.arange(len(rec), dtype=np.int64)
+    rec_keys = rows[:, None] * width + (rec + 1)  # padding -1 -> offset 0, never a relevant key
+    rel_keys = np.repeat(rows, lengths) * width + (rel_items + 1)
+    return np.isin(rec_keys, rel_keys)
+
+
+def precision_at_k(hits: np.ndarray) -> np.ndarray:
+    """(n_users,) share of the k recommended items that are relevant (k = hits.shape[1])."""
+    h = np.asarray(hits, dtype=bool)
+    return h.sum(1) / h.shape[1]
+
+
+def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    """(n_users,) share of each user's relevant items found in the top k (NaN with none)."""
+    n_rel = np.asarray(n_relevant, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n_rel > 0, np.asarray(hits, bool).sum(1) / n_rel, np.nan)
+
+
+def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    """(n_users,) binary-gain NDCG: DCG with 1/log2(rank + 1) discounts over the ideal DCG.
+
+    The ideal list puts min(n_relevant, k) relevant items first; NaN for a user with none.
+    """
+    h = np.asarray(hits, dtype=np.float64)
+    k = h.shape[1]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))  # (k,)
+    dcg = h @ discounts
+    ideal_cum = np.concatenate([[0.0], np.cumsum(discounts)])
+    idcg = ideal_cum[np.minimum(np.asarray(n_relevant, dtype=np.int64), k)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(idcg > 0, dcg / idcg, np.nan))
+
+
+def average_precision_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    """(n_users,) AP@k: mean of precision@j at the ranks j of hits, over min(n_relevant, k).
+
+    Its mean over users is MAP@k; NaN for a user with no relevant item.
+    """
+    h = np.asarray(hits, dtype=np.float64)
+    k = h.shape[1]
+    prec = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+    denom = np.minimum(np.asarray(n_relevant, dtype=np.float64), k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, (prec * h).sum(1) / denom, np.nan)
+
+
+def hit_rate_at_k(hits: np.ndarray) -> np.ndarray:
+    """(n_users,) 1.0 where at least one of the top k is relevant, else 0.0."""
+    return np.asarray(np.asarray(hits, dtype=bool).any(1), dtype=np.float64)
+
+
+def catalogue_coverage(recommended: np.ndarray, n_items: int) -> float:
+    """Share of the `n_items` candidate items that appear in at least one top-k list."""
+    if n_items <= 0:
+        return float("nan")
+    rec = np.asarray(recommended)
+    return float(len(np.unique(rec[rec >= 0])) / n_items)
+
+
+def evaluate_ranking(
+    model: SavedModel | Recommender | str | Path,
+    test: pd.DataFrame,
+    k: int = 10,
+    relevant_threshold: float = 4.0,
+    *,
+    min_count: int = 1,
+    user_col: str = "user",
+    item_col: str = "item",
+    rating_col: str = "rating",
+) -> dict[str, Any]:
+    """Precision, recall, NDCG, MAP and hit rate at k, and catalogue coverage, on held-out ratings.
+
+    Each user's top k is ranked among every candidate item they did not rate in training (the
+    model's saved training rows); candidates are items with at least `min_count` training ratings.
+    Relevant items are the user's held-out items rated at least `relevant_threshold`, and they
+    all count towards recall even if the model cannot recommend them. Users with no training
+    ratings ("cold") are not ranked; users with no relevant held-out item are ranked (for coverage)
+    but left out of the averages, which is the usual convention; both are counted in `users`.
+    Coverage is over the top-k lists of every ranked user. `random_precision@k` is what a random
+    ordering of each user's candidates would score, for reference.
+    """
+    from collabkit.recommend import Recommender
+
+    if isinstance(model, (str, Path)):
+        rec = Recommender.load(model)
+    elif isinstance(model, Recommender):
+        rec = model
+    else:
+        rec = Recommender(model)
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise CollabkitError(f"k must be a positive whole number, got {k!r}")
+    k = int(k)
+    for col in (user_col, item_col, rating_col):
+        if col not in test.columns:
+            have = ", ".join(map(str, test.columns))
+            raise CollabkitError(f"no column {col!r} in the test table; it has: {have}")
+
+    u_idx = rec.users.encode(test[user_col], "na")
+    i_idx = rec.items.encode(test[item_col], "na")
+    ratings = pd.to_numeric(test[rating_col], errors="coerce").to_numpy(dtype=np.float64)
+    warm_user = rec.user_counts.numpy()[u_idx] > 0
+    warm_user[u_idx == 0] = False
+    test_users = np.unique(u_idx[u_idx > 0])
+    ranked = np.unique(u_idx[warm_user])  # user indices we rank for
+    rel = (ratings >= relevant_threshold) & warm_user
+    rel_frame = pd.DataFrame({"u": u_idx[rel], "i": i_idx[rel]}).drop_duplicates()
+    rel_sets = rel_frame.groupby("u")["i"].apply(np.asarray)
+    relevant = [rel_sets.get(u, np.zeros(0, np.int64)) for u in ranked]
+    n_relevant = np.array([len(r) for r in relevant], dtype=np.int64)
+
+    top = rec.recommend_many([rec.users[int(u)] for u in ranked], k, min_count=min_count)
+    hits = hits_matrix(top.item_idx, relevant)
+    counted = n_relevant > 0
+    cand = (rec.item_counts >= int(min_count)).numpy()
+    cand[0] = False
+    n_cand = int(cand.sum())
+
+    # expected precision of a random order: relevant candidates / candidates, per counted user
+    train_x = rec.saved.train_x.cpu().numpy()
+    pairs = np.unique(train_x[cand[train_x[:, 1]]], axis=0)
+    seen_cand = np.bincount(pairs[:, 0], minlength=len(rec.users))[ranked]
+    rel_cand = _relevant_candidates(relevant, ranked, pairs, cand)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        random_prec = rel_cand / np.maximum(n_cand - seen_cand, 1)
+
+    def mean(values: np.ndarray) -> float:
+        return float(np.mean(values[counted])) if counted.any() else float("nan")
+
+    metrics = {
+        f"precision@{k}": mean(precision_at_k(hits)),
+        f"recall@{k}": mean(recall_at_k(hits, n_relevant)),
+        f"ndcg@{k}": mean(ndcg_at_k(hits, n_relevant)),
+        f"map@{k}": mean(average_precision_at_k(hits, n_relevant)),
+        f"hit_rate@{k}": mean(hit_rate_at_k(hits)),
+        f"coverage@{k}": catalogue_coverage(top.item_idx, n_cand),
+    }
+    return {
+        "k": k,
+        "relevant_threshold": float(relevant_threshold),
+        "metrics": metrics,
+        f"random_precision@{k}": mean(random_prec),
+        "users": {
+            "counted": int(counted.sum()),
+            "no_relevant": int((~counted).sum()),
+            "cold": int(len(test_users) - len(ranked)) + int(len(np.unique(test[user_col][u_idx == 0]))),
+        },
+        "candidate_items": n_cand,
+    }
+
+
+def _relevant_candidates(
+    relevant: list[np.ndarray], ranked: np.ndarray, seen_pairs: np.ndarray, cand: np.ndarray
+) -> np.ndarray:
+    """Per ranked user: relevant items that are candidates and were not rated in training."""
+    lengths = np.array([len(r) for r in relevant], dtype=np.int64)
+    rows = np.repeat(np.arange(len(ranked)), lengths)
+    items = np.concatenate(relevant).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64)
+    width = len(cand) + 1
+    keys = ranked[rows].astype(np.int64) * width + items
+    keep = cand[items] & ~np.isin(keys, seen_pairs[:, 0] * width + seen_pairs[:, 1])
+    return np.bincount(rows[keep], minlength=len(ranked))
+
+
+__all__ = [
+    "average_precision_at_k",
+    "catalogue_coverage",
+    "evaluate_ranking",
+    "hit_rate_at_k",
+    "hits_matrix",
+    "ndcg_at_k",
+    "precision_at_k",
+    "recall_at_k",
+]
