@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from collabkit.errors import CollabkitError
 from collabkit.models import EmbeddingDotBias, bias_tables, factor_tables, predict_ratings
 from collabkit.models.dot import DotProduct
 from collabkit.persist import SavedModel
+from collabkit.recommend import cosine_neighbours
 
 # -- ids and titles ---------------------------------------------------------------------------
 
@@ -379,22 +379,6 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 # -- neighbours ---------------------------------------------------------------------------------
 
 
-def cosine_neighbours(factors: Tensor, idx: int, n: int, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """(indices, cosine similarities) of the `n` rows of `factors` nearest row `idx`, nearest first.
-
-    Row `idx` itself and row 0 (`#na#`) are never returned; `mask` (bool, one per row) keeps only
-    the rows where it is True. Fewer than `n` come back when fewer rows are allowed.
-    """
-    f = factors.detach().float()
-    sims = F.cosine_similarity(f, f[idx][None], dim=1)  # (n_rows,), as the chapter's nn.CosineSimilarity
-    allowed = torch.ones(len(f), dtype=torch.bool, device=f.device) if mask is None else mask.clone()
-    allowed[0] = False
-    allowed[idx] = False
-    sims = sims.masked_fill(~allowed, -math.inf)
-    top = torch.topk(sims, min(n, int(allowed.sum())))
-    return top.indices, top.values
-
-
 def similar_items_table(saved: SavedModel, item: Any, n: int = 10, min_count: int = 0) -> pd.DataFrame:
     """The `n` items whose factors point most nearly the same way as `item`'s (cosine similarity).
 
@@ -407,7 +391,7 @@ def similar_items_table(saved: SavedModel, item: Any, n: int = 10, min_count: in
     counts = saved.item_counts()
     idx = int(saved.items.o2i[item])
     mask = counts >= max(min_count, 1)
-    nbrs, sims = cosine_neighbours(i_fac, idx, n, mask)
+    nbrs, sims = cosine_neighbours(i_fac, [idx], n, mask)
     ids = saved.items.decode(nbrs.tolist())
     means = saved.item_means()
     table = pd.DataFrame(
@@ -433,7 +417,7 @@ def similar_users_table(saved: SavedModel, user: Any, n: int = 10, min_count: in
     u_fac, _ = factor_tables(saved.model)
     counts = saved.user_counts()
     idx = int(saved.users.o2i[user])
-    nbrs, sims = cosine_neighbours(u_fac, idx, n, counts >= max(min_count, 1))
+    nbrs, sims = cosine_neighbours(u_fac, [idx], n, counts >= max(min_count, 1))
     table = pd.DataFrame(
         {
             "rank": range(1, len(nbrs) + 1),
@@ -673,7 +657,6 @@ __all__ = [
     "EmbeddingMap",
     "Interpretation",
     "PredictionExplanation",
-    "cosine_neighbours",
     "embedding_map",
     "explain_prediction",
     "interpret_model",
