@@ -194,7 +194,7 @@ class Recommender:
         self._title_casefold: dict[str, Any] = {}
         for t, i in self._title_to_item.items():
             self._title_casefold.setdefault(t.casefold(), i)
-        self._seen: tuple[Tensor, Tensor] | None = None
+        self._seen: tuple[Tensor, Tensor, Tensor] | None = None  # (col_of, indptr, columns)
         self._item_pre: Tensor | None = None
         self._mean: tuple[Tensor, Tensor | None] | None = None
         self._dev = _device(self.model)
@@ -330,7 +330,7 @@ class Recommender:
             part = rows[start : start + GATHER_ROWS]
             ku = torch.from_numpy(u_idx[part])
             vecs, bias = self._user_rows(ku)
-            seen = (lambda sl, ku=ku: self._seen_pairs(ku[sl])) if exclude_seen else None
+            seen = (lambda sl, col_of, ku=ku: self._seen_pairs(ku[sl], col_of)) if exclude_seen else None
             out_idx[part], out_sc[part] = self._rank(vecs, bias, n, cand, seen)
         if not known.all():  # unknown="popular": the average user's list
             idx, sc = self._rank(*self._mean_user(), n, cand, None)
@@ -494,22 +494,28 @@ class Recommender:
         cand[0] = False  # `#na#` is never an answer
         return cand
 
-    def _seen_pairs(self, u_idx: Tensor) -> tuple[Tensor, Tensor]:
-        """(rows, item indices) of the training ratings of a block of users, for masking."""
-        if self._seen is None:
+    def _seen_pairs(self, u_idx: Tensor, col_of: Tensor) -> tuple[Tensor, Tensor]:
+        """(rows, candidate columns) of the training ratings of a block of users, for masking.
+
+        `col_of` maps an item index to its column among the candidates (-1: not a candidate). The
+        user -> rated columns lists are built once per candidate set and reused for every block.
+        """
+        if self._seen is None or not torch.equal(self._seen[0], col_of.cpu()):
             x = self.saved.train_x.cpu()
-            order = torch.argsort(x[:, 0], stable=True)
-            counts = torch.bincount(x[:, 0], minlength=len(self.users))
+            pos = col_of.cpu()[x[:, 1]]
+            keep = pos >= 0
+            users, pos = x[keep, 0], pos[keep]
+            order = torch.argsort(users, stable=True)
+            counts = torch.bincount(users, minlength=len(self.users))
             indptr = torch.zeros(len(self.users) + 1, dtype=torch.long)
             indptr[1:] = torch.cumsum(counts, 0)
-            self._seen = (indptr, x[order, 1].contiguous())
-        indptr, seen_items = self._seen
+            self._seen = (col_of.cpu(), indptr, pos[order].contiguous())
+        _, indptr, seen_cols = self._seen
         starts, lengths = indptr[u_idx], indptr[u_idx + 1] - indptr[u_idx]
         rows = torch.repeat_interleave(torch.arange(len(u_idx)), lengths)
-        offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(
-            torch.cumsum(lengths, 0) - lengths, lengths
-        )
-        return rows, seen_items[torch.repeat_interleave(starts, lengths) + offsets]
+        # position of each pair in seen_cols: its user's start plus its rank within the user
+        shift = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
+        return rows, seen_cols[shift + torch.arange(len(shift))]
 
     def _user_rows(self, u_idx: Tensor) -> tuple[Tensor, Tensor | None]:
         """(B, k) user vectors and (B,) biases (None without biases) of user indices."""
@@ -543,7 +549,7 @@ class Recommender:
         bias: Tensor | None,
         n: int,
         cand: Tensor,
-        seen: Callable[[slice], tuple[Tensor, Tensor]] | None,
+        seen: Callable[[slice, Tensor], tuple[Tensor, Tensor]] | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-n item indices (-1 padded) and predicted ratings (NaN padded) for user rows."""
         n_rows = len(vecs)
@@ -553,21 +559,47 @@ class Recommender:
         if take == 0:
             return out_idx, out_sc
         block = self._block_rows()
-        blocked = (~cand).to(self._dev)
+        cols = torch.nonzero(cand).squeeze(1).to(self._dev)  # score candidate items only: no masking pass
+        col_of = torch.full((len(cand),), -1, dtype=torch.long, device=self._dev)
+        col_of[cols] = torch.arange(len(cols), device=self._dev)
+        score_block = self._block_scorer(cols)
         for start in range(0, n_rows, block):
             sl = slice(start, min(start + block, n_rows))
-            raw = self._raw_scores(vecs[sl], None if bias is None else bias[sl])  # (B, n_items)
-            raw.masked_fill_(blocked, float("-inf"))
+            raw = score_block(vecs[sl], None if bias is None else bias[sl])  # (B, n candidates)
             if seen is not None:
-                rows, cols = seen(sl)
-                raw[rows.to(self._dev), cols.to(self._dev)] = float("-inf")
-            top, idx = raw.topk(take, dim=1)  # sorted, best first
-            top, idx = top.float().cpu(), idx.cpu()
+                rows, pos = seen(sl, col_of)
+                raw[rows.to(self._dev), pos.to(self._dev)] = float("-inf")
+            top, at = raw.topk(take, dim=1)  # sorted, best first
+            idx = cols[at].cpu()
+            top = top.float().cpu()
             valid = torch.isfinite(top)
             scores = self._finish(top).masked_fill(~valid, float("nan"))
             out_idx[sl, :take] = idx.masked_fill(~valid, -1).numpy()
             out_sc[sl, :take] = scores.numpy()
         return out_idx, out_sc
+
+    def _block_scorer(self, cols: Tensor) -> Callable[[Tensor, Tensor | None], Tensor]:
+        """A function (user rows, biases) -> (B, len(cols)) ranking scores against items `cols`.
+
+        For the dot models the biases ride inside one matrix product: users [v, b_u, 1] times
+        items [w, 1, b_i] gives v.w + b_u + b_i without two more passes over the block.
+        """
+        if self._kind != "dot":
+            return lambda vecs, bias: self._raw_scores(vecs, bias, cols)
+        _, table = factor_tables(self.model)
+        biases = bias_tables(self.model)
+        items = table.float()[cols]  # (m, k)
+        if biases is None:
+            return lambda vecs, bias: vecs @ items.T
+        ones = torch.ones(len(cols), 1, device=items.device)
+        items_aug = torch.cat([items, ones, biases[1].float()[cols, None]], dim=1).T.contiguous()  # (k+2, m)
+
+        def score(vecs: Tensor, bias: Tensor | None) -> Tensor:
+            b = torch.zeros(len(vecs), device=vecs.device) if bias is None else bias
+            users_aug = torch.cat([vecs, b[:, None], torch.ones(len(vecs), 1, device=vecs.device)], dim=1)
+            return users_aug @ items_aug
+
+        return score
 
     def _batch(self, users: list[Any], idx: np.ndarray, scores: np.ndarray) -> BatchRecommendations:
         safe = np.where(idx >= 0, idx, 0)
