@@ -95,3 +95,20 @@ def test_big_files_are_cached_as_parquet(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.undo()
     monkeypatch.setenv("COLLABKIT_HOME", str(tmp_path / "home"))
     assert data.load_ratings(f, timestamp="when", cache=True)["rating"].tolist() == [1.0]
+
+
+def test_half_star_ratings_give_ten_classifier_levels(tmp_path: Path) -> None:
+    from collabkit import collab_learner
+
+    rows = ["userId,movieId,rating,timestamp"]
+    rows += [
+        f"{u},{i},{((u * 7 + i * 3) % 10 + 1) / 2},{u * 100 + i}" for u in range(1, 41) for i in range(1, 31)
+    ]
+    f = tmp_path / "ratings.csv"
+    f.write_text("\n".join(rows) + "\n")
+    table = read_ratings(f, user="userId", item="movieId", rating="rating", timestamp="timestamp")
+    dls = CollabDataLoaders.from_df(table, bs=128, seed=0)
+    assert dls.rating_levels() == [x / 2 for x in range(1, 11)]
+    learn = collab_learner(dls, model="classifier", layers=[8], log=None)
+    assert learn.config.levels == [x / 2 for x in range(1, 11)]
+    learn.fit(1, 1e-3)
