@@ -29,7 +29,14 @@ def supports_fused(model: nn.Module) -> bool:
 
 
 class FusedDotTrainer:
-    """Owns a dot model's tables while training; `sync()` writes them back into the model."""
+    """Owns a dot model's tables while training; `sync()` writes them back into the model.
+
+    Layout: one table `w` of users then items. With biases, a user row is [factors, b_u, 1] and an
+    item row [factors, 1, b_i], so one dot product of the two rows is u.i + b_u + b_i: the biases
+    cost no operations of their own. The constant columns get gradients like any other (the
+    other side's bias) and are reset to 1 after each update; AdamW works column by column, so the
+    real parameters never see them.
+    """
 
     def __init__(
         self,
@@ -44,13 +51,19 @@ class FusedDotTrainer:
         self.has_bias = isinstance(model, EmbeddingDotBias)
         users, items = self._tables()
         self.n_users, self.k = users.shape
-        parts_u = [users] + ([model.u_bias.weight.detach()] if isinstance(model, EmbeddingDotBias) else [])
-        parts_i = [items] + ([model.i_bias.weight.detach()] if isinstance(model, EmbeddingDotBias) else [])
-        # (n_users + n_items, k [+ 1]): one table, so one kernel updates every parameter
-        self.w = nn.Parameter(torch.cat([torch.cat(parts_u, 1), torch.cat(parts_i, 1)], 0).contiguous())
-        self.grad = torch.zeros_like(self.w)
-        self.m, self.v = torch.zeros_like(self.w), torch.zeros_like(self.w)
-        self.steps = torch.zeros((), dtype=torch.float32, device=self.w.device)
+        n_items, k = len(items), self.k
+        w = torch.zeros(self.n_users + n_items, k + (2 if self.has_bias else 0), device=users.device)
+        w[: self.n_users, :k] = users
+        w[self.n_users :, :k] = items
+        if isinstance(model, EmbeddingDotBias):
+            w[: self.n_users, k] = model.u_bias.weight.detach()[:, 0]
+            w[self.n_users :, k + 1] = model.i_bias.weight.detach()[:, 0]
+        self.w = w
+        self._reset_constants()
+        self.grad = torch.zeros_like(w)
+        self.m, self.v = torch.zeros_like(w), torch.zeros_like(w)
+        self.steps = torch.zeros((), dtype=torch.float32, device=w.device)
+        self.offset = torch.tensor([0, self.n_users], device=w.device)  # item rows follow user rows
         self.lrs = [float(x) for x in lrs]
         self.moms = [float(x) for x in moms]
         self.wd, self.eps, self.sqr_mom = wd, eps, sqr_mom
@@ -58,7 +71,7 @@ class FusedDotTrainer:
         self.y_range = model.y_range
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         if self.world > 1:  # start every process from the same weights, as DDP does
-            dist.broadcast(self.w.detach(), src=0)
+            dist.broadcast(self.w, src=0)
 
     def _tables(self) -> tuple[Tensor, Tensor]:
         m = self.model
@@ -66,59 +79,53 @@ class FusedDotTrainer:
             return m.u_weight.weight.detach(), m.i_weight.weight.detach()
         return m.user_factors.weight.detach(), m.item_factors.weight.detach()
 
-    def step(self, x: Tensor, y: Tensor, step: int | None = None) -> Tensor:
-        """One AdamW step on the batch (x: (B, 2) indices, y: (B,) ratings); returns the batch's loss.
+    def _reset_constants(self) -> None:
+        if self.has_bias:
+            self.w[: self.n_users, self.k + 1].fill_(1.0)
+            self.w[self.n_users :, self.k].fill_(1.0)
 
-        The schedule's own counter gives the step's hyperparameters; `step` is accepted for the
-        Learner's step signature and ignored.
+    def step(self, x: Tensor, y: Tensor, step: int | None = None) -> Tensor:
+        """One AdamW step on the batch (x: (B, 2) indices, y: (B,) ratings).
+
+        Returns the batch's summed squared error. The schedule's own counter gives the step's
+        hyperparameters; `step` is accepted for the Learner's step signature and ignored.
         """
         if self.t >= len(self.lrs):
             raise RuntimeError("the fused trainer ran past the end of its schedule")
-        b, k = len(y), self.k
-        w = self.w.detach()
-        idx = torch.cat([x[:, 0], x[:, 1] + self.n_users])  # (2B,) rows of the shared table
-        r = w.index_select(0, idx)  # (2B, C); faster than w[idx] on CPU
-        ru, ri = r[:b], r[b:]
-        if b >= 4096:  # einsum's batched product wins on big batches, its set-up cost on small ones
-            s = torch.einsum("bk,bk->b", ru[:, :k], ri[:, :k])  # (B,)
-        else:
-            s = (ru[:, :k] * ri[:, :k]).sum(1)
-        if self.has_bias:
-            s += ru[:, k] + ri[:, k]
+        b = len(y)
+        idx = (x + self.offset).view(-1)  # (2B,) user row, item row, user row, ...
+        r = self.w.index_select(0, idx).view(b, 2, -1)  # (B, 2, C)
+        s = r.prod(1).sum(1)  # (B,) u.i + b_u + b_i
         if self.y_range is None:
-            err = s - y
-            g = err * (2.0 / b)  # dloss/ds
+            err = s.sub_(y)
+            g, scale = err, 2.0 / b  # dloss/ds = scale * g
         else:
             lo, hi = self.y_range
-            sig = torch.sigmoid(s)
-            err = sig * (hi - lo) + lo - y
-            g = err * sig * (1 - sig) * (2.0 * (hi - lo) / b)  # dloss/ds
-        grad_r = torch.empty_like(r)  # (2B, C)
-        g1 = g.unsqueeze(1)
-        torch.mul(ri[:, :k], g1, out=grad_r[:b, :k])
-        torch.mul(ru[:, :k], g1, out=grad_r[b:, :k])
-        if self.has_bias:
-            grad_r[:b, k] = g
-            grad_r[b:, k] = g
-        self.grad.zero_().index_add_(0, idx, grad_r)  # repeated rows add up, as autograd's would
+            sig = s.sigmoid_()
+            err = sig.mul(hi - lo).sub_(y).add_(lo)
+            g = torch.addcmul(sig, sig, sig, value=-1.0).mul_(err)  # sig (1 - sig) err
+            scale = 2.0 * (hi - lo) / b
+        src = r.flip(1).mul_(g.view(b, 1, 1))  # each row's gradient is the other row times g
+        self.grad.zero_().index_add_(0, idx, src.view(2 * b, -1), alpha=scale)  # repeats add up
         if self.world > 1:  # the mean gradient over every process's batch, as DDP gives
             dist.all_reduce(self.grad)
             self.grad /= self.world
         lr, beta1 = self.lrs[self.t], self.moms[self.t]
         adamw_update(
-            [w], [self.grad], [self.m], [self.v], [self.steps],
+            [self.w], [self.grad], [self.m], [self.v], [self.steps],
             lr=lr, beta1=beta1, beta2=self.sqr_mom, weight_decay=self.wd, eps=self.eps,
         )  # fmt: skip
+        self._reset_constants()
         self.t += 1
-        return (err * err).mean()
+        return torch.dot(err, err)
 
     @torch.no_grad()
     def sync(self) -> None:
         """Copy the trained table into the model's parameters."""
-        w = self.w.detach()
         users, items = self._tables()
-        users.copy_(w[: self.n_users, : self.k])
-        items.copy_(w[self.n_users :, : self.k])
+        k = self.k
+        users.copy_(self.w[: self.n_users, :k])
+        items.copy_(self.w[self.n_users :, :k])
         if isinstance(self.model, EmbeddingDotBias):
-            self.model.u_bias.weight.detach().copy_(w[: self.n_users, self.k :])
-            self.model.i_bias.weight.detach().copy_(w[self.n_users :, self.k :])
+            self.model.u_bias.weight.detach()[:, 0] = self.w[: self.n_users, k]
+            self.model.i_bias.weight.detach()[:, 0] = self.w[self.n_users :, k + 1]

@@ -138,7 +138,7 @@ class Learner:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                return loss.detach()
+                return loss.detach() * len(yb)
 
         with _threads_for_batch(self.dls.bs):
             return self._epochs(n_epoch, train_step, fast.sync if fast else None, names, n_iter)
@@ -159,7 +159,7 @@ class Learner:
             loss_sum, n_seen = torch.zeros((), device=self.device), 0
             with _progress(self.show_progress, n_iter, f"epoch {self.epoch}") as advance:
                 for xb, yb in self.dls.train:
-                    loss_sum += train_step(xb, yb, step) * len(yb)
+                    loss_sum += train_step(xb, yb, step)  # the batch's summed loss
                     n_seen += len(yb)
                     step += 1
                     advance()
