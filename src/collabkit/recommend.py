@@ -179,7 +179,8 @@ def cosine_neighbours(
 class Recommender:
     """Raw user and item ids in, answers out. Build it with `Recommender.load(folder)`.
 
-    Items can be named by raw id or, where the model knows titles, by title. `score_budget` is the
+    Items can be named by raw id or, where the model knows titles, by title. It keeps ready-made
+    copies of the item side for speed: after training the model further, make a new Recommender. `score_budget` is the
     number of float32 scores computed at once (users x items, times the hidden width for the deep
     models); lower it to save memory, raise it for speed.
     """
@@ -195,6 +196,7 @@ class Recommender:
         for t, i in self._title_to_item.items():
             self._title_casefold.setdefault(t.casefold(), i)
         self._seen: tuple[Tensor, Tensor, Tensor] | None = None  # (col_of, indptr, columns)
+        self._scoring: tuple[Tensor, Any] | None = None  # (candidates, what _scoring_for made)
         self._item_pre: Tensor | None = None
         self._mean: tuple[Tensor, Tensor | None] | None = None
         self._dev = _device(self.model)
@@ -559,10 +561,7 @@ class Recommender:
         if take == 0:
             return out_idx, out_sc
         block = self._block_rows()
-        cols = torch.nonzero(cand).squeeze(1).to(self._dev)  # score candidate items only: no masking pass
-        col_of = torch.full((len(cand),), -1, dtype=torch.long, device=self._dev)
-        col_of[cols] = torch.arange(len(cols), device=self._dev)
-        score_block = self._block_scorer(cols)
+        cols, col_of, score_block = self._scoring_for(cand)
         for start in range(0, n_rows, block):
             sl = slice(start, min(start + block, n_rows))
             raw = score_block(vecs[sl], None if bias is None else bias[sl])  # (B, n candidates)
@@ -577,6 +576,19 @@ class Recommender:
             out_idx[sl, :take] = idx.masked_fill(~valid, -1).numpy()
             out_sc[sl, :take] = scores.numpy()
         return out_idx, out_sc
+
+    def _scoring_for(self, cand: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor, Tensor | None], Tensor]]:
+        """(candidate columns, item -> column map, block scorer) for a candidate set, kept for reuse:
+        one user's top-N then costs a product and a topk, not a copy of the item table."""
+        cached = self._scoring
+        if cached is not None and torch.equal(cached[0], cand):
+            return cached[1]
+        cols = torch.nonzero(cand).squeeze(1).to(self._dev)  # score candidate items only: no masking pass
+        col_of = torch.full((len(cand),), -1, dtype=torch.long, device=self._dev)
+        col_of[cols] = torch.arange(len(cols), device=self._dev)
+        made = (cols, col_of, self._block_scorer(cols))
+        self._scoring = (cand.clone(), made)
+        return made
 
     def _block_scorer(self, cols: Tensor) -> Callable[[Tensor, Tensor | None], Tensor]:
         """A function (user rows, biases) -> (B, len(cols)) ranking scores against items `cols`.

@@ -93,7 +93,8 @@ class FusedDotTrainer:
         if self.t >= len(self.lrs):
             raise RuntimeError("the fused trainer ran past the end of its schedule")
         b = len(y)
-        idx = (x + self.offset).view(-1)  # (2B,) user row, item row, user row, ...
+        pairs = x + self.offset  # (B, 2): each rating's user row and item row
+        idx = pairs.view(-1)  # (2B,) user row, item row, user row, ...
         r = self.w.index_select(0, idx).view(b, 2, -1)  # (B, 2, C)
         s = r.prod(1).sum(1)  # (B,) u.i + b_u + b_i
         if self.y_range is None:
@@ -105,8 +106,11 @@ class FusedDotTrainer:
             err = sig.mul(hi - lo).sub_(y).add_(lo)
             g = torch.addcmul(sig, sig, sig, value=-1.0).mul_(err)  # sig (1 - sig) err
             scale = 2.0 * (hi - lo) / b
-        src = r.flip(1).mul_(g.view(b, 1, 1))  # each row's gradient is the other row times g
-        self.grad.zero_().index_add_(0, idx, src.view(2 * b, -1), alpha=scale)  # repeats add up
+        # Each row's gradient is the other row of its pair times g: scale the rows in place and add
+        # each to its partner's row (pairs swapped in the index, not the floats).
+        partner = pairs.flip(1).reshape(-1)
+        src = r.mul_(g.view(b, 1, 1)).view(2 * b, -1)
+        self.grad.zero_().index_add_(0, partner, src, alpha=scale)  # repeated rows add up
         if self.world > 1:  # the mean gradient over every process's batch, as DDP gives
             dist.all_reduce(self.grad)
             self.grad /= self.world
