@@ -180,9 +180,9 @@ class Recommender:
     """Raw user and item ids in, answers out. Build it with `Recommender.load(folder)`.
 
     Items can be named by raw id or, where the model knows titles, by title. It keeps ready-made
-    copies of the item side for speed: after training the model further, make a new Recommender. `score_budget` is the
-    number of float32 scores computed at once (users x items, times the hidden width for the deep
-    models); lower it to save memory, raise it for speed.
+    copies of the item side for speed: after training the model further, make a new Recommender.
+    `score_budget` is the number of float32 scores computed at once (users x items, times the
+    hidden width for the deep models); lower it to save memory, raise it for speed.
     """
 
     def __init__(self, saved: SavedModel, score_budget: int = DEFAULT_SCORE_BUDGET) -> None:
