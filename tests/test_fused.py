@@ -89,3 +89,18 @@ def test_plain_adamw_fallback_matches_the_fused_kernel(monkeypatch: pytest.Monke
     fused = run()
     monkeypatch.setitem(optim._fused_ok, "cpu", False)
     assert torch.allclose(run(), fused, atol=1e-6)
+
+
+def test_big_batch_branch_equals_autograd(ratings: pd.DataFrame) -> None:
+    # bs 4096 and over take the scatter_add_ path; 2000 rows in one batch would not, so repeat rows
+    big = pd.concat([ratings] * 3, ignore_index=True)
+    dls = CollabDataLoaders.from_df(big, bs=4096, seed=3)
+    states = []
+    for fused in (True, False):
+        set_seed(11)
+        dls.train.generator.manual_seed(3)
+        learn = collab_learner(dls, n_factors=6, y_range=(0, 5.5), log=None, fused=fused)
+        learn.fit_one_cycle(2, 1e-2, wd=0.1)
+        states.append(learn.model.state_dict())
+    for name in states[0]:
+        assert torch.allclose(states[0][name], states[1][name], atol=2e-5), name
