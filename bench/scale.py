@@ -40,11 +40,11 @@ if recommend:
     rec = Recommender(saved)
     users = dls.user_vocab.items[1:]
     t = time.perf_counter()
-    rec.recommend_many(users, n=10)
+    rec.recommend_many(users, n=10, unknown="popular")
     out["top10_all_users_s"] = time.perf_counter() - t
     t = time.perf_counter()
     for u in users[:200]:
-        rec.recommend(u, n=10)
+        rec.recommend(u, n=10, unknown="popular")
     out["top10_one_user_ms"] = (time.perf_counter() - t) / 200 * 1000
 out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
