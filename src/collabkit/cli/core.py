@@ -171,18 +171,9 @@ def evaluate(
         table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
         split_kwargs = {"fold": fold, "k": k, "last_n": last_n, "cutoff": cutoff}
         result = evaluate_saved(
-            model_dir, table, split, valid_pct=valid_pct, seed=seed, split_kwargs=split_kwargs
-        )
-        if ranking:
-            from collabkit.data.splits import make_split
-            from collabkit.ranking import evaluate_ranking
-
-            _, valid_rows = make_split(
-                table, split, valid_pct=valid_pct, seed=seed, fold=fold, k=k, last_n=last_n, cutoff=cutoff
-            )
-            result["ranking"] = evaluate_ranking(
-                model_dir, table.iloc[valid_rows], k=top_k, relevant_threshold=relevant
-            )
+            model_dir, table, split, valid_pct=valid_pct, seed=seed, split_kwargs=split_kwargs,
+            ranking_k=top_k if ranking else None, relevant_threshold=relevant,
+        )  # fmt: skip
         if not as_json:
             typer.echo("  ".join(f"{key} {val:.4f}" for key, val in result["metrics"].items()))
             if result["unknown"]:

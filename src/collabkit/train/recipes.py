@@ -144,7 +144,7 @@ def train_model(
         "n_valid": int(dls.valid.n),
         "valid": valid,
         "fit_seconds": fit_seconds,
-        "epochs": [{k: v for k, v in row.items()} for row in learn.history],
+        "epochs": [dict(row) for row in learn.history],
         "settings": {
             "n_factors": n_factors,
             "layers": layers,
@@ -175,11 +175,14 @@ def evaluate_saved(
     valid_pct: float = 0.2,
     seed: int = 42,
     split_kwargs: dict[str, Any] | None = None,
+    ranking_k: int | None = None,
+    relevant_threshold: float = 4.0,
 ) -> dict[str, Any]:
     """Metrics of a saved model on the held-out rows of `split` of `table`.
 
     Rows whose user or item the model never saw are scored at the `#na#` index (as fastai does)
     and counted in `unknown`, so an evaluation on a different split is not silently flattered.
+    With `ranking_k`, the same model and rows also give `collabkit.ranking.evaluate_ranking`.
     """
     from collabkit.persist import load_model
 
@@ -192,10 +195,15 @@ def evaluate_saved(
     x = torch.from_numpy(np.stack([u, i], axis=1))
     y = torch.tensor(rows["rating"].to_numpy(dtype="float32"))
     metrics = evaluate_model(saved.model, x, y)
-    return {
+    result: dict[str, Any] = {
         "model_dir": str(model_dir),
         "split": split,
         "metrics": {k: v for k, v in metrics.items() if k != "n"},
         "n": int(len(y)),
         "unknown": int(((u == 0) | (i == 0)).sum()),
     }
+    if ranking_k is not None:
+        from collabkit.ranking import evaluate_ranking
+
+        result["ranking"] = evaluate_ranking(saved, rows, k=ranking_k, relevant_threshold=relevant_threshold)
+    return result
