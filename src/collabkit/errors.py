@@ -38,3 +38,11 @@ class UnknownIdError(CollabkitError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class AmbiguousIdError(UnknownIdError):
+    """A title that names more than one item; the message lists the candidates with their ids."""
+
+    def __init__(self, message: str, candidates: list[dict[str, object]] | None = None) -> None:
+        super().__init__(message)
+        self.candidates = list(candidates or [])
