@@ -29,7 +29,8 @@ from collabkit.interpret import (
 )
 from collabkit.models import ModelConfig, build_model, predict_ratings
 from collabkit.models.core import pca
-from collabkit.persist import SavedModel, load_model
+from collabkit.bundle import TrainedModel
+from collabkit.persist import load_model
 from collabkit.report import write_report
 
 runner = CliRunner()
@@ -69,7 +70,7 @@ def known_model(model: str = "dotbias", gamma_ratings: int = 3) -> SavedModel:
     y = torch.tensor([float(1 + (u + i) % 5) for u, i in pairs])
     users = Vocab(["u1", "u2", "u3"], name="user")
     items = Vocab(list(TITLES), name="item")
-    return SavedModel(net.eval(), config, users, items, x, y, dict(TITLES))
+    return TrainedModel(net.eval(), config, users, items, x, y, dict(TITLES))
 
 
 # -- biases -------------------------------------------------------------------------------------
@@ -263,9 +264,9 @@ def test_report_for_a_model_without_biases(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_chapter_findings_on_ml100k(ml100k: pd.DataFrame, tmp_path: Path) -> None:
-    from collabkit.train.recipes import train_model
+    from collabkit.workflows import TrainConfig, train
 
-    train_model(data=ml100k, data_name="ml-100k", out=tmp_path / "dotbias", log=None)
+    train(ml100k, TrainConfig(), data_name="ml-100k", out=tmp_path / "dotbias", log=None)
     saved = load_model(tmp_path / "dotbias")
     star_wars = similar_items_table(saved, "Star Wars (1977)", n=10, min_count=50)
     assert "Return of the Jedi (1983)" in star_wars["title"].tolist()

@@ -42,7 +42,8 @@ def test_no_pickle_in_the_folder(ratings: pd.DataFrame, tmp_path: Path) -> None:
     learn.fit(1, 1e-3)
     out = Path(learn.export(str(tmp_path / "m")))
     config = json.loads((out / "config.json").read_text())
-    assert config["format_version"] == 1 and config["model"]["model"] == "dotbias"
+    assert config["format"] == "collabkit-model" and config["format_version"] == 2
+    assert config["model"]["model"] == "dotbias"
     for f in out.glob("*.safetensors"):
         header_len = int.from_bytes(f.read_bytes()[:8], "little")  # safetensors: u64 length, JSON header
         json.loads(f.read_bytes()[8 : 8 + header_len])
@@ -63,7 +64,7 @@ def test_failed_save_keeps_the_old_model(
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(persist, "_write_json", boom)
+    monkeypatch.setattr(persist, "_dumps", boom)
     learn.fit(1, 1e-2)
     with pytest.raises(OSError, match="disk full"):
         learn.export(str(out))
@@ -86,7 +87,7 @@ def test_damaged_or_missing_files_are_named(ratings: pd.DataFrame, tmp_path: Pat
     dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
     out = Path(collab_learner(dls, n_factors=4, log=None).export(str(tmp_path / "m")))
     (out / "weights.safetensors").write_bytes(b"garbage")
-    with pytest.raises(CollabkitError, match="damaged weights"):
+    with pytest.raises(CollabkitError, match="weights.safetensors: checksum does not match"):
         load_model(out)
     (out / "vocab.json").unlink()
     with pytest.raises(CollabkitError, match="vocab.json: missing"):

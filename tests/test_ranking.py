@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from collabkit import Vocab
 from collabkit.errors import CollabkitError
 from collabkit.models import ModelConfig, build_model
-from collabkit.persist import SavedModel
+from collabkit.bundle import TrainedModel
 from collabkit.ranking import (
     average_precision_at_k,
     catalogue_coverage,
@@ -86,7 +86,7 @@ def fixed_order_model() -> Recommender:
         model.i_bias.weight[:, 0] = torch.tensor([0.0, 2.0, 1.5, 1.0, 0.5, 0.0])
     # user A rated item 10, user B item 11, in training; every item has a training rating
     train_x = torch.tensor([[1, 1], [2, 2], [1, 3], [2, 4], [2, 5]])
-    saved = SavedModel(
+    saved = TrainedModel(
         model,
         config,
         Vocab(["A", "B"], name="user"),

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from collabkit import CollabDataLoaders, UnknownIdError, Vocab, collab_learner, set_seed
 from collabkit.errors import CollabkitError
 from collabkit.models import ModelConfig, build_model, sigmoid_range
-from collabkit.persist import SavedModel
+from collabkit.bundle import TrainedModel
 from collabkit.recommend import BatchRecommendations, Recommendations, Recommender, cosine_neighbours
 
 MODELS = ["dot", "dotbias", "nn", "classifier"]
@@ -139,7 +139,7 @@ def test_fold_in_of_a_users_own_ratings_matches_the_user(
 
 @pytest.mark.parametrize("name", MODELS)
 def test_fold_in_with_no_ratings_is_the_average_user(recs: dict[str, Recommender], name: str) -> None:
-    rec = Recommender(recs[name].saved)  # fresh caches: popular() first, then a fold-in
+    rec = Recommender(recs[name].trained)  # fresh caches: popular() first, then a fold-in
     popular = rec.popular(n=8).items  # caches the average user inside inference mode
     assert len(rec.recommend_for_ratings({101: 5.0}, n=3)) == 3  # which a fold-in can still train from
     assert rec.recommend_for_ratings({}, n=8).items == popular
@@ -163,8 +163,8 @@ def test_small_blocks_give_the_same_answers(recs: dict[str, Recommender], name: 
     rec = recs[name]
     users = sorted(rec.users[1:])
     big = rec.recommend_many(users, n=6)
-    small = Recommender(rec.saved, score_budget=7)  # one user per block; the deep models chunk items too
-    assert small._block_rows() == 1
+    small = Recommender(rec.trained, score_budget=7)  # one user per block; the deep models chunk items too
+    assert small.engine.block_rows(len(rec.items)) == 1
     assert_same_lists(big, small.recommend_many(users, n=6))
 
 
@@ -212,7 +212,7 @@ def test_top_n_is_sorted_unique_and_bounded(recs: dict[str, Recommender], name: 
     users = sorted(rec.users[1:])
     for n in (1, 3, 40):
         top = rec.recommend_many(users, n=n)
-        assert top.item_idx.shape == (len(users), n)
+        assert top.item_idx.shape == (len(users), min(n, 30))  # never wider than the 30 trained items
         for row in range(len(users)):
             r = top[row]
             assert len(r) <= n and len(set(r.items)) == len(r)
@@ -276,13 +276,13 @@ def hand_model(
             model.i_weight.weight[1:] = torch.tensor(item_vecs, dtype=torch.float32)
     pairs = list(train) or [(u, i) for u in range(1, n_users + 1) for i in range(1, n_items + 1)]
     x = torch.tensor(pairs, dtype=torch.int64)
-    saved = SavedModel(
+    saved = TrainedModel(
         model,
         config,
         Vocab([f"u{j}" for j in range(1, n_users + 1)], name="user"),
         Vocab(list(range(10, 10 + n_items)), name="item"),
         x,
-        torch.full((len(x),), 3.0),
+        torch.tensor([1.0 + k % 5 for k in range(len(x))]),  # ratings 1..5: the scale
         titles or {},
     )
     return Recommender(saved)
@@ -306,12 +306,14 @@ def test_recommend_with_factors_worked_out() -> None:
         item_vecs=np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]),
         train=[(1, 1), (2, 1)],
     )
-    # items 11 and 12 have no training ratings: left out unless min_count=0
+    # items 11 and 12 have no training ratings: never answers, whatever min_count says
     assert rec.recommend("u1", n=2).items == []
-    assert rec.recommend_many(["u1", "u2"], n=2, min_count=0).items.tolist() == [[11, 12], [12, 11]]
-    top = rec.recommend("u1", n=2, exclude_seen=False, min_count=0)
-    assert top.items == [10, 11]
-    np.testing.assert_allclose(top.scores, [5.5 / (1 + np.exp(-1)), 2.75], rtol=1e-6)
+    with pytest.raises(CollabkitError, match="min_count must be a whole number of at least 1"):
+        rec.recommend("u1", n=2, min_count=0)
+    top = rec.recommend("u1", n=2, exclude_seen=False)
+    assert top.items == [10]
+    np.testing.assert_allclose(top.scores, [5.5 / (1 + np.exp(-1))], rtol=1e-6)
+    assert rec.recommend("u2", n=1, exclude_seen=False).scores[0] == pytest.approx(5.5 / (1 + np.exp(1)))
 
 
 def test_fold_in_recovers_the_user_that_made_the_ratings() -> None:
@@ -322,9 +324,9 @@ def test_fold_in_recovers_the_user_that_made_the_ratings() -> None:
     true_vec, true_bias = np.array([0.4, -0.3, 0.2]), 0.25
     logits = item_vecs @ true_vec + true_bias + bias
     ratings = {10 + j: float(5.5 / (1 + np.exp(-z))) for j, z in enumerate(logits)}
-    new = rec.fold_in(ratings, reg=1e-6)
-    np.testing.assert_allclose(new.vector.numpy(), true_vec, atol=1e-3)
-    assert new.bias == pytest.approx(true_bias, abs=1e-3)
+    new = rec.fold_in(ratings, strength=1e-6)
+    np.testing.assert_allclose(new.row[:3].numpy(), true_vec, atol=1e-3)  # row: [vector, bias, 1]
+    assert float(new.row[3]) == pytest.approx(true_bias, abs=1e-3)
     np.testing.assert_allclose(rec.predict_new(new, list(ratings)), list(ratings.values()), atol=1e-3)
 
 
@@ -356,7 +358,7 @@ def test_cosine_neighbours_worked_out() -> None:
 @given(
     n_items=st.integers(1, 12),
     n=st.integers(1, 15),
-    min_count=st.integers(0, 3),
+    min_count=st.integers(1, 3),
     seed=st.integers(0, 10_000),
     exclude_seen=st.booleans(),
 )
@@ -387,10 +389,11 @@ def test_top_n_properties(n_items: int, n: int, min_count: int, seed: int, exclu
 # -- real data --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ml100k_u1(ml100k: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from collabkit.train.recipes import train_model
+    from collabkit.data.splits import SplitSpec
+    from collabkit.workflows import TrainConfig, train
 
     out = tmp_path_factory.mktemp("u1") / "dotbias"
-    train_model(data=ml100k, data_name="ml-100k", split="u1", out=out, log=None)
+    train(ml100k, TrainConfig(split=SplitSpec("u1")), data_name="ml-100k", out=out, log=None)
     return out
 
 

@@ -85,10 +85,10 @@ def test_time_cutoff(ratings: pd.DataFrame) -> None:
 
 
 def _fake_udata(seed: int = 0) -> pd.DataFrame:
-    """100,000 rows shaped like u.data: 500 users with 200 ratings each, interleaved in file order."""
+    """100,000 rows shaped like u.data: 943 users and 1682 items, interleaved in file order."""
     rng = np.random.default_rng(seed)
-    users = rng.permutation(np.repeat(np.arange(1, 501), 200))
-    items = rng.integers(1, 1683, size=100_000)
+    users = rng.permutation(np.resize(np.arange(1, 944), 100_000))
+    items = rng.permutation(np.resize(np.arange(1, 1683), 100_000))
     return pd.DataFrame({"user": users, "item": items, "rating": 3.0, "timestamp": 0})
 
 
@@ -109,7 +109,7 @@ def test_ml100k_ua_ub_hold_first_and_next_ten_per_user() -> None:
     table = _fake_udata()
     _, ua = ml100k_split(table, "ua")
     _, ub = ml100k_split(table, "ub")
-    assert len(ua) == 5000 and len(ub) == 5000 and not set(ua.tolist()) & set(ub.tolist())
+    assert len(ua) == 9430 and len(ub) == 9430 and not set(ua.tolist()) & set(ub.tolist())
     rows_of_user_7 = np.flatnonzero(table["user"].to_numpy() == 7)
     assert set(rows_of_user_7[:10].tolist()) <= set(ua.tolist())
     assert set(rows_of_user_7[10:20].tolist()) <= set(ub.tolist())
@@ -120,3 +120,10 @@ def test_split_errors_name_the_choices(ratings: pd.DataFrame) -> None:
         make_split(ratings, "u9")
     with pytest.raises(CollabkitError, match="defined on ML-100k's 100,000 rows"):
         make_split(ratings, "u1")
+
+
+def test_ml100k_splits_refuse_another_table_of_100k_rows() -> None:
+    table = _fake_udata()
+    table["user"] = table["user"] % 500 + 1  # 100,000 rows, but not ML-100k's users
+    with pytest.raises(CollabkitError, match="defined on ML-100k"):
+        ml100k_split(table, "u1")

@@ -5,14 +5,24 @@ The chapter's code runs with its fastai imports replaced by these names.
 
 from __future__ import annotations
 
+from collabkit.bundle import TrainedModel
 from collabkit.collab import collab_config, collab_learner
 from collabkit.data import load_ratings, read_ratings
 from collabkit.data.loaders import CollabDataLoaders, DataLoader
-from collabkit.data.splits import kfold, last_n_per_user, make_split, ml100k_split, random_split, time_cutoff
+from collabkit.data.splits import (
+    SplitSpec,
+    kfold,
+    last_n_per_user,
+    make_split,
+    ml100k_split,
+    random_split,
+    time_cutoff,
+)
 from collabkit.data.vocab import Vocab
 from collabkit.errors import CollabkitError, DataError, UnknownIdError
-from collabkit.evaluate import cross_validate, evaluate_model, mae, mse, rmse
+from collabkit.evaluate import evaluate_model, mae, mse, rmse
 from collabkit.models import (
+    CollabModel,
     DotProduct,
     Embedding,
     EmbeddingDotBias,
@@ -23,7 +33,9 @@ from collabkit.models import (
     RatingCrossEntropy,
     build_model,
     get_emb_sz,
+    model_names,
     predict_ratings,
+    register,
     sigmoid_range,
 )
 from collabkit.models.core import SigmoidRange, emb_sz_rule, one_hot, pca, trunc_normal_
@@ -44,6 +56,7 @@ def load_movielens(name: str, **kwargs):  # type: ignore[no-untyped-def]
 
 __all__ = [
     "CollabDataLoaders",
+    "CollabModel",
     "CollabkitError",
     "DataError",
     "DataLoader",
@@ -59,12 +72,13 @@ __all__ = [
     "RatingCrossEntropy",
     "Recommender",
     "SigmoidRange",
+    "SplitSpec",
+    "TrainedModel",
     "UnknownIdError",
     "Vocab",
     "build_model",
     "collab_config",
     "collab_learner",
-    "cross_validate",
     "emb_sz_rule",
     "evaluate_model",
     "get_emb_sz",
@@ -76,6 +90,7 @@ __all__ = [
     "mae",
     "make_split",
     "ml100k_split",
+    "model_names",
     "mse",
     "one_cycle_lr",
     "one_cycle_mom",
@@ -84,6 +99,7 @@ __all__ = [
     "predict_ratings",
     "random_split",
     "read_ratings",
+    "register",
     "rmse",
     "save_model",
     "set_seed",

@@ -8,8 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from collabkit.data.loaders import CollabDataLoaders
-from collabkit.models import ModelConfig, RatingCrossEntropy, build_model, check_model_name
-from collabkit.models.core import get_emb_sz
+from collabkit.models import ModelConfig, build_model, family
 from collabkit.train.learner import Learner, default_metrics
 
 
@@ -22,22 +21,22 @@ def collab_config(
     emb_szs: Mapping[str, int] | None = None,
     ps: Sequence[float] = (),
     embed_p: float = 0.0,
+    options: Mapping[str, Any] | None = None,
 ) -> ModelConfig:
-    """The ModelConfig that `collab_learner` would build for `dls`."""
-    check_model_name(model)
-    sizes = get_emb_sz(dls, emb_szs) if model in ("nn", "classifier") else None
-    return ModelConfig(
-        model=model,
-        n_users=dls.n_users,
-        n_items=dls.n_items,
-        n_factors=n_factors,
-        y_range=None if model == "classifier" else y_range,
-        layers=list(layers) if layers is not None else [100, 50],
-        emb_szs=sizes,
-        ps=list(ps),
-        embed_p=embed_p,
-        levels=dls.rating_levels() if model == "classifier" else None,
-    )
+    """The ModelConfig that `collab_learner` would build for `dls`; the family fills in what it
+    takes from the data (embedding sizes, rating levels)."""
+    settings: dict[str, Any] = {
+        "model": model,
+        "n_users": dls.n_users,
+        "n_items": dls.n_items,
+        "n_factors": n_factors,
+        "y_range": y_range,
+        "layers": list(layers) if layers is not None else [100, 50],
+        "ps": list(ps),
+        "embed_p": embed_p,
+        "options": dict(options or {}),
+    }
+    return ModelConfig(**family(model).settings_from_data(settings, dls, emb_szs))
 
 
 def collab_learner(
@@ -63,9 +62,8 @@ def collab_learner(
     name = model or ("nn" if use_nn else "dotbias")
     config = collab_config(dls, name, n_factors, y_range, layers, emb_szs, ps, embed_p)
     net = build_model(config)
-    if loss_func is None and name == "classifier":
-        assert config.levels is not None
-        loss_func = RatingCrossEntropy(config.levels)
+    if loss_func is None:
+        loss_func = net.default_loss()
     learner_kwargs.setdefault("metrics", default_metrics(net))
     learn = Learner(dls, net, loss_func=loss_func, **learner_kwargs)
     learn.config = config  # type: ignore[attr-defined]

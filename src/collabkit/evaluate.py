@@ -1,21 +1,22 @@
-"""Rating-error metrics as plain functions, and k-fold cross-validation."""
+"""Rating-error metrics as plain functions, and a model's error on index pairs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from collabkit.models import RatingClassifier, predict_ratings
+from collabkit.models import CollabModel
+from collabkit.models.base import model_device, nearest_level
+from collabkit.models.classifier import expected_rating
 
 ArrayLike = Tensor | np.ndarray | Sequence[float]
 
 
 def _t(x: ArrayLike) -> Tensor:
-    return torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x, dtype=torch.float64).reshape(-1)
+    return torch.as_tensor(np.array(x, dtype=np.float64) if not isinstance(x, Tensor) else x, dtype=torch.float64).reshape(-1)
 
 
 def mse(preds: ArrayLike, targs: ArrayLike) -> float:
@@ -42,7 +43,7 @@ class LevelAccuracy:
         self.levels = torch.tensor(list(levels), dtype=torch.float32)
 
     def __call__(self, logits: Tensor, ratings: Tensor) -> float:
-        target = (ratings.view(-1, 1).cpu() - self.levels.view(1, -1)).abs().argmin(dim=1)
+        target = nearest_level(ratings.cpu(), self.levels)
         return float((logits.argmax(dim=1).cpu() == target).float().mean())
 
 
@@ -55,31 +56,26 @@ class ExpectedRatingRMSE:
         self.levels = torch.tensor(list(levels), dtype=torch.float32)
 
     def __call__(self, logits: Tensor, ratings: Tensor) -> float:
-        return rmse(logits.float().cpu().softmax(dim=1) @ self.levels, ratings.cpu())
+        return rmse(expected_rating(logits.cpu(), self.levels), ratings.cpu())
 
 
 @torch.inference_mode()
 def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, bs: int = 65536) -> dict[str, float]:
-    """MSE, RMSE and MAE of a model on index pairs `x` (N, 2) against ratings `y` (N,); + accuracy
-    for a classifier."""
+    """MSE, RMSE and MAE of a model on index pairs `x` (N, 2) against ratings `y` (N,), and the
+    model's own further metrics (a classifier's accuracy)."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    preds, logits = [], []
-    for i in range(0, len(y), bs):
-        xb = x[i : i + bs].to(device)
-        if isinstance(model, RatingClassifier):
-            out = model(xb)
-            logits.append(out.cpu())
-            preds.append(model.expected_rating(out).cpu())
-        else:
-            preds.append(predict_ratings(model, xb).cpu())
+    device = model_device(model)
+    outs = [model(x[i : i + bs].to(device)).float().cpu() for i in range(0, len(y), bs)]
     model.train(was_training)
-    p = torch.cat(preds) if preds else torch.empty(0)
+    out = torch.cat(outs) if outs else torch.empty(0)
+    p = model.output_to_rating(out) if isinstance(model, CollabModel) else out.reshape(-1)
     result = {"mse": mse(p, y), "rmse": rmse(p, y), "mae": mae(p, y), "n": float(len(y))}
-    if logits:
-        assert isinstance(model, RatingClassifier)
-        result["accuracy"] = LevelAccuracy(model.levels.tolist())(torch.cat(logits), y)
+    if isinstance(model, CollabModel) and len(y):
+        for metric in model.default_metrics():
+            name = getattr(metric, "__name__", type(metric).__name__)
+            if name not in result:
+                result[name] = float(metric(out, y.cpu()))
     return result
 
 
@@ -91,11 +87,3 @@ def summarize_folds(results: list[dict[str, float]]) -> dict[str, dict[str, floa
         vals = np.array([r[k] for r in results], dtype=float)
         out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
     return out
-
-
-def cross_validate(
-    run_fold: Callable[[int], dict[str, Any]], k: int
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
-    """Run `run_fold(i)` for i in 0..k-1 (each trains on fold i and returns its metrics); mean and spread."""
-    results = [run_fold(i) for i in range(k)]
-    return results, summarize_folds(results)

@@ -1,6 +1,6 @@
 """What a trained model says, in raw ids and titles: biases, an embedding map, neighbours, explanations.
 
-Every function takes a `SavedModel` (from `collabkit.load_model`) and returns pandas tables, so an
+Every function takes a `TrainedModel` (from `collabkit.load_model`) and returns pandas tables, so an
 answer can be printed, saved or tested without knowing indices. These are the chapter's
 "interpreting embeddings and biases" steps as plain functions:
 
@@ -27,30 +27,31 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from collabkit.errors import CollabkitError
-from collabkit.models import EmbeddingDotBias, bias_tables, factor_tables, predict_ratings
-from collabkit.models.dot import DotProduct
-from collabkit.persist import SavedModel
-from collabkit.recommend import cosine_neighbours
+from collabkit.bundle import MIN_COUNT, TrainedModel
+from collabkit.data.resolver import IdResolver
+from collabkit.errors import CollabkitError, UnknownIdError
+from collabkit.models import predict_ratings
+from collabkit.models.base import model_device
+from collabkit.recommend.engine import cosine_neighbours
 
 # -- ids and titles ---------------------------------------------------------------------------
 
 
-def item_title(saved: SavedModel, item: Any) -> str:
+def item_title(saved: TrainedModel, item: Any) -> str:
     """The item's title where the model knows one, else its raw id as text."""
     return str(saved.item_titles.get(item, item))
 
 
-def _resolve_item(saved: SavedModel, item: Any) -> Any:
-    from collabkit.recommend import Recommender  # lazy: recommend may import this module
-
-    return Recommender(saved).parse_item(item)
+def _resolver(saved: TrainedModel) -> IdResolver:
+    return IdResolver(saved.users, saved.items, saved.item_titles, saved.item_counts.numpy())
 
 
-def _resolve_user(saved: SavedModel, user: Any) -> Any:
-    from collabkit.recommend import Recommender
+def _resolve_item(saved: TrainedModel, item: Any) -> Any:
+    return _resolver(saved).item(item)
 
-    return Recommender(saved).parse_user(user)
+
+def _resolve_user(saved: TrainedModel, user: Any) -> Any:
+    return _resolver(saved).user(user)
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -76,14 +77,14 @@ def _candidates(counts: Tensor, min_count: int, kind: str) -> Tensor:
 # -- biases -----------------------------------------------------------------------------------
 
 
-def _require_biases(saved: SavedModel) -> tuple[Tensor, Tensor]:
-    tables = bias_tables(saved.model)
-    if tables is None:
+def _require_biases(saved: TrainedModel) -> tuple[Tensor, Tensor]:
+    ub, ib = saved.model.user_biases(), saved.model.item_biases()
+    if ub is None or ib is None:
         raise CollabkitError(
             f"model {saved.config.model!r} has no biases; train a 'dotbias' model "
             "(collabkit train --model dotbias) to see which items are liked beyond their factors"
         )
-    return tables
+    return ub, ib
 
 
 def _bias_table(
@@ -111,7 +112,7 @@ def _bias_table(
     return pd.DataFrame(rows), torch.cat([low, high])
 
 
-def item_biases(saved: SavedModel, n: int = 5, min_count: int = 0) -> pd.DataFrame:
+def item_biases(saved: TrainedModel, n: int = 5, min_count: int = MIN_COUNT) -> pd.DataFrame:
     """The `n` lowest and `n` highest item biases, with title, training rating count and mean rating.
 
     A bias is what the model adds to an item's rating whatever the user's tastes: a low bias means
@@ -125,20 +126,20 @@ def item_biases(saved: SavedModel, n: int = 5, min_count: int = 0) -> pd.DataFra
     """
     _, i_bias = _require_biases(saved)
     table, _ = _bias_table(
-        i_bias, saved.item_counts(), saved.item_means(), saved.items.items, n, min_count, "item"
+        i_bias, saved.item_counts, saved.item_means(), saved.items.items, n, min_count, "item"
     )
     table.insert(3, "title", [item_title(saved, i) for i in table["item"]])
     return table
 
 
-def user_biases(saved: SavedModel, n: int = 5, min_count: int = 0) -> pd.DataFrame:
+def user_biases(saved: TrainedModel, n: int = 5, min_count: int = MIN_COUNT) -> pd.DataFrame:
     """The `n` lowest and `n` highest user biases, with each user's rating count and mean rating.
 
     A user's bias is how generously they rate everything; the same layout as `item_biases`.
     """
     u_bias, _ = _require_biases(saved)
     table, _ = _bias_table(
-        u_bias, saved.user_counts(), saved.user_means(), saved.users.items, n, min_count, "user"
+        u_bias, saved.user_counts, saved.user_means(), saved.users.items, n, min_count, "user"
     )
     return table
 
@@ -175,7 +176,7 @@ def _short(title: str, limit: int = 28) -> str:
 
 
 def embedding_map(
-    saved: SavedModel, k: int = 3, top: int = 1000, min_count: int = 0, n_ends: int = 5
+    saved: TrainedModel, k: int = 3, top: int = 1000, min_count: int = MIN_COUNT, n_ends: int = 5
 ) -> EmbeddingMap:
     """PCA (centred, as fastai's `pca`) of the item factors of the `top` most rated items.
 
@@ -183,8 +184,8 @@ def embedding_map(
     noise. For the deep models the factors are the item embeddings: they still place items the
     network treats alike close together, but no dot product of them makes the rating.
     """
-    _, i_fac = factor_tables(saved.model)
-    counts = saved.item_counts()
+    i_fac = saved.model.item_vectors()
+    counts = saved.item_counts
     idx = _candidates(counts, min_count, "item")
     if top < 2:
         raise CollabkitError(f"top must be at least 2 items to map, got {top}")
@@ -379,7 +380,9 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 # -- neighbours ---------------------------------------------------------------------------------
 
 
-def similar_items_table(saved: SavedModel, item: Any, n: int = 10, min_count: int = 0) -> pd.DataFrame:
+def similar_items_table(
+    saved: TrainedModel, item: Any, n: int = 10, min_count: int = MIN_COUNT
+) -> pd.DataFrame:
     """The `n` items whose factors point most nearly the same way as `item`'s (cosine similarity).
 
     `item` is a raw id or a title. Columns: rank, item, title, similarity, n_ratings, mean_rating.
@@ -387,9 +390,11 @@ def similar_items_table(saved: SavedModel, item: Any, n: int = 10, min_count: in
     small, noisy factors whose direction means little. The query is in `table.attrs`.
     """
     item = _resolve_item(saved, item)
-    _, i_fac = factor_tables(saved.model)
-    counts = saved.item_counts()
+    i_fac = saved.model.item_vectors()
+    counts = saved.item_counts
     idx = int(saved.items.o2i[item])
+    if int(counts[idx]) == 0:
+        raise UnknownIdError(f"item {item!r} has no training ratings: its factors are untrained noise")
     mask = counts >= max(min_count, 1)
     nbrs, sims = cosine_neighbours(i_fac, [idx], n, mask)
     ids = saved.items.decode(nbrs.tolist())
@@ -408,15 +413,19 @@ def similar_items_table(saved: SavedModel, item: Any, n: int = 10, min_count: in
     return table
 
 
-def similar_users_table(saved: SavedModel, user: Any, n: int = 10, min_count: int = 0) -> pd.DataFrame:
+def similar_users_table(
+    saved: TrainedModel, user: Any, n: int = 10, min_count: int = MIN_COUNT
+) -> pd.DataFrame:
     """The `n` users whose factors are most cosine-similar to `user`'s: users of like taste.
 
     Columns: rank, user, similarity, n_ratings, mean_rating; `min_count` as in `similar_items_table`.
     """
     user = _resolve_user(saved, user)
-    u_fac, _ = factor_tables(saved.model)
-    counts = saved.user_counts()
+    u_fac = saved.model.user_vectors()
+    counts = saved.user_counts
     idx = int(saved.users.o2i[user])
+    if int(counts[idx]) == 0:
+        raise UnknownIdError(f"user {user!r} has no training ratings: their factors are untrained noise")
     nbrs, sims = cosine_neighbours(u_fac, [idx], n, counts >= max(min_count, 1))
     table = pd.DataFrame(
         {
@@ -500,42 +509,38 @@ class PredictionExplanation:
 
 
 @torch.inference_mode()
-def explain_prediction(saved: SavedModel, user: Any, item: Any) -> PredictionExplanation:
+def explain_prediction(saved: TrainedModel, user: Any, item: Any) -> PredictionExplanation:
     """Split the predicted rating of (`user`, `item`) into additive parts (dot and dotbias models).
 
     Raises:
         CollabkitError: for the deep models, whose rating has no additive parts to show.
     """
     model = saved.model
-    if not isinstance(model, (DotProduct, EmbeddingDotBias)):
-        raise CollabkitError(
-            f"model {saved.config.model!r} has no additive explanation: its hidden layers mix the user "
-            "and item embeddings non-linearly, so no parts add up to the rating; explain a 'dot' or "
-            "'dotbias' model"
-        )
     user, item = _resolve_user(saved, user), _resolve_item(saved, item)
     u, i = int(saved.users.o2i[user]), int(saved.items.o2i[item])
-    u_fac, i_fac = factor_tables(model)
-    products = (u_fac[u].double() * i_fac[i].double()).cpu().numpy()
-    biases = bias_tables(model)
+    parts = model.explain(u, i)
+    if parts is None:
+        raise CollabkitError(
+            f"model {saved.config.model!r} has no additive explanation: its score does not split into "
+            "parts that add up (a deep model mixes the user and item embeddings non-linearly); explain a "
+            "'dot' or 'dotbias' model"
+        )
+    if int(saved.user_counts[u]) == 0 or int(saved.item_counts[i]) == 0:
+        raise UnknownIdError(
+            f"the model saw no training rating of user {user!r} or item {item!r}: their factors are "
+            "untrained noise, so there is nothing to explain"
+        )
+    products = parts.factor_products.double().cpu().numpy()
     notes = ["offset is 0: the dot models have no global term; the biases carry the average rating"]
-    if biases is None:
-        ub = ib = 0.0
-        notes.append("this 'dot' model has no biases, so both are 0")
-    else:
-        ub, ib = float(biases[0][u]), float(biases[1][i])
-    offset = 0.0
-    raw = offset + ub + ib + float(products.sum())
-    device = next(model.parameters()).device
-    rating = float(predict_ratings(model, torch.tensor([[u, i]], device=device))[0])
+    if parts.user_bias is None or parts.item_bias is None:
+        notes.append(f"this {saved.config.model!r} model has no biases, so both are 0")
+    ub, ib, offset, raw = parts.user_bias or 0.0, parts.item_bias or 0.0, parts.offset, parts.raw
+    rating = float(predict_ratings(model, torch.tensor([[u, i]], device=model_device(model)))[0])
     y_range = getattr(model, "y_range", None)
     if y_range is not None:
         notes.append(f"rating = sigmoid(raw) * ({y_range[1]:g} - {y_range[0]:g}) + {y_range[0]:g}")
     seen = (saved.train_x[:, 0] == u) & (saved.train_x[:, 1] == i)
     actual = float(saved.train_y[seen][0]) if bool(seen.any()) else None
-    counts = saved.user_counts()
-    if int(counts[u]) == 0 or int(saved.item_counts()[i]) == 0:
-        notes.append("the model saw no training rating of this user or item: its factors are noise")
     return PredictionExplanation(
         user=user,
         item=item,
@@ -604,9 +609,9 @@ def _plain(v: Any) -> Any:
 
 
 def interpret_model(
-    saved: SavedModel,
+    saved: TrainedModel,
     n: int = 5,
-    min_count: int = 0,
+    min_count: int = MIN_COUNT,
     items: Sequence[Any] | None = None,
     k: int = 3,
     top: int = 1000,
@@ -623,18 +628,18 @@ def interpret_model(
         ib: pd.DataFrame | None = item_biases(saved, n, min_count)
         ub: pd.DataFrame | None = user_biases(saved, n, min_count)
     except CollabkitError as e:
-        if bias_tables(saved.model) is not None:
+        if saved.model.item_biases() is not None:
             raise
         ib = ub = None
         notes.append(str(e))
     try:
         emap: EmbeddingMap | None = embedding_map(
-            saved, k=min(k, saved.config.n_factors), top=top, min_count=min_count
+            saved, k=min(k, saved.model.item_vectors().shape[1]), top=top, min_count=min_count
         )
     except CollabkitError as e:
         emap = None
         notes.append(f"no embedding map: {e}")
-    counts = saved.item_counts()
+    counts = saved.item_counts
     if items:
         queries = [_resolve_item(saved, it) for it in items]
     else:
@@ -644,10 +649,9 @@ def interpret_model(
     for q in queries:
         neighbours[item_title(saved, q)] = similar_items_table(saved, q, n_neighbours, min_count)
     example = None
-    if isinstance(saved.model, (DotProduct, EmbeddingDotBias)) and queries:
-        ucounts = saved.user_counts()
-        user = saved.users[int(torch.argmax(ucounts))]
-        example = explain_prediction(saved, user, queries[0])
+    top_user = int(torch.argmax(saved.user_counts))
+    if queries and saved.model.explain(top_user, int(saved.items.o2i[queries[0]])) is not None:
+        example = explain_prediction(saved, saved.users[top_user], queries[0])
     else:
         notes.append(f"no explained prediction: model {name!r} has no additive parts")
     return Interpretation(name, ib, ub, emap, neighbours, example, notes)

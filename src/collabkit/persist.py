@@ -1,119 +1,84 @@
-"""Save and load trained models without pickle: JSON for config and vocabularies, safetensors for tensors.
+"""Save and load a `TrainedModel` without pickle: JSON for settings and vocabularies, safetensors for tensors.
 
 A model folder holds:
-  config.json          format version, the ModelConfig, column names, training settings and results
+  config.json          format marker and version, the ModelConfig, split, data fingerprint, history,
+                       results, and the sha256 and size of every other file
   vocab.json           users and items in index order (`#na#` first), and item titles where known
   weights.safetensors  the model's state_dict
-  train.safetensors    the training interactions as indices (user_idx, item_idx, rating), so that
-                       recommendations can leave out what a user already rated
-The folder is written beside its destination and moved into place in one rename, so an
-interrupted save never leaves a half-written model, and an older model at the same path survives
-until the new one is complete.
+  train.safetensors    the training interactions as indices (user_idx, item_idx, rating)
+
+Saving never loses anything: the folder is written beside its destination and renamed into place,
+the parent folder is fsynced, and only a folder that is provably a collabkit model (its format
+marker and nothing but its own files) is ever replaced. A save killed between its two renames
+leaves the previous model as `.NAME.old-PID`; the next save or load puts it back. Loading checks
+every file's checksum and every table's size before allocating, and refuses non-finite weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import shutil
+import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
 
+from collabkit.atomic import fsync_dir
+from collabkit.bundle import DataInfo, TrainedModel
+from collabkit.data.splits import SplitSpec
 from collabkit.data.vocab import Vocab
 from collabkit.errors import CollabkitError
 from collabkit.models import ModelConfig, build_model
 
-FORMAT_VERSION = 1
-FILES = ("config.json", "vocab.json", "weights.safetensors", "train.safetensors")
+FORMAT = "collabkit-model"
+FORMAT_VERSION = 2
+DATA_FILES = ("vocab.json", "weights.safetensors", "train.safetensors")
+FILES = ("config.json", *DATA_FILES)
+OWN_EXTRAS = ("report", "checkpoints")  # folders collabkit itself writes inside a model folder
 
 
-@dataclass
-class SavedModel:
-    """A model with what it needs to answer in raw ids."""
-
-    model: nn.Module
-    config: ModelConfig
-    users: Vocab
-    items: Vocab
-    train_x: Tensor  # (N, 2) int64 user/item indices seen in training
-    train_y: Tensor  # (N,) float32 ratings
-    item_titles: dict[Any, str] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def item_counts(self) -> Tensor:
-        """(n_items,) number of training ratings of each item index."""
-        return torch.bincount(self.train_x[:, 1], minlength=len(self.items))
-
-    def user_counts(self) -> Tensor:
-        """(n_users,) number of training ratings of each user index."""
-        return torch.bincount(self.train_x[:, 0], minlength=len(self.users))
-
-    def item_means(self) -> Tensor:
-        """(n_items,) mean training rating of each item index (NaN for an item with none)."""
-        sums = torch.bincount(self.train_x[:, 1], weights=self.train_y.double(), minlength=len(self.items))
-        return (sums / self.item_counts()).float()
-
-    def user_means(self) -> Tensor:
-        """(n_users,) mean training rating of each user index (NaN for a user with none)."""
-        sums = torch.bincount(self.train_x[:, 0], weights=self.train_y.double(), minlength=len(self.users))
-        return (sums / self.user_counts()).float()
+def is_model_folder(path: str | Path) -> bool:
+    """True when `path` is a folder collabkit wrote: its format marker, and only its own files."""
+    folder = Path(path)
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    try:
+        doc = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    marked = isinstance(doc, dict) and (
+        doc.get("format") == FORMAT or (doc.get("format_version") == 1 and "model" in doc)
+    )
+    return marked and all(p.name in FILES or p.name in OWN_EXTRAS for p in folder.iterdir())
 
 
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    raise TypeError(f"cannot write {type(o).__name__} as JSON")
+def save_model(path: str | Path, trained: TrainedModel) -> Path:
+    """Write `trained` to the folder `path`, atomically (see the module docstring).
 
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=1, default=_json_default, ensure_ascii=False), encoding="utf-8")
-
-
-def save_model(path: str | Path, saved: SavedModel) -> Path:
-    """Write `saved` to the folder `path`, atomically (see the module docstring)."""
+    Raises:
+        CollabkitError: `path` is a file, a symbolic link, or a folder that is not a collabkit model.
+    """
     dest = Path(path)
+    _check_destination(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and not (dest / "config.json").exists() and any(dest.iterdir()):
-        raise CollabkitError(f"{dest} exists and is not a collabkit model folder; refusing to replace it")
+    _recover(dest)
+    _clean_orphans(dest)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in saved.model.state_dict().items()}
-        save_file(state, str(tmp / "weights.safetensors"))
-        save_file(
-            {"x": saved.train_x.to(torch.int64).contiguous(), "y": saved.train_y.float().contiguous()},
-            str(tmp / "train.safetensors"),
-        )
-        _write_json(
-            tmp / "config.json",
-            {"format_version": FORMAT_VERSION, "model": saved.config.to_dict(), "meta": saved.meta},
-        )
-        titles = [[k, v] for k, v in saved.item_titles.items()]
-        _write_json(
-            tmp / "vocab.json",
-            {
-                "users": saved.users.to_list(),
-                "items": saved.items.to_list(),
-                "user_name": saved.users.name,
-                "item_name": saved.items.name,
-                "item_titles": titles,
-            },
-        )
-        for f in tmp.iterdir():
-            with f.open("rb") as fh:
-                os.fsync(fh.fileno())
+        _write_folder(tmp, trained)
         old = None
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             dest.rename(old)
         tmp.rename(dest)
+        fsync_dir(dest.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -122,67 +87,225 @@ def save_model(path: str | Path, saved: SavedModel) -> Path:
     return dest
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> SavedModel:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
     """Read a model folder written by `save_model`; errors name the missing or damaged file."""
     src = Path(path)
+    if not src.exists():
+        _recover(src)
     if not src.is_dir():
-        raise CollabkitError(f"{src}: no model folder here (train one with `collabkit train --out {src}`)")
+        what = "a file, not a model folder" if src.exists() else "no model folder here"
+        raise CollabkitError(f"{src}: {what} (train one with `collabkit train --out {src}`)")
     for name in FILES:
-        if not (src / name).exists():
+        if not (src / name).is_file():
             raise CollabkitError(f"{src / name}: missing; this is not a complete collabkit model folder")
-    try:
-        config_doc = json.loads((src / "config.json").read_text(encoding="utf-8"))
-        vocab_doc = json.loads((src / "vocab.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CollabkitError(f"{src}: damaged JSON ({e})") from e
-    version = config_doc.get("format_version")
-    if version != FORMAT_VERSION:
+    doc = _read_json(src / "config.json")
+    version = doc.get("format_version") if isinstance(doc, dict) else None
+    if version not in (1, FORMAT_VERSION):
         raise CollabkitError(
-            f"{src / 'config.json'}: model format {version!r}; this collabkit reads format {FORMAT_VERSION}"
+            f"{src / 'config.json'}: model format {version!r}; this collabkit reads formats 1 and {FORMAT_VERSION}"
         )
-    config = ModelConfig.from_dict(config_doc["model"])
+    if version == FORMAT_VERSION:
+        _check_files(src, doc.get("files") or {})
+    vocab_doc = _read_json(src / "vocab.json")
+    try:
+        config = ModelConfig.from_dict(doc["model"])
+        users = Vocab(vocab_doc["users"], name=vocab_doc.get("user_name", "user"))
+        items = Vocab(vocab_doc["items"], name=vocab_doc.get("item_name", "item"))
+        titles = {k: v for k, v in vocab_doc.get("item_titles", [])}
+    except (KeyError, TypeError, ValueError) as e:
+        raise CollabkitError(f"{src}: damaged model settings or vocabulary ({type(e).__name__}: {e})") from e
+    if (len(users), len(items)) != (config.n_users, config.n_items):
+        raise CollabkitError(
+            f"{src / 'vocab.json'}: {len(users)} users and {len(items)} items, but the model has "
+            f"{config.n_users} and {config.n_items}; the folder is damaged"
+        )
     model = build_model(config)
-    try:
-        state = load_file(str(src / "weights.safetensors"))
-        train = load_file(str(src / "train.safetensors"))
-    except Exception as e:  # safetensors raises its own error types for damaged headers
-        raise CollabkitError(f"{src}: damaged weights file ({e})") from e
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CollabkitError(
-            f"{src / 'weights.safetensors'}: does not fit a {config.model!r} model "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _check_shapes(src / "weights.safetensors", expected)
+    state = _load_tensors(src / "weights.safetensors")
+    train = _load_tensors(src / "train.safetensors")
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CollabkitError(
+                f"{src / 'weights.safetensors'}: {key} holds NaN or infinite values; refusing it"
+            )
+    model.load_state_dict(state, strict=True)
     model.to(device).eval()
-    users = Vocab(vocab_doc["users"], name=vocab_doc.get("user_name", "user"))
-    items = Vocab(vocab_doc["items"], name=vocab_doc.get("item_name", "item"))
-    titles = {k: v for k, v in vocab_doc.get("item_titles", [])}
-    return SavedModel(model, config, users, items, train["x"], train["y"], titles, config_doc.get("meta", {}))
-
-
-def save_learner(learn: Any, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
-    """Save a Learner made by `collab_learner` (it knows its config), with its training rows."""
-    config = getattr(learn, "config", None)
-    if config is None:
+    train_x, train_y = train.get("x"), train.get("y")
+    if train_x is None or train_y is None or train_x.ndim != 2 or len(train_x) != len(train_y):
+        raise CollabkitError(f"{src / 'train.safetensors'}: damaged training interactions")
+    if len(train_x) and (
+        int(train_x[:, 0].max()) >= len(users)
+        or int(train_x[:, 1].max()) >= len(items)
+        or int(train_x.min()) < 0
+    ):
         raise CollabkitError(
-            "only models built by collab_learner (or the command) can be exported; "
-            "for your own nn.Module, save learn.model.state_dict() with safetensors"
+            f"{src / 'train.safetensors'}: indices outside the vocabularies; the folder is damaged"
         )
-    dls = learn.dls
-    titles: dict[Any, str] = {}
-    table = dls.table
-    if table is not None and "title" in table.columns and dls.item_name != "title":
-        pairs = table[[dls.item_name, "title"]].drop_duplicates(dls.item_name)
-        titles = dict(zip(pairs[dls.item_name].tolist(), pairs["title"].astype(str).tolist(), strict=False))
-    info = {"history": learn.history, **(meta or {})}
-    saved = SavedModel(
-        learn.model,
-        config,
-        dls.user_vocab,
-        dls.item_vocab,
-        dls.train.x.cpu(),
-        dls.train.y.cpu(),
-        titles,
-        info,
+    meta = doc.get("meta", {}) if version == 1 else {}
+    split = doc.get("split")
+    data = doc.get("data")
+    return TrainedModel(
+        model=model,
+        config=config,
+        users=users,
+        items=items,
+        train_x=train_x,
+        train_y=train_y,
+        item_titles=titles,
+        split=SplitSpec.from_dict(split) if split else None,
+        data=DataInfo(**data) if data else None,
+        history=doc.get("history") or meta.get("epochs") or meta.get("history") or [],
+        results=doc.get("results") or meta,
     )
-    return save_model(path, saved)
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def _write_folder(folder: Path, t: TrainedModel) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in t.model.state_dict().items()}
+    save_file(state, str(folder / "weights.safetensors"))
+    save_file(
+        {"x": t.train_x.to(torch.int64).cpu().contiguous(), "y": t.train_y.float().cpu().contiguous()},
+        str(folder / "train.safetensors"),
+    )
+    vocab = {
+        "users": t.users.to_list(),
+        "items": t.items.to_list(),
+        "user_name": t.users.name,
+        "item_name": t.items.name,
+        "item_titles": [[k, v] for k, v in t.item_titles.items()],
+    }
+    (folder / "vocab.json").write_text(_dumps(vocab), encoding="utf-8")
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": t.config.to_dict(),
+        "split": None if t.split is None else t.split.to_dict(),
+        "data": None if t.data is None else t.data.to_dict(),
+        "history": t.history,
+        "results": t.results,
+        "sizes": {"users": len(t.users), "items": len(t.items), "train": len(t.train_y)},
+        "files": {name: _sha256(folder / name) for name in DATA_FILES},
+    }
+    (folder / "config.json").write_text(_dumps(config), encoding="utf-8")
+    for f in folder.iterdir():
+        with f.open("rb") as fh:
+            os.fsync(fh.fileno())
+    fsync_dir(folder)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(_finite(data), indent=1, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(o: Any) -> Any:
+    """JSON-ready values: NumPy/torch scalars as Python ones, NaN and infinities as null."""
+    if hasattr(o, "item") and not isinstance(o, (list, dict, str)):
+        o = o.item()
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {str(k): _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple, set)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def _check_destination(dest: Path) -> None:
+    if dest.is_symlink():
+        raise CollabkitError(
+            f"{dest} is a symbolic link; collabkit will not replace it. Give the folder it points to "
+            f"({os.path.realpath(dest)}) or a new path"
+        )
+    if dest.exists() and not dest.is_dir():
+        raise CollabkitError(f"{dest} is a file, not a folder; choose another --out")
+    if dest.is_dir() and any(dest.iterdir()) and not is_model_folder(dest):
+        raise CollabkitError(
+            f"{dest} exists and is not a collabkit model folder; refusing to replace it "
+            "(choose a new or empty folder)"
+        )
+
+
+def _recover(dest: Path) -> None:
+    """Put back the previous model if a save was killed between its two renames."""
+    if dest.exists() or not dest.parent.is_dir():
+        return
+    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in olds:
+        if is_model_folder(old):
+            old.rename(dest)
+            fsync_dir(dest.parent)
+            print(
+                f"collabkit: restored the previous model at {dest} (a save was interrupted)", file=sys.stderr
+            )
+            return
+
+
+def _clean_orphans(dest: Path) -> None:
+    """Remove temporary and superseded folders left by killed saves of `dest` (only collabkit's own)."""
+    pattern = [f".{dest.name}.*.tmp", f".{dest.name}.old-*"]
+    for glob in pattern:
+        for p in dest.parent.glob(glob):
+            if (
+                p.is_dir()
+                and not p.is_symlink()
+                and all(c.name in FILES or c.name in OWN_EXTRAS for c in p.iterdir())
+            ):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CollabkitError(f"{path}: damaged JSON ({str(e)[:80]})") from e
+
+
+def _check_files(src: Path, files: dict[str, str]) -> None:
+    for name in DATA_FILES:
+        want = files.get(name)
+        if want is None:
+            raise CollabkitError(
+                f"{src / 'config.json'}: no checksum recorded for {name}; the folder is damaged"
+            )
+        if _sha256(src / name) != want:
+            raise CollabkitError(
+                f"{src / name}: checksum does not match the one recorded when the model was saved; "
+                "the file was changed or damaged"
+            )
+
+
+def _check_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Compare the file's tensor shapes with the model's before reading any tensor data."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except Exception as e:  # safetensors raises its own error types for damaged headers
+        raise CollabkitError(f"{path}: damaged weights file ({str(e)[:80]})") from e
+    if have != expected:
+        diff = sorted(set(have) ^ set(expected)) or [k for k in expected if have.get(k) != expected[k]]
+        k = diff[0]
+        raise CollabkitError(
+            f"{path}: does not fit the model described in config.json ({k}: file {have.get(k)}, "
+            f"model {expected.get(k)})"
+        )
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise CollabkitError(f"{path}: damaged tensor file ({str(e)[:80]})") from e

@@ -18,7 +18,7 @@ import pandas as pd
 from collabkit.errors import CollabkitError
 
 if TYPE_CHECKING:
-    from collabkit.persist import SavedModel
+    from collabkit.bundle import TrainedModel
     from collabkit.recommend import Recommender
 
 
@@ -102,12 +102,12 @@ def catalogue_coverage(recommended: np.ndarray, n_items: int) -> float:
 
 
 def evaluate_ranking(
-    model: SavedModel | Recommender | str | Path,
+    model: TrainedModel | Recommender | str | Path,
     test: pd.DataFrame,
     k: int = 10,
     relevant_threshold: float = 4.0,
     *,
-    min_count: int = 1,
+    min_count: int = 1,  # collabkit.bundle.MIN_COUNT
     user_col: str = "user",
     item_col: str = "item",
     rating_col: str = "rating",
@@ -130,7 +130,7 @@ def evaluate_ranking(
     elif isinstance(model, Recommender):
         rec = model
     else:
-        rec = Recommender(model)
+        rec = Recommender(model)  # a TrainedModel
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise CollabkitError(f"k must be a positive whole number, got {k!r}")
     k = int(k)
@@ -147,10 +147,16 @@ def evaluate_ranking(
     test_users = np.unique(u_idx[u_idx > 0])
     ranked = np.unique(u_idx[warm_user])  # user indices we rank for
     rel = (ratings >= relevant_threshold) & warm_user
-    rel_frame = pd.DataFrame({"u": u_idx[rel], "i": i_idx[rel]}).drop_duplicates()
-    rel_sets = rel_frame.groupby("u")["i"].apply(np.asarray)
+    # distinct relevant items by raw id: items the model does not know all encode to index 0, and
+    # must still count one each towards recall's denominator
+    rel_frame = pd.DataFrame(
+        {"u": u_idx[rel], "item": test[item_col].to_numpy()[rel], "i": i_idx[rel]}
+    ).drop_duplicates(["u", "item"])
+    n_rel_by_user = rel_frame.groupby("u").size()
+    known = rel_frame[rel_frame["i"] > 0]
+    rel_sets = known.groupby("u")["i"].apply(np.asarray)
     relevant = [rel_sets.get(u, np.zeros(0, np.int64)) for u in ranked]
-    n_relevant = np.array([len(r) for r in relevant], dtype=np.int64)
+    n_relevant = n_rel_by_user.reindex(ranked, fill_value=0).to_numpy(dtype=np.int64)
 
     top = rec.recommend_many([rec.users[int(u)] for u in ranked], k, min_count=min_count)
     hits = hits_matrix(top.item_idx, relevant)
@@ -160,7 +166,7 @@ def evaluate_ranking(
     n_cand = int(cand.sum())
 
     # expected precision of a random order: relevant candidates / candidates, per counted user
-    train_x = rec.saved.train_x.cpu().numpy()
+    train_x = rec.trained.train_x.cpu().numpy()
     pairs = np.unique(train_x[cand[train_x[:, 1]]], axis=0)
     seen_cand = np.bincount(pairs[:, 0], minlength=len(rec.users))[ranked]
     rel_cand = _relevant_candidates(relevant, ranked, pairs, cand)

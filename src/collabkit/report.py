@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from collabkit.bundle import TrainedModel
 from collabkit.interpret import Interpretation, interpret_model, plot_embedding_map
-from collabkit.persist import SavedModel
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ReportFiles:
 
 
 def write_report(
-    saved: SavedModel,
+    saved: TrainedModel,
     out_dir: str | Path,
     *,
     n: int = 5,
@@ -85,9 +85,8 @@ img { max-width: 100%; border: 1px solid #eee; } .note { color: #8a3b12; }
 """
 
 
-def _page(saved: SavedModel, it: Interpretation, png: Path | None, source: Any, n_plot: int) -> str:
-    meta = saved.meta or {}
-    name = f"{it.model} model" + (f" on {meta['data']}" if meta.get("data") else "")
+def _page(saved: TrainedModel, it: Interpretation, png: Path | None, source: Any, n_plot: int) -> str:
+    name = f"{it.model} model" + (f" on {saved.data.name}" if saved.data is not None else "")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -97,7 +96,7 @@ def _page(saved: SavedModel, it: Interpretation, png: Path | None, source: Any, 
         f'<p class="sub">{_e(source or "")} · written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC '
         "by collabkit</p>",
     ]
-    parts += _summary(saved, meta)
+    parts += _summary(saved)
     parts += _biases(it)
     parts += _embedding(it, png, n_plot)
     parts += _neighbours(it)
@@ -110,7 +109,7 @@ def _page(saved: SavedModel, it: Interpretation, png: Path | None, source: Any, 
     return "\n".join(parts) + "\n"
 
 
-def _summary(saved: SavedModel, meta: dict[str, Any]) -> list[str]:
+def _summary(saved: TrainedModel) -> list[str]:
     c = saved.config
     rows: list[tuple[str, Any]] = [
         ("model", c.model),
@@ -118,27 +117,26 @@ def _summary(saved: SavedModel, meta: dict[str, Any]) -> list[str]:
         ("items", len(saved.items) - 1),
         ("training ratings", len(saved.train_y)),
     ]
-    if c.model in ("dot", "dotbias"):
-        rows.append(("factors", c.n_factors))
-    else:
-        rows += [("embedding sizes", c.embedding_sizes()), ("hidden layers", c.layers)]
-    rows.append(("output range", c.y_range if c.model != "classifier" else f"levels {c.levels}"))
-    for key in ("data", "source", "split", "n_train", "n_valid"):
-        if key in meta:
-            rows.append((key.replace("_", " "), meta[key]))
-    for key, val in (meta.get("valid") or {}).items():
+    rows += [(key.replace("_", " "), val) for key, val in saved.model.describe_config(c).items()]
+    if saved.data is not None:
+        rows += [("data", saved.data.name), ("source", saved.data.source), ("table rows", saved.data.n_rows)]
+    if saved.split is not None:
+        rows.append(("split", saved.split.describe()))
+    res = saved.results
+    for key in ("n_train", "n_valid"):
+        if key in res:
+            rows.append((key.replace("_", " "), res[key]))
+    for key, val in (res.get("valid") or {}).items():
         if key != "n":
-            rows.append((f"validation {key}", val))
-    if "fit_seconds" in meta:
-        rows.append(("training time (s)", meta["fit_seconds"]))
-    irrelevant = {"layers"} if c.model in ("dot", "dotbias") else {"n_factors"}
-    for key, val in (meta.get("settings") or {}).items():
-        if val is not None and key not in irrelevant:
+            rows.append((f"held-out {key}", val))
+    if "fit_seconds" in res:
+        rows.append(("training time (s)", res["fit_seconds"]))
+    for key, val in (res.get("settings") or {}).items():
+        if val is not None:
             rows.append((f"setting: {key}", val))
     out = ["<h2>Model</h2>", _table(pd.DataFrame(rows, columns=["", "value"]))]
-    epochs = meta.get("epochs") or meta.get("history")
-    if epochs:
-        out += ["<p>Training, epoch by epoch:</p>", _table(pd.DataFrame(epochs))]
+    if saved.history:
+        out += ["<p>Training, epoch by epoch:</p>", _table(pd.DataFrame(saved.history))]
     return out
 
 

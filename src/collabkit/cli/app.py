@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from collabkit.data.splits import SplitSpec
 from collabkit.errors import CollabkitError
 
 app = typer.Typer(
@@ -50,15 +51,39 @@ TimeCol = Annotated[
 SplitOpt = Annotated[
     str,
     typer.Option(
-        "--split", help="random | u1..u5 | ua | ub (ML-100k) | kfold | last (per user) | time (cut-off)."
+        "--split",
+        help="random | u1..u5 | ua | ub (ML-100k's canonical splits) | kfold | last (each user's latest) "
+        "| time (a cut-off).",
     ),
 ]
 ValidPct = Annotated[float, typer.Option("--valid-pct", help="Share held out by random and time splits.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for the split, initialisation and shuffling.")]
-FoldOpt = Annotated[int, typer.Option("--fold", help="Which fold is held out, with --split kfold.")]
+FoldOpt = Annotated[int, typer.Option("--fold", help="Which fold is held out, with --split kfold (0-based).")]
 KOpt = Annotated[int, typer.Option("--k", help="Number of folds, with --split kfold.")]
 LastN = Annotated[int, typer.Option("--last-n", help="Ratings per user held out, with --split last.")]
 Cutoff = Annotated[
-    float | None, typer.Option("--cutoff", help="Timestamp from which ratings are held out (--split time).")
-]
+    float | None,
+    typer.Option("--cutoff", help="Timestamp from which ratings are held out (--split time); default: none, "
+                 "the latest --valid-pct."),
+]  # fmt: skip
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
+MinCount = Annotated[
+    int,
+    typer.Option(
+        "--min-count",
+        help="Only items (and users) with at least this many training ratings (1: all trained).",
+    ),
+]
+
+
+def split_spec(
+    split: str,
+    valid_pct: float = 0.2,
+    seed: int = 42,
+    fold: int = 0,
+    k: int = 5,
+    last_n: int = 1,
+    cutoff: float | None = None,
+) -> SplitSpec:
+    """The split the command's split options describe (validated)."""
+    return SplitSpec(split, valid_pct, seed, fold, k, last_n, cutoff)

@@ -1,9 +1,9 @@
-"""`collabkit train | evaluate | crossval | predict`: each parses options and calls the library."""
+"""`collabkit train | evaluate | crossval | predict`: each parses options and calls `collabkit.workflows`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,41 +24,73 @@ from collabkit.cli.app import (
     app,
     clean_errors,
     emit,
+    split_spec,
 )
 from collabkit.errors import CollabkitError
 from collabkit.train import distributed
 
 
-def _load(data: str, user_col: str, item_col: str, rating_col: str, timestamp_col: str | None, quiet: bool):  # noqa: ANN202
+def _load(
+    data: str, user_col: str, item_col: str, rating_col: str, timestamp_col: str | None, quiet: bool
+) -> Any:
     from collabkit.data import load_ratings
 
     table = load_ratings(
         data, user=user_col, item=item_col, rating=rating_col, timestamp=timestamp_col, progress=not quiet
     )
+    table.attrs.setdefault("name", data)
     return table
+
+
+ModelOpt = Annotated[str, typer.Option("--model", help="dot | dotbias | nn | classifier")]
+RecipeOpt = Annotated[
+    str,
+    typer.Option(
+        "--recipe",
+        help="Where unset --bs/--epochs/--lr/--wd come from: fast (collabkit's tuned settings; bias model: "
+        "bs 768, 6 epochs, lr 5e-3, wd 0.1) or chapter (bs 64, 5 epochs, lr 5e-3, wd 0.1).",
+    ),
+]
+FactorsOpt = Annotated[int, typer.Option("--factors", help="Latent factors (dot, dotbias).")]
+LayersOpt = Annotated[str, typer.Option("--layers", help="Hidden sizes, comma separated (nn, classifier).")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Epochs; default: the recipe's.")]
+LrOpt = Annotated[
+    float | None, typer.Option("--lr", help="Peak one-cycle learning rate; default: the recipe's.")
+]
+WdOpt = Annotated[float | None, typer.Option("--wd", help="Decoupled weight decay; default: the recipe's.")]
+BsOpt = Annotated[int | None, typer.Option("--bs", help="Batch size; default: the recipe's.")]
+YRangeOpt = Annotated[
+    tuple[float, float] | None,
+    typer.Option(
+        "--y-range", help="Output range LOW HIGH; default: from the data (0 to 1.1 x the top rating)."
+    ),
+]
+
+
+def _config(model: str, recipe: str, factors: int, layers: str, epochs: int | None, lr: float | None,
+            wd: float | None, bs: int | None, y_range: tuple[float, float] | None, split: Any, seed: int,
+            device: str = "cpu", step: str = "auto") -> Any:  # fmt: skip
+    from collabkit.workflows import TrainConfig
+
+    return TrainConfig(
+        model=model, recipe=recipe, bs=bs, epochs=epochs, lr=lr, wd=wd, n_factors=factors,
+        layers=_parse_layers(layers), y_range=y_range, split=split, seed=seed, device=device, step=step,
+    )  # fmt: skip
 
 
 @app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", help="Folder to save the trained model in.")],
     data: DataOpt = "ml-100k",
-    model: Annotated[str, typer.Option("--model", help="dot | dotbias | nn | classifier")] = "dotbias",
-    factors: Annotated[int, typer.Option("--factors", help="Latent factors (dot, dotbias).")] = 50,
-    layers: Annotated[
-        str, typer.Option("--layers", help="Hidden sizes, comma separated (nn, classifier).")
-    ] = "100,50",
-    epochs: Annotated[int | None, typer.Option("--epochs", help=RECIPE_HELP)] = None,
-    lr: Annotated[
-        float | None, typer.Option("--lr", help="Peak learning rate of the one-cycle schedule.")
-    ] = None,
-    wd: Annotated[float | None, typer.Option("--wd", help="Decoupled weight decay.")] = None,
-    bs: Annotated[
-        int | None, typer.Option("--bs", help="Batch size (none: the model's fast recipe).")
-    ] = None,
-    y_range: Annotated[tuple[float, float], typer.Option("--y-range", help="Output range LOW HIGH.")] = (
-        0.0,
-        5.5,
-    ),
+    model: ModelOpt = "dotbias",
+    recipe: RecipeOpt = "fast",
+    factors: FactorsOpt = 50,
+    layers: LayersOpt = "100,50",
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    wd: WdOpt = None,
+    bs: BsOpt = None,
+    y_range: YRangeOpt = None,
     split: SplitOpt = "random",
     valid_pct: ValidPct = 0.2,
     seed: SeedOpt = 42,
@@ -77,46 +109,25 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No epoch table or progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a model on a split of the data, print the epoch table, and save it to --out."""
+    """Train a model on a split of the data, print its settings and epoch table, and save it to --out."""
     with clean_errors():
-        from collabkit.train.recipes import train_model
+        from collabkit.workflows import train as run_train
 
-        log = None if quiet else (lambda s: typer.echo(s, err=as_json))
-        result = train_model(
-            data=_load(data, user_col, item_col, rating_col, timestamp_col, quiet or as_json),
-            data_name=data,
-            model=model,
-            n_factors=factors,
-            layers=_parse_layers(layers),
-            epochs=epochs,
-            lr=lr,
-            wd=wd,
-            bs=bs,
-            y_range=y_range,
-            split=split,
-            valid_pct=valid_pct,
-            seed=seed,
-            split_kwargs={"fold": fold, "k": k, "last_n": last_n, "cutoff": cutoff},
-            device=device,
-            out=out,
-            log=log,
-            step=step,
+        spec = split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
+        config = _config(
+            model, recipe, factors, layers, epochs, lr, wd, bs, y_range, spec, seed, device, step
         )
+        config.resolved()  # refuse bad settings before loading any data
+        log = None if quiet else (lambda s: typer.echo(s, err=as_json))
+        table = _load(data, user_col, item_col, rating_col, timestamp_col, quiet or as_json)
+        result = run_train(table, config, data_name=data, out=out, log=log)
         main = distributed.is_main()  # only rank 0 reports when torchrun starts several
         distributed.shutdown()
         if main:
             if not as_json and not quiet:
-                typer.echo(
-                    f"saved {result['model']} model to {result['out']} "
-                    f"(validation MSE {result['valid']['mse']:.4f})"
-                )
-            emit(result, as_json)
-
-
-RECIPE_HELP = (
-    "Epochs. Unset settings come from the model's fast recipe when --bs is not given, "
-    "else from the chapter (5 epochs, lr 5e-3, wd 0.1)."
-)
+                figures = ", ".join(f"{m} {v:.4f}" for m, v in result.valid.items() if m in ("mse", "rmse"))
+                typer.echo(f"saved {result.model} model to {result.out} (held-out {figures or 'none'})")
+            emit(result.to_dict(), as_json)
 
 
 def _parse_layers(text: str) -> list[int]:
@@ -133,13 +144,26 @@ def _parse_layers(text: str) -> list[int]:
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by `collabkit train`.")],
     data: DataOpt = "ml-100k",
-    split: SplitOpt = "random",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="Default: the model's own split. Or random | u1..u5 | ua | ub | kfold | last | time.",
+        ),
+    ] = None,
     valid_pct: ValidPct = 0.2,
     seed: SeedOpt = 42,
     fold: FoldOpt = 0,
     k: KOpt = 5,
     last_n: LastN = 1,
     cutoff: Cutoff = None,
+    allow_overlap: Annotated[
+        bool,
+        typer.Option(
+            "--allow-overlap",
+            help="Score a --split whose held-out rows were trained on (counted in the result).",
+        ),
+    ] = False,
     user_col: UserCol = "user",
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
@@ -160,26 +184,32 @@ def evaluate(
     ] = 4.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rating error (MSE, RMSE, MAE; classifier accuracy) of a saved model on a split's held-out rows.
+    """Rating error (MSE, RMSE, MAE; classifier accuracy) of a saved model on held-out rows.
 
-    With --ranking, also the top-k ranking quality, with the model's saved training rows as what
-    each user has seen and the split's held-out rows as the test.
+    Without --split, the held-out rows are the model's own (it records its split and its table).
+    A --split whose held-out rows were trained on is refused unless --allow-overlap is given.
     """
     with clean_errors():
-        from collabkit.train.recipes import evaluate_saved
+        from collabkit.workflows import evaluate_saved
 
+        spec = None if split is None else split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
         table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
-        split_kwargs = {"fold": fold, "k": k, "last_n": last_n, "cutoff": cutoff}
         result = evaluate_saved(
-            model_dir, table, split, valid_pct=valid_pct, seed=seed, split_kwargs=split_kwargs,
+            model_dir, table, spec, allow_overlap=allow_overlap,
             ranking_k=top_k if ranking else None, relevant_threshold=relevant,
         )  # fmt: skip
         if not as_json:
-            typer.echo("  ".join(f"{key} {val:.4f}" for key, val in result["metrics"].items()))
-            if result["unknown"]:
-                typer.echo(f"{result['unknown']} held-out rows have a user or item the model never saw")
-            if ranking:
-                rk = result["ranking"]
+            typer.echo(f"split {result.split}: {result.n:,} held-out rows")
+            typer.echo(
+                "  ".join(_fmt(key, val) for key, val in result.metrics.items() if key not in ("n", "note"))
+            )
+            if result.metrics.get("fallback"):
+                typer.echo(f"{result.metrics['fallback']} rows have a user or item with no training ratings: "
+                           "scored at the training mean")  # fmt: skip
+            for note in result.notes + ([result.metrics["note"]] if "note" in result.metrics else []):
+                typer.echo(f"note: {note}")
+            if result.ranking is not None:
+                rk = result.ranking
                 users, top = rk["users"], rk["k"]
                 typer.echo("  ".join(f"{key} {val:.4f}" for key, val in rk["metrics"].items()))
                 typer.echo(
@@ -188,25 +218,30 @@ def evaluate(
                     f"skipped); {rk['candidate_items']} candidate items; a random order scores "
                     f"precision@{top} {rk[f'random_precision@{top}']:.4f}"
                 )
-        emit(result, as_json)
+        emit(result.to_dict(), as_json)
+
+
+def _fmt(key: str, val: Any) -> str:
+    return f"{key} {val:.4f}" if isinstance(val, float) else f"{key} {val}"
 
 
 @app.command()
 def crossval(
     data: DataOpt = "ml-100k",
-    model: Annotated[str, typer.Option("--model")] = "dotbias",
+    model: ModelOpt = "dotbias",
     folds: Annotated[
         str,
         typer.Option("--folds", help="'kfold' (with --k) or a list of named splits such as u1,u2,u3,u4,u5."),
     ] = "kfold",
     k: KOpt = 5,
-    factors: Annotated[int, typer.Option("--factors")] = 50,
-    layers: Annotated[str, typer.Option("--layers")] = "100,50",
-    epochs: Annotated[int | None, typer.Option("--epochs", help=RECIPE_HELP)] = None,
-    lr: Annotated[float | None, typer.Option("--lr")] = None,
-    wd: Annotated[float | None, typer.Option("--wd")] = None,
-    bs: Annotated[int | None, typer.Option("--bs")] = None,
-    y_range: Annotated[tuple[float, float], typer.Option("--y-range")] = (0.0, 5.5),
+    recipe: RecipeOpt = "fast",
+    factors: FactorsOpt = 50,
+    layers: LayersOpt = "100,50",
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    wd: WdOpt = None,
+    bs: BsOpt = None,
+    y_range: YRangeOpt = None,
     seed: SeedOpt = 42,
     user_col: UserCol = "user",
     item_col: ItemCol = "item",
@@ -216,48 +251,45 @@ def crossval(
 ) -> None:
     """Train and evaluate on each fold; report every fold and the mean and standard deviation."""
     with clean_errors():
-        from collabkit.evaluate import summarize_folds
-        from collabkit.train.recipes import train_model
+        from collabkit.workflows import TrainResult, cross_validate
 
-        table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
-        plan = (
-            [("kfold", {"fold": i, "k": k}) for i in range(k)]
-            if folds == "kfold"
-            else [(name.strip(), {}) for name in folds.split(",") if name.strip()]
+        names = [n.strip() for n in folds.split(",") if n.strip()]
+        if not names:
+            raise CollabkitError("--folds is empty; give 'kfold' or split names such as u1,u2,u3")
+        specs = (
+            [split_spec("kfold", seed=seed, fold=i, k=k) for i in range(k)]
+            if names == ["kfold"]
+            else [split_spec(name, seed=seed) for name in names]
         )
-        results = []
-        for name, kw in plan:
-            res = train_model(
-                data=table,
-                data_name=data,
-                model=model,
-                n_factors=factors,
-                layers=_parse_layers(layers),
-                epochs=epochs,
-                lr=lr,
-                wd=wd,
-                bs=bs,
-                y_range=y_range,
-                split=name,
-                valid_pct=0.2,
-                seed=seed,
-                split_kwargs=kw,
-                device="cpu",
-                out=None,
-                log=None,
+        config = _config(model, recipe, factors, layers, epochs, lr, wd, bs, y_range, specs[0], seed)
+        config.resolved()
+        table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
+
+        def show(res: TrainResult) -> None:
+            if as_json:
+                return
+            if res is first[0]:
+                typer.echo(res.settings_line())
+            typer.echo(
+                f"{res.split.describe():<22}"
+                + "  ".join(_fmt(m, v) for m, v in res.valid.items() if m != "n")
             )
-            label = f"{name}{kw.get('fold', '') if name == 'kfold' else ''}"
-            results.append({"fold": label, **res["valid"]})
-            if not as_json:
-                typer.echo(
-                    f"{label:<8}" + "  ".join(f"{m} {v:.4f}" for m, v in res["valid"].items() if m != "n")
-                )
-        summary = summarize_folds([{k_: v for k_, v in r.items() if k_ != "fold"} for r in results])
+
+        first: list[Any] = [None]
+
+        def on_fold(res: TrainResult) -> None:
+            if first[0] is None:
+                first[0] = res
+            show(res)
+
+        cv = cross_validate(table, config, specs, data_name=data, on_fold=on_fold)
         if not as_json:
             typer.echo(
-                "mean    " + "  ".join(f"{m} {s['mean']:.4f} ± {s['std']:.4f}" for m, s in summary.items())
+                "mean"
+                + " " * 18
+                + "  ".join(f"{m} {s['mean']:.4f} ± {s['std']:.4f}" for m, s in cv.summary.items())
             )
-        emit({"model": model, "folds": results, "summary": summary}, as_json)
+        emit(cv.to_dict(), as_json)
 
 
 @app.command()
@@ -265,9 +297,16 @@ def predict(
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by `collabkit train`.")],
     user: Annotated[list[str], typer.Option("--user", help="Raw user id (repeat, paired with --item).")],
     item: Annotated[list[str], typer.Option("--item", help="Raw item id or title (repeat).")],
+    fallback: Annotated[
+        bool,
+        typer.Option(
+            "--fallback",
+            help="Answer the training mean (flagged) for a user or item with no training ratings.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Predicted ratings for (user, item) pairs given as raw ids."""
+    """Predicted ratings for (user, item) pairs given as raw ids (items also by title)."""
     with clean_errors():
         from collabkit.recommend import Recommender
 
@@ -276,12 +315,14 @@ def predict(
         rec = Recommender.load(model_dir)
         users = [rec.parse_user(u) for u in user]
         items = [rec.parse_item(i) for i in item]
-        preds = rec.predict(users=users, items=items)
+        table = rec.predict_details(users, items, unknown="mean" if fallback else "error")
         rows = [
-            {"user": u, "item": i, "rating": float(p)} for u, i, p in zip(users, items, preds, strict=True)
+            {"user": u, "item": i, "title": rec.title(i), "rating": float(r), "fallback": bool(f)}
+            for u, i, r, f in zip(users, items, table["rating"], table["fallback"], strict=True)
         ]
         if as_json:
             emit({"predictions": rows}, True)
         else:
             for r in rows:
-                typer.echo(f"{r['user']}\t{r['item']}\t{r['rating']:.3f}")
+                flag = "\t(training mean: no training ratings)" if r["fallback"] else ""
+                typer.echo(f"{r['user']}\t{r['item']}\t{r['rating']:.3f}{flag}")

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from collabkit.cli.app import JsonOpt, app, clean_errors, emit
+from collabkit.bundle import MIN_COUNT
+from collabkit.cli.app import JsonOpt, MinCount, app, clean_errors, emit
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,13 +24,7 @@ def interpret(
         typer.Option("--out", help="Folder for report.html and the map (default MODEL_DIR/report)."),
     ] = None,
     n: Annotated[int, typer.Option("-n", help="Rows in each bias table (lowest and highest).")] = 5,
-    min_count: Annotated[
-        int,
-        typer.Option(
-            "--min-count",
-            help="Leave out items and users with fewer training ratings (noisy factors); 0 keeps all.",
-        ),
-    ] = 20,
+    min_count: MinCount = MIN_COUNT,
     item: Annotated[
         list[str] | None, typer.Option("--item", help="Item id or title to show neighbours of (repeat).")
     ] = None,

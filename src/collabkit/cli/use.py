@@ -7,17 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from collabkit.cli.app import JsonOpt, app, clean_errors, emit
+from collabkit.bundle import MIN_COUNT
+from collabkit.cli.app import JsonOpt, MinCount, app, clean_errors, emit
 from collabkit.errors import CollabkitError
 
 ModelDir = Annotated[Path, typer.Argument(help="A model folder written by `collabkit train`.")]
 NOpt = Annotated[int, typer.Option("-n", "--n", help="How many to list.")]
-MinCount = Annotated[
-    int,
-    typer.Option(
-        "--min-count", help="Only items with at least this many training ratings (1: trained items)."
-    ),
-]
 
 
 @app.command()
@@ -34,7 +29,15 @@ def recommend(
         ),
     ] = None,
     n: NOpt = 10,
-    min_count: MinCount = 1,
+    min_count: MinCount = MIN_COUNT,
+    strength: Annotated[
+        float | None,
+        typer.Option(
+            "--strength",
+            help="With --rate: pull towards the average user (default: the model's, "
+            "chosen by bench/coldstart.py); lower is more personal.",
+        ),
+    ] = None,
     include_seen: Annotated[
         bool, typer.Option("--include-seen", help="With --user: also list items the user rated in training.")
     ] = False,
@@ -46,10 +49,12 @@ def recommend(
 
         if user is not None and rate:
             raise CollabkitError("give --user (a known user) or --rate (a new user's ratings), not both")
+        if strength is not None and not rate:
+            raise CollabkitError("--strength applies to a new user's --rate ratings only")
         if include_seen and user is None:
             raise CollabkitError("--include-seen applies to a known --user only")
         rec = Recommender.load(model_dir)
-        result: dict[str, Any] = {"model_dir": str(model_dir), "model": rec.saved.config.model}
+        result: dict[str, Any] = {"model_dir": str(model_dir), "model": rec.trained.name}
         if user is not None:
             uid = rec.parse_user(user)
             recs = rec.recommend(uid, n, exclude_seen=not include_seen, min_count=min_count)
@@ -57,7 +62,7 @@ def recommend(
             heading = f"top {len(recs)} for user {uid}" + (" (rated items included)" if include_seen else "")
         elif rate:
             ratings = _parse_ratings(rec, rate)
-            new = rec.fold_in(ratings)
+            new = rec.fold_in(ratings, strength=strength)
             recs = rec.recommend_for_ratings(new, n, min_count=min_count)
             result |= {
                 "mode": "new_user",
@@ -72,11 +77,12 @@ def recommend(
             result |= {"mode": "popular"}
             heading = f"top {len(recs)} for an average user (no ratings given)"
         result["recommendations"] = recs.to_records()
+        result["score_kind"] = recs.score_kind
         if as_json:
             emit(result, True)
         else:
             typer.echo(heading)
-            _print_rows(result["recommendations"], "rating")
+            _print_rows(result["recommendations"], recs.score_kind)
 
 
 @app.command()
@@ -87,7 +93,7 @@ def similar(
         typer.Argument(help="Item ids or titles; several are combined (items like all of them)."),
     ],
     n: NOpt = 10,
-    min_count: MinCount = 1,
+    min_count: MinCount = MIN_COUNT,
     users: Annotated[
         bool, typer.Option("--users", help="The argument is a user id: list the most similar users.")
     ] = False,
@@ -98,7 +104,7 @@ def similar(
         from collabkit.recommend import Recommender
 
         rec = Recommender.load(model_dir)
-        result: dict[str, Any] = {"model_dir": str(model_dir), "model": rec.saved.config.model}
+        result: dict[str, Any] = {"model_dir": str(model_dir), "model": rec.trained.name}
         if users:
             if len(queries) != 1:
                 raise CollabkitError(f"--users takes exactly one user id, got {len(queries)}")

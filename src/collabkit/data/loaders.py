@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from collabkit.data.splits import make_split
+from collabkit.data.splits import SplitSpec, make_split
 from collabkit.data.tables import read_ratings
 from collabkit.data.vocab import Vocab
 from collabkit.errors import CollabkitError, DataError
@@ -109,11 +109,20 @@ class CollabDataLoaders:
         table: pd.DataFrame | None = None,
         train_rows: np.ndarray | None = None,
         valid_rows: np.ndarray | None = None,
+        split: SplitSpec | None = None,
     ) -> None:
         self.train, self.valid = train, valid
         self.classes = classes
         self.user_name, self.item_name, self.rating_name = user_name, item_name, rating_name
         self.table, self.train_rows, self.valid_rows = table, train_rows, valid_rows
+        self.split = split  # how the rows were split; None when rows were given directly
+
+    def __repr__(self) -> str:
+        split = self.split.describe() if self.split is not None else "rows given"
+        return (
+            f"CollabDataLoaders({self.train.n:,} train and {self.valid.n:,} valid ratings; "
+            f"{self.n_users - 1:,} users, {self.n_items - 1:,} items; bs {self.bs}; split {split})"
+        )
 
     @property
     def loaders(self) -> list[DataLoader]:
@@ -187,10 +196,11 @@ class CollabDataLoaders:
         seed: int | None = None,
         bs: int = 64,
         *,
-        split: str = "random",
+        split: str | SplitSpec = "random",
         valid_rows: np.ndarray | None = None,
         train_rows: np.ndarray | None = None,
         shuffle_seed: int | None = None,
+        timestamp_name: str = "timestamp",
         **split_kwargs: Any,
     ) -> CollabDataLoaders:
         """Encode users and items and split the rows, as fastai's `CollabDataLoaders.from_df`.
@@ -218,9 +228,19 @@ class CollabDataLoaders:
                 f"rating {ratings[rating_name].iloc[pos]!r} in row {pos} is not a finite number",
                 column=rating_name,
             )
+        spec: SplitSpec | None = None
         if train_rows is None or valid_rows is None:
-            tab = ratings.rename(columns={user_name: "user"}) if user_name != "user" else ratings
-            train_rows, valid_rows = make_split(tab, split, valid_pct=valid_pct, seed=seed, **split_kwargs)
+            columns = {"user": user_name, "item": item_name, "timestamp": timestamp_name}
+            if isinstance(split, SplitSpec):
+                spec = SplitSpec.from_dict({**split.to_dict(), "columns": columns})
+            else:
+                spec = SplitSpec(split, valid_pct, seed, columns=columns, **split_kwargs)
+            train_rows, valid_rows = make_split(ratings, spec)
+        if len(train_rows) == 0:
+            raise DataError(
+                f"the split leaves no training rows ({len(ratings):,} rows in the table, "
+                f"{len(valid_rows):,} held out); nothing to train on"
+            )
         classes = {
             user_name: Vocab.from_values(ratings[user_name], name=user_name),
             item_name: Vocab.from_values(ratings[item_name], name=item_name),
@@ -248,6 +268,7 @@ class CollabDataLoaders:
             table=ratings,
             train_rows=np.asarray(train_rows),
             valid_rows=np.asarray(valid_rows),
+            split=spec,
         )
 
     @classmethod

@@ -1,9 +1,14 @@
-"""Train/validation splits as researchers make them; each returns row positions (int64 arrays)."""
+"""Train/validation splits as researchers make them; each returns row positions (int64 arrays).
+
+`SplitSpec` is a split written down: its kind, its settings and the table's column names. A saved
+model keeps its spec, so evaluating it again rebuilds exactly the rows it was tested on.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -14,12 +19,84 @@ from collabkit.errors import CollabkitError
 Split = tuple[np.ndarray, np.ndarray]  # (train rows, valid rows)
 ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 SplitName = Literal["random", "u1", "u2", "u3", "u4", "u5", "ua", "ub", "kfold", "last", "time"]
+SPLIT_NAMES: tuple[str, ...] = get_args(SplitName)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """A split by name with every setting it depends on; round-trips through JSON.
+
+    Only the settings of its kind matter (`valid_pct` and `seed` for random; `fold`, `k` and `seed`
+    for kfold; `last_n` for last; `cutoff` or `valid_pct` for time); the others keep their defaults.
+    """
+
+    kind: str = "random"
+    valid_pct: float = 0.2
+    seed: int | None = 42
+    fold: int = 0
+    k: int = 5
+    last_n: int = 1
+    cutoff: float | None = None
+    columns: dict[str, str] = field(
+        default_factory=lambda: {"user": "user", "item": "item", "timestamp": "timestamp"}
+    )
+
+    def __post_init__(self) -> None:
+        check_split(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SplitSpec:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def describe(self) -> str:
+        """A short label: `random 20% (seed 42)`, `u1`, `kfold 2/5 (seed 42)`, ..."""
+        if self.kind == "random":
+            return f"random {self.valid_pct:.0%} (seed {self.seed})"
+        if self.kind == "kfold":
+            return f"kfold {self.fold}/{self.k} (seed {self.seed})"
+        if self.kind == "last":
+            return f"each user's last {self.last_n}"
+        if self.kind == "time":
+            return (
+                f"time from {self.cutoff:g}"
+                if self.cutoff is not None
+                else f"time, latest {self.valid_pct:.0%}"
+            )
+        return self.kind
+
+
+def check_split(spec: SplitSpec) -> None:
+    """Raise CollabkitError for a split that cannot be made as asked."""
+    if spec.kind not in SPLIT_NAMES:
+        raise CollabkitError(f"unknown split {spec.kind!r}; expected one of: {', '.join(SPLIT_NAMES)}")
+    if spec.kind == "random" and not 0 <= spec.valid_pct < 1:
+        raise CollabkitError(
+            f"valid_pct must be at least 0 and below 1 for a random split, got {spec.valid_pct}"
+        )
+    if spec.kind == "time" and spec.cutoff is None and not 0 < spec.valid_pct < 1:
+        raise CollabkitError(
+            f"valid_pct must be above 0 and below 1 for a time split (the latest share held out), "
+            f"got {spec.valid_pct}"
+        )
+    if spec.kind == "kfold":
+        if isinstance(spec.k, bool) or int(spec.k) != spec.k or spec.k < 2:
+            raise CollabkitError(
+                f"k (the number of folds) must be a whole number of at least 2, got {spec.k}"
+            )
+        if not 0 <= spec.fold < spec.k:
+            raise CollabkitError(f"fold must be in 0..{spec.k - 1}, got {spec.fold}")
+    if spec.kind == "last" and spec.last_n < 1:
+        raise CollabkitError(f"last_n must be at least 1, got {spec.last_n}")
 
 
 def random_split(n: int, valid_pct: float = 0.2, seed: int | None = None) -> Split:
     """fastai's RandomSplitter: the same rows as fastai for the same seed."""
     if not 0 <= valid_pct < 1:
-        raise CollabkitError(f"valid_pct must be in [0, 1), got {valid_pct}")
+        raise CollabkitError(f"valid_pct must be at least 0 and below 1, got {valid_pct}")
     gen = torch.Generator()
     if seed is None:
         gen.seed()
@@ -30,14 +107,14 @@ def random_split(n: int, valid_pct: float = 0.2, seed: int | None = None) -> Spl
     return perm[cut:].astype(np.int64), perm[:cut].astype(np.int64)
 
 
-def _sorted_by_user_item(table: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+def _sorted_by_user_item(table: pd.DataFrame, rows: np.ndarray, user: str, item: str) -> np.ndarray:
     """Rows ordered as GroupLens's mku.sh sorts its files (user, then item, numerically)."""
     sub = table.iloc[rows]
-    order = np.lexsort((sub["item"].to_numpy(), sub["user"].to_numpy()))
+    order = np.lexsort((sub[item].to_numpy(), sub[user].to_numpy()))
     return rows[order]
 
 
-def ml100k_split(table: pd.DataFrame, name: str) -> Split:
+def ml100k_split(table: pd.DataFrame, name: str, user: str = "user", item: str = "item") -> Split:
     """GroupLens's canonical ML-100k splits, rebuilt from u.data's row order as mku.sh does.
 
     `u{i}`: test is rows (i-1)*20000 .. i*20000-1 of u.data, base the rest. `ua`/`ub`: test holds
@@ -50,6 +127,12 @@ def ml100k_split(table: pd.DataFrame, name: str) -> Split:
             f"split {name!r} is defined on ML-100k's 100,000 rows in u.data order; "
             f"this table has {len(table):,} rows"
         )
+    n_users, n_items = table[user].nunique(), table[item].nunique()
+    if (n_users, n_items) != (943, 1682):
+        raise CollabkitError(
+            f"split {name!r} is defined on ML-100k (943 users, 1682 items); this table has "
+            f"{n_users:,} users and {n_items:,} items"
+        )
     n = len(table)
     rows = np.arange(n, dtype=np.int64)
     if name.startswith("u") and name[1:].isdigit():
@@ -57,11 +140,11 @@ def ml100k_split(table: pd.DataFrame, name: str) -> Split:
         test_mask = (rows >= (i - 1) * 20_000) & (rows < i * 20_000)
     else:
         lo, hi = (0, 10) if name == "ua" else (10, 20)
-        rank = table.groupby("user", sort=False).cumcount().to_numpy()
+        rank = table.groupby(user, sort=False).cumcount().to_numpy()
         test_mask = (rank >= lo) & (rank < hi)
     return (
-        _sorted_by_user_item(table, rows[~test_mask]),
-        _sorted_by_user_item(table, rows[test_mask]),
+        _sorted_by_user_item(table, rows[~test_mask], user, item),
+        _sorted_by_user_item(table, rows[test_mask], user, item),
     )
 
 
@@ -76,26 +159,35 @@ def kfold(n: int, k: int = 5, seed: int | None = None) -> Iterator[Split]:
         yield np.flatnonzero(mask).astype(np.int64), np.sort(part)
 
 
-def last_n_per_user(table: pd.DataFrame, n: int = 1) -> Split:
+def _timestamps(table: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in table.columns:
+        have = ", ".join(map(str, table.columns))
+        raise CollabkitError(f"a time split needs a timestamp column {column!r}; the table has: {have}")
+    return table[column].to_numpy()
+
+
+def last_n_per_user(
+    table: pd.DataFrame, n: int = 1, user: str = "user", timestamp: str = "timestamp"
+) -> Split:
     """Each user's `n` latest ratings (by timestamp, then file order) are held out."""
-    if "timestamp" not in table.columns:
-        raise CollabkitError("a time split needs a 'timestamp' column")
     if n < 1:
         raise CollabkitError(f"n must be at least 1, got {n}")
-    order = np.lexsort((np.arange(len(table)), table["timestamp"].to_numpy()))
-    users = table["user"].to_numpy()[order]
+    order = np.lexsort((np.arange(len(table)), _timestamps(table, timestamp)))
+    users = table[user].to_numpy()[order]
     rank_from_end = pd.Series(users).groupby(users, sort=False).cumcount(ascending=False).to_numpy()
     valid = np.sort(order[rank_from_end < n]).astype(np.int64)
     train = np.sort(order[rank_from_end >= n]).astype(np.int64)
     return train, valid
 
 
-def time_cutoff(table: pd.DataFrame, cutoff: float | None = None, valid_pct: float = 0.2) -> Split:
+def time_cutoff(
+    table: pd.DataFrame, cutoff: float | None = None, valid_pct: float = 0.2, timestamp: str = "timestamp"
+) -> Split:
     """Ratings at or after `cutoff` (a timestamp) are held out; by default the latest valid_pct."""
-    if "timestamp" not in table.columns:
-        raise CollabkitError("a time split needs a 'timestamp' column")
-    ts = table["timestamp"].to_numpy()
+    ts = _timestamps(table, timestamp)
     if cutoff is None:
+        if not 0 < valid_pct < 1:
+            raise CollabkitError(f"valid_pct must be above 0 and below 1 for a time split, got {valid_pct}")
         cutoff = float(np.quantile(ts, 1 - valid_pct, method="higher"))
     mask = ts >= cutoff
     return np.flatnonzero(~mask).astype(np.int64), np.flatnonzero(mask).astype(np.int64)
@@ -103,7 +195,7 @@ def time_cutoff(table: pd.DataFrame, cutoff: float | None = None, valid_pct: flo
 
 def make_split(
     table: pd.DataFrame,
-    split: str = "random",
+    split: str | SplitSpec = "random",
     *,
     valid_pct: float = 0.2,
     seed: int | None = None,
@@ -112,19 +204,20 @@ def make_split(
     last_n: int = 1,
     cutoff: float | None = None,
 ) -> Split:
-    """One split by name, for the command line and `CollabDataLoaders.from_df(split=...)`."""
-    if split == "random":
-        return random_split(len(table), valid_pct, seed)
-    if split in ML100K_SPLITS:
-        return ml100k_split(table, split)
-    if split == "kfold":
-        if not 0 <= fold < k:
-            raise CollabkitError(f"fold must be in 0..{k - 1}, got {fold}")
-        return list(kfold(len(table), k, seed))[fold]
-    if split == "last":
-        return last_n_per_user(table, last_n)
-    if split == "time":
-        return time_cutoff(table, cutoff, valid_pct)
-    raise CollabkitError(
-        f"unknown split {split!r}; expected one of: random, {', '.join(ML100K_SPLITS)}, kfold, last, time"
+    """One split by name (settings as keywords) or by `SplitSpec` (which carries the column names)."""
+    spec = (
+        split if isinstance(split, SplitSpec) else SplitSpec(split, valid_pct, seed, fold, k, last_n, cutoff)
     )
+    cols = {"user": "user", "item": "item", "timestamp": "timestamp", **spec.columns}
+    n = len(table)
+    if spec.kind == "random":
+        return random_split(n, spec.valid_pct, spec.seed)
+    if spec.kind in ML100K_SPLITS:
+        return ml100k_split(table, spec.kind, cols["user"], cols["item"])
+    if spec.kind == "kfold":
+        if spec.k > n:
+            raise CollabkitError(f"k must be at most the number of rows ({n}), got {spec.k}")
+        return list(kfold(n, spec.k, spec.seed))[spec.fold]
+    if spec.kind == "last":
+        return last_n_per_user(table, spec.last_n, cols["user"], cols["timestamp"])
+    return time_cutoff(table, spec.cutoff, spec.valid_pct, cols["timestamp"])

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from collabkit.errors import CollabkitError
+from collabkit.models.base import Metric, ModelConfig, nearest_level, register
 from collabkit.models.nn import EmbeddingNN
 
 
+def expected_rating(logits: Tensor, levels: Tensor) -> Tensor:
+    """(B, L) logits -> (B,) the rating expected under their softmax over the levels (L,)."""
+    return logits.float().softmax(dim=1) @ levels.to(logits.device).float()
+
+
+@register("classifier")
 class RatingClassifier(EmbeddingNN):
     """Predicts a distribution over the rating levels (e.g. 1..5); its rating is the expectation.
 
@@ -18,6 +27,7 @@ class RatingClassifier(EmbeddingNN):
     """
 
     levels: Tensor  # (L,) buffer: the rating of each class
+    settings_used = ("emb_szs", "layers", "ps", "embed_p", "levels")
 
     def __init__(
         self,
@@ -30,13 +40,49 @@ class RatingClassifier(EmbeddingNN):
         super().__init__(emb_szs, layers=layers, ps=ps, embed_p=embed_p, y_range=None, out_sz=len(levels))
         self.register_buffer("levels", torch.tensor(list(levels), dtype=torch.float32))
 
+    @classmethod
+    def settings_from_data(cls, settings: dict[str, Any], dls: Any, emb_szs: Any = None) -> dict[str, Any]:
+        base = super().settings_from_data(settings, dls, emb_szs)
+        return {**base, "y_range": None, "levels": dls.rating_levels()}
+
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        if not config.levels:
+            raise CollabkitError("the classifier needs its rating levels (e.g. [1, 2, 3, 4, 5])")
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> RatingClassifier:
+        return cls(config.embedding_sizes(), config.levels or [], config.layers, config.ps, config.embed_p)
+
     def expected_rating(self, logits: Tensor) -> Tensor:
         """(B, L) logits -> (B,) expected rating under the softmax."""
-        return logits.softmax(dim=1) @ self.levels
+        return expected_rating(logits, self.levels)
 
     def level_index(self, ratings: Tensor) -> Tensor:
         """Ratings -> index of the nearest level (targets for cross-entropy)."""
-        return (ratings.view(-1, 1) - self.levels.view(1, -1)).abs().argmin(dim=1)
+        return nearest_level(ratings, self.levels.to(ratings.device))
+
+    # -- the protocol --------------------------------------------------------------------------
+    def default_loss(self) -> Callable[[Tensor, Tensor], Tensor]:
+        return RatingCrossEntropy(self.levels.tolist())
+
+    def default_metrics(self) -> list[Metric]:
+        from collabkit.evaluate import ExpectedRatingRMSE, LevelAccuracy
+
+        levels = self.levels.tolist()
+        return [LevelAccuracy(levels), ExpectedRatingRMSE(levels)]
+
+    def output_to_rating(self, out: Tensor) -> Tensor:
+        return self.expected_rating(out)
+
+    def output_to_preds(self, out: Tensor) -> Tensor:
+        return out.float().softmax(dim=1)
+
+    def _logits_to_raw(self, flat: Tensor) -> Tensor:
+        return self.expected_rating(flat)
+
+    def _fold_in_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(logits, self.level_index(y))
 
 
 class RatingCrossEntropy(nn.Module):
@@ -49,5 +95,4 @@ class RatingCrossEntropy(nn.Module):
         self.register_buffer("levels", torch.tensor(list(levels), dtype=torch.float32))
 
     def forward(self, logits: Tensor, ratings: Tensor) -> Tensor:
-        target = (ratings.view(-1, 1) - self.levels.view(1, -1)).abs().argmin(dim=1)
-        return nn.functional.cross_entropy(logits, target)
+        return nn.functional.cross_entropy(logits, nearest_level(ratings, self.levels.to(ratings.device)))

@@ -1,29 +1,126 @@
-"""Dot-product models: the chapter's `DotProduct` and fastai's `EmbeddingDotBias`."""
+"""Dot-product models: the chapter's `DotProduct` and fastai's `EmbeddingDotBias`.
+
+For scoring, a user row is [factors, bias, 1] and an item column [factors, 1, bias], so one
+matrix product gives u.i + b_u + b_i; a model without biases scores with the factors alone.
+"""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-from collabkit.models.core import Embedding, Module, sigmoid_range
+from collabkit.models.base import CollabModel, DotTables, Explanation, ModelConfig, register
+from collabkit.models.core import Embedding, sigmoid_range
 
 YRange = tuple[float, float] | None
 
 
-class DotProduct(Module):
+class _DotFamily(CollabModel):
+    """What the two dot models share: scoring, the map to a rating, fold-in and explanation."""
+
+    y_range: YRange
+    settings_used = ("n_factors", "y_range")
+    default_fold_in_strength = 1.0  # chosen by bench/coldstart.py (NDCG@10 of simulated new users)
+
+    def _tables(self) -> DotTables:
+        raise NotImplementedError
+
+    def dot_tables(self) -> DotTables | None:
+        # a subclass with its own forward computes something else: it trains by autograd
+        plain = type(self).forward in (DotProduct.forward, EmbeddingDotBias.forward)
+        return self._tables() if plain else None
+
+    def user_vectors(self) -> Tensor:
+        return self._tables().users.detach()
+
+    def item_vectors(self) -> Tensor:
+        return self._tables().items.detach()
+
+    def user_biases(self) -> Tensor | None:
+        b = self._tables().user_bias
+        return None if b is None else b.detach()[:, 0]
+
+    def item_biases(self) -> Tensor | None:
+        b = self._tables().item_bias
+        return None if b is None else b.detach()[:, 0]
+
+    def user_rows(self, user_idx: Tensor) -> Tensor:
+        vecs = self.user_vectors()[user_idx].float()
+        bias = self.user_biases()
+        if bias is None:
+            return vecs
+        ones = torch.ones(len(vecs), 1, device=vecs.device)
+        return torch.cat([vecs, bias[user_idx].float()[:, None], ones], dim=1)  # (B, k + 2)
+
+    def item_side(self, item_idx: Tensor) -> Tensor:
+        items = self.item_vectors()[item_idx].float()
+        bias = self.item_biases()
+        if bias is not None:
+            ones = torch.ones(len(items), 1, device=items.device)
+            items = torch.cat([items, ones, bias[item_idx].float()[:, None]], dim=1)
+        return items.T.contiguous()  # (k [+ 2], m)
+
+    def raw_to_rating(self, raw: Tensor) -> Tensor:
+        return raw if self.y_range is None else sigmoid_range(raw, *self.y_range)
+
+    def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
+        """One ridge solve in pre-sigmoid space: ratings through the inverse of sigmoid_range
+        (clipped into the open range), minus the item biases, for [vector, bias], shrunk towards
+        `prior` with weight `strength` (float64 on the CPU: a few dozen unknowns)."""
+        side = self.item_side(item_idx.to(self.item_vectors().device)).T.cpu().double()  # (m, d)
+        target = ratings.cpu().double()
+        if self.y_range is not None:
+            lo, hi = self.y_range
+            p = ((target - lo) / (hi - lo)).clamp(1e-3, 1 - 1e-3)
+            target = torch.log(p / (1 - p))
+        prior = prior.cpu().double()
+        has_bias = self.item_biases() is not None
+        if has_bias:  # columns k (x 1: the user's bias) and k + 1 (x item bias: fixed, weight 1)
+            k = side.shape[1] - 2
+            target = target - side[:, k + 1]
+            design, start = side[:, : k + 1], prior[: k + 1]
+        else:
+            design, start = side, prior
+        resid = target - design @ start
+        gram = design.T @ design + strength * torch.eye(design.shape[1], dtype=torch.float64)
+        sol = start + torch.linalg.solve(gram, design.T @ resid)
+        if has_bias:
+            sol = torch.cat([sol, torch.ones(1, dtype=torch.float64)])
+        return sol.float().to(prior.device)
+
+    def explain(self, user_idx: int, item_idx: int) -> Explanation:
+        products = (self.user_vectors()[user_idx].double() * self.item_vectors()[item_idx].double()).cpu()
+        ub, ib = self.user_biases(), self.item_biases()
+        u_b = None if ub is None else float(ub[user_idx])
+        i_b = None if ib is None else float(ib[item_idx])
+        raw = float(products.sum()) + (u_b or 0.0) + (i_b or 0.0)
+        return Explanation(0.0, u_b, i_b, products, raw)
+
+
+@register("dot")
+class DotProduct(_DotFamily):
     """rating = user factors . item factors, optionally squeezed into `y_range`."""
 
     def __init__(self, n_users: int, n_items: int, n_factors: int = 50, y_range: YRange = None) -> None:
-        self.user_factors = Embedding(n_users, n_factors)
+        self.user_factors = Embedding(n_users, n_factors)  # the chapter's names
         self.item_factors = Embedding(n_items, n_factors)
         self.y_range = None if y_range is None else (float(y_range[0]), float(y_range[1]))
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> DotProduct:
+        return cls(config.n_users, config.n_items, config.n_factors, y_range=config.y_range)
 
     def forward(self, x: Tensor) -> Tensor:
         # x: (B, 2) user and item indices -> (B,)
         res = (self.user_factors(x[:, 0]) * self.item_factors(x[:, 1])).sum(dim=1)
         return res if self.y_range is None else sigmoid_range(res, *self.y_range)
 
+    def _tables(self) -> DotTables:
+        return DotTables(self.user_factors.weight, self.item_factors.weight, None, None, self.y_range)
 
-class EmbeddingDotBias(Module):
+
+@register("dotbias")
+class EmbeddingDotBias(_DotFamily):
     """fastai's bias model: dot product of factors + user bias + item bias, in `y_range`.
 
     The parameter names (`u_weight`, `i_weight`, `u_bias`, `i_bias`) are fastai's, so the chapter's
@@ -37,8 +134,17 @@ class EmbeddingDotBias(Module):
         self.u_bias = Embedding(n_users, 1)
         self.i_bias = Embedding(n_items, 1)
 
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> EmbeddingDotBias:
+        return cls(config.n_factors, config.n_users, config.n_items, y_range=config.y_range)
+
     def forward(self, x: Tensor) -> Tensor:
         users, items = x[:, 0], x[:, 1]
         dot = (self.u_weight(users) * self.i_weight(items)).sum(dim=1)  # (B,)
         res = dot + self.u_bias(users).squeeze(1) + self.i_bias(items).squeeze(1)
         return res if self.y_range is None else sigmoid_range(res, *self.y_range)
+
+    def _tables(self) -> DotTables:
+        return DotTables(
+            self.u_weight.weight, self.i_weight.weight, self.u_bias.weight, self.i_bias.weight, self.y_range
+        )

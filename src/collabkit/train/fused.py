@@ -19,13 +19,18 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from collabkit.models import DotProduct, EmbeddingDotBias
+from collabkit.models import CollabModel, DotTables
 from collabkit.train.optim import adamw_update
 
 
+def dot_tables(model: nn.Module) -> DotTables | None:
+    """The tables of a model the fused step can train (a plain dot model), else None."""
+    return model.dot_tables() if isinstance(model, CollabModel) else None
+
+
 def supports_fused(model: nn.Module) -> bool:
-    """Whether `model` is a built-in dot model that the fused step can train."""
-    return type(model) in (EmbeddingDotBias, DotProduct)
+    """Whether `model` is a plain dot model that the fused step can train."""
+    return dot_tables(model) is not None
 
 
 class FusedDotTrainer:
@@ -40,24 +45,27 @@ class FusedDotTrainer:
 
     def __init__(
         self,
-        model: EmbeddingDotBias | DotProduct,
+        model: nn.Module,
         lrs: Sequence[float],
         moms: Sequence[float],
         wd: float,
         eps: float = 1e-5,
         sqr_mom: float = 0.99,
     ) -> None:
-        self.model = model
-        self.has_bias = isinstance(model, EmbeddingDotBias)
-        users, items = self._tables()
+        tables = dot_tables(model)
+        if tables is None:
+            raise TypeError(f"{type(model).__name__} is not a plain dot model; train it by autograd")
+        self.tables = tables
+        self.has_bias = tables.user_bias is not None and tables.item_bias is not None
+        users, items = tables.users.detach(), tables.items.detach()
         self.n_users, self.k = users.shape
         n_items, k = len(items), self.k
         w = torch.zeros(self.n_users + n_items, k + (2 if self.has_bias else 0), device=users.device)
         w[: self.n_users, :k] = users
         w[self.n_users :, :k] = items
-        if isinstance(model, EmbeddingDotBias):
-            w[: self.n_users, k] = model.u_bias.weight.detach()[:, 0]
-            w[self.n_users :, k + 1] = model.i_bias.weight.detach()[:, 0]
+        if tables.user_bias is not None and tables.item_bias is not None:
+            w[: self.n_users, k] = tables.user_bias.detach()[:, 0]
+            w[self.n_users :, k + 1] = tables.item_bias.detach()[:, 0]
         self.w = w
         self._reset_constants()
         self.grad = torch.zeros_like(w)
@@ -68,16 +76,10 @@ class FusedDotTrainer:
         self.moms = [float(x) for x in moms]
         self.wd, self.eps, self.sqr_mom = wd, eps, sqr_mom
         self.t = 0
-        self.y_range = model.y_range
+        self.y_range = tables.y_range
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         if self.world > 1:  # start every process from the same weights, as DDP does
             dist.broadcast(self.w, src=0)
-
-    def _tables(self) -> tuple[Tensor, Tensor]:
-        m = self.model
-        if isinstance(m, EmbeddingDotBias):
-            return m.u_weight.weight.detach(), m.i_weight.weight.detach()
-        return m.user_factors.weight.detach(), m.item_factors.weight.detach()
 
     def _reset_constants(self) -> None:
         if self.has_bias:
@@ -130,10 +132,9 @@ class FusedDotTrainer:
     @torch.no_grad()
     def sync(self) -> None:
         """Copy the trained table into the model's parameters."""
-        users, items = self._tables()
-        k = self.k
-        users.copy_(self.w[: self.n_users, :k])
-        items.copy_(self.w[self.n_users :, :k])
-        if isinstance(self.model, EmbeddingDotBias):
-            self.model.u_bias.weight.detach()[:, 0] = self.w[: self.n_users, k]
-            self.model.i_bias.weight.detach()[:, 0] = self.w[self.n_users :, k + 1]
+        t, k = self.tables, self.k
+        t.users.detach().copy_(self.w[: self.n_users, :k])
+        t.items.detach().copy_(self.w[self.n_users :, :k])
+        if t.user_bias is not None and t.item_bias is not None:
+            t.user_bias.detach()[:, 0] = self.w[: self.n_users, k]
+            t.item_bias.detach()[:, 0] = self.w[self.n_users :, k + 1]

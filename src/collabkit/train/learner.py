@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from collabkit.data.loaders import CollabDataLoaders, DataLoader
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import rmse
-from collabkit.models import DotProduct, EmbeddingDotBias, RatingClassifier
+from collabkit.models import CollabModel
 from collabkit.train.fused import FusedDotTrainer, supports_fused
 from collabkit.train.optim import FastAdamW, make_adam, set_hyper
 from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
@@ -187,8 +187,7 @@ class Learner:
         self, hyper: Callable[[float], tuple[float, float]], total: int, wd: float
     ) -> FusedDotTrainer | None:
         """The fused step for this fit, or None where the general autograd loop must run."""
-        plain_mse = isinstance(self.loss_func, MSELossFlat)
-        eligible = supports_fused(self.model) and plain_mse
+        eligible = self._fusable()
         if self.fused is False or not eligible:
             if self.fused:
                 raise CollabkitError(
@@ -196,8 +195,10 @@ class Learner:
                 )
             return None
         schedule = [hyper(i / total) for i in range(total)]
-        assert isinstance(self.model, (EmbeddingDotBias, DotProduct))
         return FusedDotTrainer(self.model, [lr for lr, _ in schedule], [mom for _, mom in schedule], wd)
+
+    def _fusable(self) -> bool:
+        return supports_fused(self.model) and isinstance(self.loss_func, MSELossFlat)
 
     def _log_row(self, values: Sequence[Any], header: bool = False) -> None:
         if self.log is None:
@@ -247,8 +248,8 @@ class Learner:
         Predictions are ratings of shape (N,), or for a classifier the level probabilities (N, L).
         """
         out, y = self._outputs(self.dls[ds_idx] if dl is None else dl)
-        if isinstance(self.model, RatingClassifier):
-            return out.softmax(dim=1).cpu(), y.cpu()
+        if isinstance(self.model, CollabModel):
+            return self.model.output_to_preds(out).cpu(), y.cpu()
         return out.reshape(len(y), -1).squeeze(1).cpu() if len(y) else out, y.cpu()
 
     def predict(self, rows: pd.DataFrame | Sequence[tuple[Any, Any]]) -> np.ndarray:
@@ -266,16 +267,22 @@ class Learner:
         x = self.dls.encode(users, items)
         dl = DataLoader(x, torch.zeros(len(x)), bs=65536)
         out, _ = self._outputs(dl)
-        if isinstance(self.model, RatingClassifier):
-            return self.model.expected_rating(out).cpu().numpy()
+        if isinstance(self.model, CollabModel):
+            return self.model.output_to_rating(out).cpu().numpy()
         return out.reshape(-1).cpu().numpy()
 
     # -- persistence -----------------------------------------------------------------------
     def export(self, path: str) -> str:
         """Save the model with its vocabularies (built-in models only); see `collabkit.persist`."""
-        from collabkit.persist import save_learner
+        from collabkit.bundle import trained_from_learner
+        from collabkit.persist import save_model
 
-        return str(save_learner(self, path))
+        return str(save_model(path, trained_from_learner(self)))
+
+    def __repr__(self) -> str:
+        loss = type(self.loss_func).__name__
+        opt = "fused AdamW (dot step)" if self.fused is not False and self._fusable() else "AdamW"
+        return f"Learner({type(self.model).__name__}, loss {loss}, {opt}, {self.epoch} epochs trained; {self.dls!r})"
 
 
 SMALL_BATCH = 4096  # below this, one thread per step beats two: the work is smaller than the hand-off
@@ -339,10 +346,5 @@ class _progress:
 
 
 def default_metrics(model: nn.Module) -> list[Metric]:
-    """RMSE for rating models; accuracy and expected-rating RMSE for the classifier."""
-    if isinstance(model, RatingClassifier):
-        from collabkit.evaluate import ExpectedRatingRMSE, LevelAccuracy
-
-        levels = model.levels.tolist()
-        return [LevelAccuracy(levels), ExpectedRatingRMSE(levels)]
-    return [rmse]
+    """The model's own metrics (a CollabModel says which), else RMSE."""
+    return model.default_metrics() if isinstance(model, CollabModel) else [rmse]

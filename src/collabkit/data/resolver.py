@@ -1,0 +1,120 @@
+"""Raw ids and titles as a person types them -> the ids a model knows, with no silent guess.
+
+An id always works. A title works when exactly one item has it; a title shared by several items
+(ML-100k has 18, such as "Chasing Amy (1997)", items 246 and 268) is an `AmbiguousIdError` that
+lists every candidate with its id and rating count, so the caller can ask again by id.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from collabkit.data.vocab import Vocab
+from collabkit.errors import AmbiguousIdError, UnknownIdError
+
+
+class IdResolver:
+    """Parses user ids, and item ids or titles, against a model's vocabularies."""
+
+    def __init__(
+        self,
+        users: Vocab,
+        items: Vocab,
+        titles: Mapping[Any, str] | None = None,
+        item_counts: np.ndarray | None = None,
+    ) -> None:
+        self.users, self.items = users, items
+        self.titles = dict(titles or {})
+        self.item_counts = item_counts
+        self._by_title: dict[str, list[Any]] = defaultdict(list)
+        self._by_folded: dict[str, list[Any]] = defaultdict(list)
+        for item, title in self.titles.items():
+            if item in items:
+                self._by_title[str(title)].append(item)
+                self._by_folded[str(title).casefold()].append(item)
+
+    def title(self, item: Any) -> str:
+        """The item's title where known, else its id as text."""
+        return str(self.titles.get(item, item))
+
+    def ambiguous_titles(self) -> dict[str, list[Any]]:
+        """Every title that names more than one item, with its items."""
+        return {t: list(ids) for t, ids in self._by_title.items() if len(ids) > 1}
+
+    def user(self, text: Any) -> Any:
+        """The raw user id that `text` stands for (ids may be typed as text)."""
+        found = _as_id(text, self.users)
+        if found is _MISSING:
+            raise UnknownIdError(
+                f"user {text!r} is not an id the model knows ({len(self.users) - 1:,} users)"
+            )
+        return found
+
+    def item(self, text: Any) -> Any:
+        """The raw item id that `text` stands for: an id, or a title that names one item (any case)."""
+        found = _as_id(text, self.items)
+        if found is not _MISSING:
+            return found
+        if isinstance(text, str):
+            key = text.strip()
+            for table, probe in ((self._by_title, key), (self._by_folded, key.casefold())):
+                ids = table.get(probe)
+                if ids:
+                    if len(ids) > 1:
+                        self._ambiguous(key, ids)
+                    return ids[0]
+            if self._by_title:
+                close = difflib.get_close_matches(key, list(self._by_title), n=3, cutoff=0.6)
+                if close:
+                    hint = ", ".join(repr(c) for c in close)
+                    raise UnknownIdError(
+                        f"item {text!r} is not an id or title the model knows; did you mean {hint}?"
+                    )
+        hint = " or title" if self._by_title else ""
+        raise UnknownIdError(
+            f"item {text!r} is not an id{hint} the model knows ({len(self.items) - 1:,} items)"
+        )
+
+    def _ambiguous(self, title: str, ids: list[Any]) -> None:
+        candidates = []
+        for item in ids:
+            count = None if self.item_counts is None else int(self.item_counts[self.items.o2i[item]])
+            candidates.append({"item": item, "title": self.title(item), "n_ratings": count})
+        listed = "; ".join(
+            f"id {c['item']!r}" + ("" if c["n_ratings"] is None else f" ({c['n_ratings']} ratings)")
+            for c in candidates
+        )
+        raise AmbiguousIdError(
+            f"title {title!r} names {len(ids)} items: {listed}; give the item by id", candidates
+        )
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Any = _Missing()
+
+
+def _as_id(text: Any, vocab: Vocab) -> Any:
+    """`text` as an id of `vocab` (as given, stripped, or as a whole number), or _MISSING."""
+    if isinstance(text, bool):
+        return _MISSING
+    if not isinstance(text, str):
+        try:
+            return text if text in vocab else _MISSING
+        except TypeError:
+            return _MISSING
+    stripped = text.strip()
+    if stripped in vocab:
+        return stripped
+    try:
+        number = int(stripped)
+    except ValueError:
+        return _MISSING
+    return number if number in vocab else _MISSING

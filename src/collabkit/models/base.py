@@ -1,0 +1,273 @@
+"""The protocol every built-in model implements, and the registry that names them.
+
+The rest of collabkit (training, recommendation, interpretation, evaluation, persistence) asks a
+model through these methods and never asks what class it is, so a model family is one file:
+subclass `CollabModel`, implement its methods, decorate it with `@register("name")`.
+
+What a model knows is indices (`user_idx`, `item_idx`; index 0 is `#na#`), never raw ids.
+
+Scoring a block of users against candidate items goes in three steps, so that the item side is
+prepared once per candidate set and a block of users costs one product:
+    rows = model.user_rows(user_idx)        # (B, d) whatever represents a user
+    side = model.item_side(item_idx)        # prepared once for the candidate items
+    raw  = model.score_block(rows, side)    # (B, m) ranking scores, larger is better
+    model.raw_to_rating(raw)                # what the scores mean: ratings (or scores, see score_kind)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from collabkit.errors import CollabkitError
+from collabkit.models.core import Module, emb_sz_rule
+
+Metric = Callable[[Tensor, Tensor], float]
+ScoreKind = Literal["rating", "score"]
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; round-trips through JSON.
+
+    The shared fields cover the chapter's models; a family added later keeps its own settings in
+    `options` (JSON values), so no other file changes when a model is added.
+    """
+
+    model: str  # a registered family name (see model_names())
+    n_users: int
+    n_items: int
+    n_factors: int = 50  # dot, dotbias
+    y_range: tuple[float, float] | None = (0.0, 5.5)  # dot, dotbias, nn (None: unbounded)
+    layers: list[int] = field(default_factory=lambda: [100, 50])  # nn, classifier
+    emb_szs: list[tuple[int, int]] | None = None  # nn, classifier; None: fastai's rule
+    ps: list[float] = field(default_factory=list)  # dropout after each hidden layer
+    embed_p: float = 0.0  # dropout on the concatenated embeddings
+    levels: list[float] | None = None  # classifier: the rating levels, ascending
+    options: dict[str, Any] = field(default_factory=dict)  # family-specific settings
+
+    def __post_init__(self) -> None:
+        check_model_name(self.model)
+        if self.y_range is not None:
+            lo, hi = (float(v) for v in self.y_range)
+            if not lo < hi:
+                raise CollabkitError(f"y_range must be (low, high) with low < high, got {self.y_range}")
+            self.y_range = (lo, hi)
+        if self.emb_szs is not None:
+            self.emb_szs = [(int(n), int(w)) for n, w in self.emb_szs]
+        if self.n_factors < 1:
+            raise CollabkitError(f"n_factors must be at least 1, got {self.n_factors}")
+        if self.n_users < 1 or self.n_items < 1:
+            raise CollabkitError(f"a model needs users and items, got {self.n_users} and {self.n_items}")
+        family(self.model).check_config(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CollabkitError(f"unknown model settings {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+    def embedding_sizes(self) -> list[tuple[int, int]]:
+        return self.emb_szs or [
+            (self.n_users, emb_sz_rule(self.n_users)),
+            (self.n_items, emb_sz_rule(self.n_items)),
+        ]
+
+
+@dataclass
+class Explanation:
+    """A raw score split into additive parts: offset + user bias + item bias + sum(products)."""
+
+    offset: float
+    user_bias: float | None  # None: the model has no such bias
+    item_bias: float | None
+    factor_products: Tensor  # (k,)
+    raw: float
+
+
+class CollabModel(Module):
+    """Base of the built-in models: the protocol (see the module docstring) with general defaults.
+
+    A subclass must implement `from_config`, `forward`, `item_vectors` and, unless its user rows are
+    its user factors, `user_rows`. Every other method has a default that is right for a model whose
+    raw score is a rating made by `forward`.
+    """
+
+    name: ClassVar[str] = ""  # set by @register
+    settings_used: ClassVar[tuple[str, ...]] = ()  # the ModelConfig fields this family reads
+    score_kind: ClassVar[ScoreKind] = "rating"  # "score": the model ranks, it does not predict stars
+    trains_by_gradient: ClassVar[bool] = True  # False: `fit_direct` fits it in closed form
+    default_fold_in_strength: ClassVar[float] = 1.0
+
+    # -- building --------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> CollabModel:
+        raise NotImplementedError
+
+    @classmethod
+    def settings_from_data(cls, settings: dict[str, Any], dls: Any, emb_szs: Any = None) -> dict[str, Any]:
+        """`ModelConfig` fields for this family on the data loaders `dls` (embedding sizes, levels)."""
+        return settings
+
+    @classmethod
+    def describe_config(cls, config: ModelConfig) -> dict[str, Any]:
+        """The settings that matter for this family, by name (for reports and summaries)."""
+        return {**{k: getattr(config, k) for k in cls.settings_used}, **config.options}
+
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        """Raise CollabkitError for settings this family cannot use."""
+
+    def fit_direct(self, x: Tensor, y: Tensor) -> None:
+        """Fit on all training pairs at once (families with `trains_by_gradient = False`)."""
+        raise CollabkitError(f"model {self.name!r} trains by gradient steps, not in closed form")
+
+    # -- training --------------------------------------------------------------------------------
+    def default_loss(self) -> Callable[[Tensor, Tensor], Tensor] | None:
+        """The loss to train with (None: mean squared error of the output)."""
+        return None
+
+    def default_metrics(self) -> list[Metric]:
+        from collabkit.evaluate import rmse
+
+        return [rmse]
+
+    def output_to_rating(self, out: Tensor) -> Tensor:
+        """(B,) ratings from what `forward` returns."""
+        return out.reshape(-1)
+
+    def output_to_preds(self, out: Tensor) -> Tensor:
+        """What `Learner.get_preds` returns for `forward`'s output (ratings, or level probabilities)."""
+        return self.output_to_rating(out)
+
+    def dot_tables(self) -> DotTables | None:
+        """The tables of a plain dot model, for the fused training step (None: train by autograd)."""
+        return None
+
+    # -- tables ----------------------------------------------------------------------------------
+    def user_vectors(self) -> Tensor:
+        """(n_users, k) user vectors, detached: what `similar_users` compares."""
+        raise CollabkitError(f"model {self.name!r} has no user factors")
+
+    def item_vectors(self) -> Tensor:
+        """(n_items, k) item vectors, detached: what `similar_items` and the embedding map use."""
+        raise NotImplementedError
+
+    def user_biases(self) -> Tensor | None:
+        """(n_users,) user biases, or None for a model without them."""
+        return None
+
+    def item_biases(self) -> Tensor | None:
+        """(n_items,) item biases, or None for a model without them."""
+        return None
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def user_rows(self, user_idx: Tensor) -> Tensor:
+        """(B, d) the representation of users that `score_block` takes."""
+        return self.user_vectors()[user_idx].float()
+
+    def item_side(self, item_idx: Tensor) -> Any:
+        """The items' part of scoring, prepared once per candidate set."""
+        return self.item_vectors()[item_idx].float().T.contiguous()  # (k, m)
+
+    def score_block(self, rows: Tensor, side: Any) -> Tensor:
+        """(B, m) raw scores of user rows against prepared items; larger ranks higher."""
+        return rows @ side
+
+    def raw_to_rating(self, raw: Tensor) -> Tensor:
+        """Ratings (or, for score_kind "score", scores) from raw scores; monotone."""
+        return raw
+
+    def pair_width(self) -> int:
+        """Floats held per (user, item) pair while scoring a block: sizes the blocks."""
+        return 1
+
+    def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
+        """(d,) user row for a new user from their ratings; the item side stays fixed.
+
+        `prior` (d,) is the average trained user's row, the answer with no ratings; `strength` is
+        how strongly the answer is pulled towards it.
+        """
+        raise CollabkitError(f"model {self.name!r} cannot fold in a new user")
+
+    def explain(self, user_idx: int, item_idx: int) -> Explanation | None:
+        """The raw score of one pair as additive parts, or None where it has none."""
+        return None
+
+
+@dataclass
+class DotTables:
+    """A dot model's parameters as the fused step sees them (views of the model's weights)."""
+
+    users: Tensor  # (n_users, k)
+    items: Tensor  # (n_items, k)
+    user_bias: Tensor | None  # (n_users, 1)
+    item_bias: Tensor | None  # (n_items, 1)
+    y_range: tuple[float, float] | None
+
+
+_FAMILIES: dict[str, type[CollabModel]] = {}
+
+
+def register(name: str) -> Callable[[type[CollabModel]], type[CollabModel]]:
+    """Class decorator: make a CollabModel subclass buildable by name (and loadable from disk)."""
+
+    def add(cls: type[CollabModel]) -> type[CollabModel]:
+        if not (isinstance(cls, type) and issubclass(cls, CollabModel)):
+            raise TypeError(f"{cls!r} is not a CollabModel subclass")
+        cls.name = name
+        _FAMILIES[name] = cls
+        return cls
+
+    return add
+
+
+def model_names() -> tuple[str, ...]:
+    """The names of the registered model families."""
+    return tuple(_FAMILIES)
+
+
+def check_model_name(name: str) -> str:
+    if name not in _FAMILIES:
+        raise CollabkitError(f"unknown model {name!r}; expected one of: {', '.join(_FAMILIES)}")
+    return name
+
+
+def family(name: str) -> type[CollabModel]:
+    """The class registered as `name`."""
+    return _FAMILIES[check_model_name(name)]
+
+
+def build_model(config: ModelConfig) -> CollabModel:
+    """A freshly initialised model of `config`."""
+    return family(config.model).from_config(config)
+
+
+def predict_ratings(model: nn.Module, x: Tensor) -> Tensor:
+    """(B,) ratings from any model: a CollabModel maps its output, another module's is flattened."""
+    out = model(x)
+    if isinstance(model, CollabModel):
+        return model.output_to_rating(out)
+    return out.reshape(-1)
+
+
+def nearest_level(ratings: Tensor, levels: Tensor) -> Tensor:
+    """Index of the level nearest each rating: the one map from a rating to a classifier's class."""
+    return (ratings.reshape(-1, 1).to(levels.dtype) - levels.reshape(1, -1)).abs().argmin(dim=1)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    if p is None:
+        b = next(model.buffers(), None)
+        return b.device if b is not None else torch.device("cpu")
+    return p.device

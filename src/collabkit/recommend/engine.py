@@ -1,0 +1,129 @@
+"""The top-N engine: candidate items, the seen-items matrix, and the block loop with `topk`.
+
+Scores for many users come from one matrix product per block of users against every candidate
+item (the model's `user_rows`, `item_side` and `score_block`), the block sized so that its scores
+fit in `score_budget` floats, followed by `torch.topk`; there is no Python loop over users or items.
+What a user rated in training is masked from a compressed-row matrix built once per model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from collabkit.errors import CollabkitError
+from collabkit.models import CollabModel
+from collabkit.models.base import model_device
+
+DEFAULT_SCORE_BUDGET = 2**24  # float32 values per scoring block (64 MiB)
+MAX_N = 10_000  # the longest list any request may ask for
+
+
+def check_n(n: Any) -> int:
+    """`n` as a positive whole number no larger than MAX_N."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer, float)) or int(n) != n or n < 1:
+        raise CollabkitError(f"n must be a positive whole number, got {n!r}")
+    if n > MAX_N:
+        raise CollabkitError(f"n must be at most {MAX_N:,}, got {int(n):,}")
+    return int(n)
+
+
+def cosine_neighbours(
+    table: Tensor, query_idx: Sequence[int], n: int, candidates: Tensor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine similarities of the n rows of `table` nearest the query rows, best first.
+
+    Several query rows are combined as the mean of their normalised vectors; the query rows are
+    never returned. `candidates` is an optional (N,) bool mask of rows allowed in the answer.
+    """
+    t = table.detach().float().cpu()
+    unit = t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (N, k)
+    q = torch.as_tensor(list(query_idx), dtype=torch.long)
+    centre = unit[q].mean(0)
+    centre = centre / centre.norm().clamp_min(1e-12)
+    sims = unit @ centre  # (N,)
+    allowed = torch.ones(len(t), dtype=torch.bool) if candidates is None else candidates.cpu().clone()
+    allowed[q] = False
+    sims = sims.masked_fill(~allowed, float("-inf"))
+    take = min(int(n), int(allowed.sum()))
+    top, idx = sims.topk(take)
+    return idx.numpy(), top.numpy()
+
+
+class TopN:
+    """Ranks candidate items for rows of users; built once per model, reused by every query."""
+
+    def __init__(self, model: CollabModel, train_x: Tensor, n_users: int, n_items: int,
+                 score_budget: int = DEFAULT_SCORE_BUDGET) -> None:  # fmt: skip
+        self.model = model
+        self.n_users, self.n_items = n_users, n_items
+        self.score_budget = int(score_budget)
+        self.device = model_device(model)
+        x = train_x.cpu()
+        order = torch.argsort(x[:, 0], stable=True)
+        counts = torch.bincount(x[:, 0], minlength=n_users)
+        self._indptr = torch.zeros(n_users + 1, dtype=torch.long)
+        self._indptr[1:] = torch.cumsum(counts, 0)
+        self._seen_items = x[order, 1].contiguous()  # each user's rated items, users in index order
+        self._prepared: tuple[Tensor, Tensor, Tensor, Any] | None = None  # (mask, cols, col_of, side)
+
+    def rank(
+        self, rows: Tensor, n: int, candidates: Tensor, seen_users: Tensor | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n item indices (-1 padded) and scores (NaN padded) for user rows, best first.
+
+        Args:
+            rows: (R, d) user rows as the model scores them.
+            candidates: (n_items,) bool, the items that may be returned.
+            seen_users: (R,) user indices whose training items are left out, or None.
+        """
+        n_rows = len(rows)
+        take = min(int(n), int(candidates.sum()))  # clamp before allocating anything of size n
+        out_idx = np.full((n_rows, take), -1, dtype=np.int64)
+        out_sc = np.full((n_rows, take), np.nan, dtype=np.float32)
+        if take == 0 or n_rows == 0:
+            return out_idx, out_sc
+        cols, col_of, side = self._prepare(candidates)
+        block = self.block_rows(len(cols))
+        for start in range(0, n_rows, block):
+            sl = slice(start, min(start + block, n_rows))
+            raw = self.model.score_block(rows[sl].to(self.device), side)  # (B, m)
+            if seen_users is not None:
+                r, c = self._seen_columns(seen_users[sl].cpu(), col_of)
+                raw[r.to(self.device), c.to(self.device)] = float("-inf")
+            top, at = raw.topk(take, dim=1)  # sorted, best first
+            valid = torch.isfinite(top)
+            scores = self.model.raw_to_rating(top).float().masked_fill(~valid, float("nan"))
+            out_idx[sl] = cols[at].masked_fill(~valid, -1).cpu().numpy()
+            out_sc[sl] = scores.cpu().numpy()
+        return out_idx, out_sc
+
+    def block_rows(self, n_cols: int) -> int:
+        """Users per scoring block so that one block's scores stay within `score_budget` floats."""
+        return max(1, self.score_budget // max(1, n_cols * self.model.pair_width()))
+
+    def _prepare(self, candidates: Tensor) -> tuple[Tensor, Tensor, Any]:
+        """(candidate item indices, item -> column map, the model's item side), kept for reuse."""
+        p = self._prepared
+        if p is not None and torch.equal(p[0], candidates):
+            return p[1], p[2], p[3]
+        cols = torch.nonzero(candidates).squeeze(1).to(self.device)  # score candidates only
+        col_of = torch.full((self.n_items,), -1, dtype=torch.long)
+        col_of[cols.cpu()] = torch.arange(len(cols))
+        side = self.model.item_side(cols)
+        self._prepared = (candidates.clone(), cols, col_of, side)
+        return cols, col_of, side
+
+    def _seen_columns(self, users: Tensor, col_of: Tensor) -> tuple[Tensor, Tensor]:
+        """(block row, candidate column) of every training rating of `users` that is a candidate."""
+        starts, ends = self._indptr[users], self._indptr[users + 1]
+        lengths = ends - starts
+        rows = torch.repeat_interleave(torch.arange(len(users)), lengths)
+        shift = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
+        cols = col_of[self._seen_items[shift + torch.arange(len(shift))]]
+        keep = cols >= 0
+        return rows[keep], cols[keep]

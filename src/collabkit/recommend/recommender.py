@@ -1,0 +1,326 @@
+"""`Recommender`: a trained model behind raw ids. Predictions, top-N lists, similar items, new users.
+
+Which items can be answers: an item needs at least `min_count` training ratings (default
+`MIN_COUNT`, 1). The vocabulary also holds items seen only in held-out rows; the model learned
+nothing about them, so they are never recommended, are refused as `similar_items` queries, and are
+predicted only under `unknown="mean"`, which answers the training mean and says so. A new item
+(not in the model at all) needs retraining. A new user is served by `fold_in` and
+`recommend_for_ratings`; a user with no ratings by `popular`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from collabkit.bundle import MIN_COUNT, TrainedModel
+from collabkit.data.resolver import IdResolver
+from collabkit.errors import CollabkitError, UnknownIdError
+from collabkit.models import predict_ratings
+from collabkit.recommend.engine import DEFAULT_SCORE_BUDGET, TopN, check_n, cosine_neighbours
+from collabkit.recommend.results import BatchRecommendations, NewUser, Recommendations, SimilarUsers
+
+UnknownPolicy = Literal["error", "mean"]
+UnknownUserPolicy = Literal["error", "popular"]
+MAX_RATINGS = 1_000  # the most ratings a new user may bring to one fold-in
+
+
+class Recommender:
+    """Raw user and item ids (or titles) in, answers out. Build it with `Recommender.load(folder)`.
+
+    It prepares the item side once; after training the model further, make a new Recommender.
+    `score_budget` is the number of float32 scores computed at once; lower it to save memory.
+    """
+
+    def __init__(self, trained: TrainedModel, score_budget: int = DEFAULT_SCORE_BUDGET) -> None:
+        self.trained = trained
+        self.model = trained.model.eval()
+        self.users, self.items = trained.users, trained.items
+        self.item_counts, self.user_counts = trained.item_counts, trained.user_counts
+        self.global_mean = float(trained.train_y.mean()) if len(trained.train_y) else 0.0
+        self.resolve = IdResolver(self.users, self.items, trained.item_titles, self.item_counts.numpy())
+        self.engine = TopN(self.model, trained.train_x, len(self.users), len(self.items), score_budget)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> Recommender:
+        """Load a model folder written by `collabkit train` or `Learner.export`."""
+        from collabkit.persist import load_model
+
+        return cls(load_model(path, device=device))
+
+    def __repr__(self) -> str:
+        return (
+            f"Recommender({self.trained.name} model: {int((self.item_counts > 0).sum()):,} trained items of "
+            f"{len(self.items) - 1:,}, {int((self.user_counts > 0).sum()):,} trained users; scores are "
+            f"{self.model.score_kind}s)"
+        )
+
+    # -- ids -------------------------------------------------------------------------------------
+    def parse_user(self, text: Any) -> Any:
+        """The raw user id a string stands for (ids may be numbers)."""
+        return self.resolve.user(text)
+
+    def parse_item(self, text: Any) -> Any:
+        """The raw item id a string stands for: an id, or a title naming exactly one item."""
+        return self.resolve.item(text)
+
+    def title(self, item: Any) -> str:
+        """The item's title where the model knows one, else its id as text."""
+        return self.resolve.title(item)
+
+    # -- predictions -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict_details(
+        self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownPolicy = "error"
+    ) -> pd.DataFrame:
+        """One row per (users[k], items[k]) pair: user, item, rating, fallback.
+
+        A user or item with no training ratings has nothing learned to say: `unknown="error"`
+        raises UnknownIdError; `"mean"` answers the training mean rating with `fallback` True
+        (Surprise's `was_impossible`).
+        """
+        self._require_ratings("predict")
+        users, items = list(users), list(items)
+        if len(users) != len(items):
+            raise CollabkitError(f"users and items must pair up: {len(users)} users, {len(items)} items")
+        if unknown not in ("error", "mean"):
+            raise CollabkitError(f"unknown={unknown!r}; expected 'error' or 'mean'")
+        u = self.users.encode(users, "na")
+        i = self.items.encode(items, "na")
+        cold = (self.user_counts.numpy()[u] == 0) | (self.item_counts.numpy()[i] == 0) | (u == 0) | (i == 0)
+        if cold.any() and unknown == "error":
+            k = int(np.flatnonzero(cold)[0])
+            who = f"user {users[k]!r}" if u[k] == 0 or self.user_counts[u[k]] == 0 else f"item {items[k]!r}"
+            raise UnknownIdError(
+                f"{who} has no training ratings, so the model has learned nothing about it "
+                "(it may only be in the held-out rows); pass unknown='mean' for the training mean"
+            )
+        preds = np.full(len(users), self.global_mean, dtype=np.float32)
+        warm = np.flatnonzero(~cold)
+        x = torch.from_numpy(np.stack([u[warm], i[warm]], axis=1))
+        for s in range(0, len(x), 65536):
+            preds[warm[s : s + 65536]] = (
+                predict_ratings(self.model, x[s : s + 65536].to(self.engine.device)).float().cpu().numpy()
+            )
+        return pd.DataFrame({"user": users, "item": items, "rating": preds, "fallback": cold})
+
+    def predict(
+        self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownPolicy = "error"
+    ) -> np.ndarray:
+        """Predicted ratings for the pairs (users[k], items[k]); see `predict_details` for `unknown`."""
+        return self.predict_details(users, items, unknown)["rating"].to_numpy()
+
+    # -- top-N -----------------------------------------------------------------------------------
+    def recommend(self, user: Any, n: int = 10, **options: Any) -> Recommendations:
+        """The n best unseen items for `user`, best first; options as `recommend_many`."""
+        return self.recommend_many([user], n, **options)[0]
+
+    @torch.inference_mode()
+    def recommend_many(
+        self,
+        users: Sequence[Any],
+        n: int = 10,
+        *,
+        exclude_seen: bool = True,
+        min_count: int = MIN_COUNT,
+        items: Sequence[Any] | None = None,
+        exclude: Sequence[Any] | None = None,
+        unknown: UnknownUserPolicy = "error",
+    ) -> BatchRecommendations:
+        """Top-n for many users at once (batch-first): row k is what `recommend(users[k])` answers.
+
+        Args:
+            exclude_seen: leave out the items each user rated in training.
+            min_count: only items with at least this many training ratings.
+            items: an allow-list of raw item ids to rank among; `exclude`: items never to return.
+            unknown: a user with no training ratings raises ("error") or gets `popular` ("popular").
+        """
+        users, n = list(users), check_n(n)
+        cand = self.candidates(min_count, items, exclude)
+        u_idx = self._trained_users(users, unknown)
+        known = u_idx > 0
+        rows = torch.from_numpy(u_idx[known])
+        idx, sc = self.engine.rank(self.model.user_rows(rows.to(self.engine.device)), n, cand,
+                                   rows if exclude_seen else None)  # fmt: skip
+        out_idx = np.full((len(users), idx.shape[1]), -1, dtype=np.int64)
+        out_sc = np.full((len(users), idx.shape[1]), np.nan, dtype=np.float32)
+        out_idx[known], out_sc[known] = idx, sc
+        if not known.all():
+            p_idx, p_sc = self.engine.rank(self._mean_row()[None], idx.shape[1] or n, cand)
+            out_idx[~known], out_sc[~known] = p_idx[0, : out_idx.shape[1]], p_sc[0, : out_idx.shape[1]]
+        return self._batch(users, out_idx, out_sc)
+
+    @torch.inference_mode()
+    def popular(
+        self, n: int = 10, *, min_count: int = MIN_COUNT, exclude: Sequence[Any] | None = None
+    ) -> Recommendations:
+        """The list for a user with no ratings: what the average trained user is predicted to like."""
+        idx, sc = self.engine.rank(
+            self._mean_row()[None], check_n(n), self.candidates(min_count, None, exclude)
+        )
+        return self._batch([None], idx, sc)[0]
+
+    # -- new users -------------------------------------------------------------------------------
+    def fold_in(self, ratings: Mapping[Any, float], *, strength: float | None = None) -> NewUser:
+        """A new user's row fitted to `ratings` (item id or title -> rating), the items fixed.
+
+        `strength` pulls the answer towards the average user (default: the model's
+        `default_fold_in_strength`, chosen by bench/coldstart.py on simulated new users' NDCG@10).
+        Ratings outside the model's training range are refused; rated items the model never
+        trained on are left out and listed in `ignored`.
+        """
+        if len(ratings) > MAX_RATINGS:
+            raise CollabkitError(f"at most {MAX_RATINGS:,} ratings per new user, got {len(ratings):,}")
+        strength = self.model.default_fold_in_strength if strength is None else float(strength)
+        if not np.isfinite(strength) or strength < 0:
+            raise CollabkitError(f"strength must be a finite number of at least 0, got {strength}")
+        rated = {self.parse_item(k): self._check_rating(k, v) for k, v in ratings.items()}
+        idx = self.items.encode(list(rated), "error")
+        used = self.item_counts.numpy()[idx] > 0
+        ignored = [item for item, ok in zip(rated, used, strict=True) if not ok]
+        y = torch.tensor([r for r, ok in zip(rated.values(), used, strict=True) if ok], dtype=torch.float32)
+        prior = self._mean_row()
+        if len(y) == 0:
+            row = prior
+        else:
+            with torch.inference_mode():
+                row = self.model.fold_in(torch.from_numpy(idx[used]), y, prior, strength)
+        return NewUser(row.detach().clone(), rated, idx, ignored, strength)
+
+    @torch.inference_mode()
+    def recommend_for_ratings(
+        self, ratings: Mapping[Any, float] | NewUser, n: int = 10, *, min_count: int = MIN_COUNT,
+        items: Sequence[Any] | None = None, exclude: Sequence[Any] | None = None, strength: float | None = None,
+    ) -> Recommendations:  # fmt: skip
+        """Recommendations for a new user given only their ratings (cold start), rated items left out."""
+        n = check_n(n)
+        new = ratings if isinstance(ratings, NewUser) else self.fold_in(ratings, strength=strength)
+        cand = self.candidates(min_count, items, exclude)
+        cand[torch.from_numpy(new.rated_idx)] = False
+        idx, sc = self.engine.rank(new.row[None], n, cand)
+        return self._batch([None], idx, sc)[0]
+
+    @torch.inference_mode()
+    def predict_new(self, new: NewUser, items: Sequence[Any]) -> np.ndarray:
+        """Predicted ratings of a folded-in user for raw item ids (or titles)."""
+        self._require_ratings("predict")
+        idx = self.items.encode([self.parse_item(i) for i in items], "error")
+        side = self.model.item_side(torch.from_numpy(idx).to(self.engine.device))
+        return self.model.raw_to_rating(self.model.score_block(new.row[None], side))[0].float().cpu().numpy()
+
+    # -- similarity ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def similar_items(self, items: Any, n: int = 10, *, min_count: int = MIN_COUNT) -> Recommendations:
+        """The n items whose vectors point most nearly the same way (cosine similarity).
+
+        `items` is one raw id or title, or a list of them (combined as the mean of the normalised
+        vectors); the query items are never returned, and must have training ratings.
+        """
+        query = list(items) if isinstance(items, (list, tuple, set, np.ndarray, pd.Series)) else [items]
+        if not query:
+            raise CollabkitError("similar_items needs at least one item")
+        q_idx = self.items.encode([self.parse_item(i) for i in query], "error")
+        for q, i in zip(query, q_idx, strict=True):
+            if self.item_counts[i] == 0:
+                raise UnknownIdError(f"item {q!r} has no training ratings: its vector is untrained noise")
+        idx, sims = cosine_neighbours(self.model.item_vectors(), q_idx.tolist(), check_n(n),
+                                      self.candidates(min_count, None, None))  # fmt: skip
+        return Recommendations(
+            [self.items[int(i)] for i in idx], [self.title(self.items[int(i)]) for i in idx],
+            sims.astype(np.float32), score_kind="cosine",
+        )  # fmt: skip
+
+    @torch.inference_mode()
+    def similar_users(self, user: Any, n: int = 10, *, min_count: int = MIN_COUNT) -> SimilarUsers:
+        """The n users whose vectors point most nearly the same way as `user`'s (cosine similarity)."""
+        u_idx = self._trained_users([user], "error")
+        cand = self.user_counts >= max(int(min_count), 1)
+        cand[0] = False
+        idx, sims = cosine_neighbours(self.model.user_vectors(), u_idx.tolist(), check_n(n), cand)
+        return SimilarUsers([self.users[int(i)] for i in idx], sims.astype(np.float32))
+
+    # -- shared pieces ---------------------------------------------------------------------------
+    def candidates(
+        self, min_count: int, items: Sequence[Any] | None, exclude: Sequence[Any] | None
+    ) -> Tensor:
+        """(n_items,) bool: the items that may be returned."""
+        if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 1:
+            raise CollabkitError(
+                f"min_count must be a whole number of at least 1 (items need training ratings), got {min_count!r}"
+            )
+        cand = self.item_counts >= int(min_count)
+        if items is not None:
+            allow = torch.zeros_like(cand)
+            allow[torch.from_numpy(self.items.encode([self.parse_item(i) for i in items], "error"))] = True
+            cand &= allow
+        if exclude is not None and len(exclude):
+            cand[torch.from_numpy(self.items.encode([self.parse_item(i) for i in exclude], "error"))] = False
+        cand[0] = False  # `#na#` is never an answer
+        return cand
+
+    def _trained_users(self, users: list[Any], unknown: UnknownUserPolicy) -> np.ndarray:
+        """Indices of users the model trained on; 0 for the others under unknown="popular"."""
+        if unknown not in ("error", "popular"):
+            raise CollabkitError(f"unknown={unknown!r}; expected 'error' or 'popular'")
+        idx = self.users.encode(users, "na")
+        cold = (idx == 0) | (self.user_counts.numpy()[idx] == 0)
+        if cold.any() and unknown == "error":
+            bad = users[int(np.flatnonzero(cold)[0])]
+            what = "is not in the model's vocabulary" if bad not in self.users else "has no training ratings"
+            raise UnknownIdError(
+                f"user {bad!r} {what}; use popular() for a user with no ratings, "
+                "fold_in/recommend_for_ratings for a new user with some"
+            )
+        idx[cold] = 0
+        return idx
+
+    @cached_property
+    def _mean_rows(self) -> Tensor:
+        trained = torch.nonzero(self.user_counts > 0).squeeze(1)
+        if len(trained) == 0:
+            trained = torch.arange(1, len(self.users))
+        return self.model.user_rows(trained.to(self.engine.device)).mean(0)
+
+    def _mean_row(self) -> Tensor:
+        """(d,) the average trained user's row: the prior of fold-in and the row of `popular`."""
+        return self._mean_rows
+
+    def _check_rating(self, key: Any, value: Any) -> float:
+        try:
+            r = float(value)
+        except (TypeError, ValueError):
+            raise CollabkitError(f"rating {value!r} for item {key!r} is not a number") from None
+        if not np.isfinite(r):
+            raise CollabkitError(f"rating {value!r} for item {key!r} is not a finite number")
+        lo_hi = self.trained.rating_range()
+        if lo_hi is not None and not lo_hi[0] <= r <= lo_hi[1]:
+            scale = "" if lo_hi is None else f"; the model's ratings run from {lo_hi[0]:g} to {lo_hi[1]:g}"
+            raise CollabkitError(f"rating {value!r} for item {key!r} is outside the model's scale{scale}")
+        return r
+
+    def _require_ratings(self, what: str) -> None:
+        if self.model.score_kind != "rating":
+            raise CollabkitError(
+                f"model {self.trained.name!r} ranks items but does not predict ratings, so it cannot {what} "
+                "stars; use recommend() for its ranked lists, or a rating model (dotbias) for stars"
+            )
+
+    def _batch(self, users: list[Any], idx: np.ndarray, scores: np.ndarray) -> BatchRecommendations:
+        safe = np.where(idx >= 0, idx, 0)
+        ids = np.empty(len(self.items), dtype=object)
+        ids[:] = list(self.items)
+        ids[0] = None
+        titles = self._titles[safe]
+        titles[idx < 0] = None
+        return BatchRecommendations(users, idx, ids[safe], titles, scores, score_kind=self.model.score_kind)
+
+    @cached_property
+    def _titles(self) -> np.ndarray:
+        return np.array([self.title(i) for i in self.items], dtype=object)
