@@ -51,6 +51,7 @@ def collab_learner(
     model: str | None = None,
     ps: Sequence[float] = (),
     embed_p: float = 0.0,
+    options: Mapping[str, Any] | None = None,
     **learner_kwargs: Any,
 ) -> Learner:
     """A Learner for a built-in model, as fastai's `collab_learner`.
@@ -60,7 +61,7 @@ def collab_learner(
     its `config`, so `learn.export(path)` can save it.
     """
     name = model or ("nn" if use_nn else "dotbias")
-    config = collab_config(dls, name, n_factors, y_range, layers, emb_szs, ps, embed_p)
+    config = collab_config(dls, name, n_factors, y_range, layers, emb_szs, ps, embed_p, options)
     net = build_model(config)
     if loss_func is None:
         loss_func = net.default_loss()

@@ -86,6 +86,7 @@ class TrainConfig:
     seed: int = 42
     device: str = "cpu"
     step: str = "auto"  # auto | fused | autograd
+    options: dict[str, Any] = field(default_factory=dict)  # family-specific settings (ModelConfig.options)
 
     def resolved(self) -> tuple[Recipe, dict[str, str]]:
         """The settings to train with, and where each came from ("given" or the recipe's name)."""
@@ -196,16 +197,20 @@ def train(
     else:
         sources["y_range"] = "the data"
     settings = {**asdict(recipe), "y_range": tuple(round(v, 6) for v in y_range), "n_factors": config.n_factors,
-                "layers": config.layers, "seed": config.seed, "device": device, "step": config.step}  # fmt: skip
+                "layers": config.layers, "seed": config.seed, "device": device, "step": config.step,
+                "options": config.options}  # fmt: skip
     if log is not None:
         log(settings_line(config.model, config.recipe, settings, sources, dls.split or config.split))
     learn = collab_learner(
         dls, model=config.model, n_factors=config.n_factors, layers=config.layers, y_range=y_range,
         device=device, log=log, show_progress=log is not None,
-        fused={"auto": None, "fused": True, "autograd": False}[config.step],
+        fused={"auto": None, "fused": True, "autograd": False}[config.step], options=config.options,
     )  # fmt: skip
     start = time.perf_counter()
-    learn.fit_one_cycle(recipe.epochs, recipe.lr, wd=recipe.wd)
+    if learn.model.trains_by_gradient:
+        learn.fit_one_cycle(recipe.epochs, recipe.lr, wd=recipe.wd)
+    else:  # closed-form or alternating fits: all training pairs at once, no epochs
+        learn.model.fit_direct(dls.train.x, dls.train.y)
     fit_seconds = time.perf_counter() - start
     data = DataInfo.of(table, data_name, "user", "item", "rating")
     trained = trained_from_learner(learn, data=data)

@@ -69,13 +69,36 @@ YRangeOpt = Annotated[
 
 def _config(model: str, recipe: str, factors: int, layers: str, epochs: int | None, lr: float | None,
             wd: float | None, bs: int | None, y_range: tuple[float, float] | None, split: Any, seed: int,
-            device: str = "cpu", step: str = "auto") -> Any:  # fmt: skip
+            device: str = "cpu", step: str = "auto", options: list[str] | None = None) -> Any:  # fmt: skip
     from collabkit.workflows import TrainConfig
 
     return TrainConfig(
         model=model, recipe=recipe, bs=bs, epochs=epochs, lr=lr, wd=wd, n_factors=factors,
         layers=_parse_layers(layers), y_range=y_range, split=split, seed=seed, device=device, step=step,
+        options=_parse_options(options or []),
     )  # fmt: skip
+
+
+OptionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--option", "-o", help="A model's own setting as KEY=VALUE (repeat), e.g. -o l2=500 for ease."),
+]
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings -> {key: number, true/false or text}."""
+    import json
+
+    out: dict[str, Any] = {}
+    for text in pairs:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise CollabkitError(f"--option {text!r} must be KEY=VALUE, e.g. -o l2=500")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
 
 
 @app.command()
@@ -102,6 +125,7 @@ def train(
     step: Annotated[
         str, typer.Option("--step", help="auto | fused (dot models) | autograd: how each training step runs.")
     ] = "auto",
+    option: OptionOpt = None,
     user_col: UserCol = "user",
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
