@@ -153,15 +153,16 @@ COLLABKIT_FOLDS_JOB = (
 import pandas as pd
 import torch
 import collabkit
-from collabkit.train.recipes import train_model
+from collabkit.data.splits import SplitSpec
+from collabkit.workflows import TrainConfig, train
 
 table = pd.read_csv(SPEC["ratings"])  # u.data's row order, which u1..u5 are cut from
 folds = []
 for fold in SPEC["folds"]:
-    r = train_model(data=table, data_name="ml-100k", split=fold, model="dotbias", log=None,
-                    **SPEC["settings"])
-    folds.append({"fold": fold, "fit_s": r["fit_seconds"], "rmse": r["valid"]["rmse"],
-                  "mse": r["valid"]["mse"], "n": r["n_valid"]})
+    config = TrainConfig(model="dotbias", split=SplitSpec(fold), y_range=(0.0, 5.5), **SPEC["settings"])
+    r = train(table, config, data_name="ml-100k", log=None)
+    folds.append({"fold": fold, "fit_s": r.fit_seconds, "rmse": r.valid["rmse"],
+                  "mse": r.valid["mse"], "n": r.n_valid})
 finish({"folds": folds, "version": collabkit.__version__, "torch": torch.__version__})
 """
 )
@@ -235,7 +236,7 @@ PREP_JOB = (
     PREAMBLE
     + """
 import collabkit
-from collabkit.train import recipes
+from collabkit import workflows as recipes
 
 table = collabkit.load_movielens("ml-100k", progress=False)
 work = SPEC["dir"]

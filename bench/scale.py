@@ -34,10 +34,9 @@ epoch_s = time.perf_counter() - t
 out = {"ratings": n, "users": n_users, "items": n_items, "bs": bs, "generate_s": gen_s, "encode_s": encode_s,
        "epoch_s": epoch_s, "ratings_per_s": dls.train.n / epoch_s, "valid_rmse": learn.history[-1]["rmse"]}
 if recommend:
-    from collabkit.persist import SavedModel
+    from collabkit.bundle import trained_from_learner
     from collabkit.recommend import Recommender
-    saved = SavedModel(learn.model, learn.config, dls.user_vocab, dls.item_vocab, dls.train.x, dls.train.y)
-    rec = Recommender(saved)
+    rec = Recommender(trained_from_learner(learn))
     users = dls.user_vocab.items[1:]
     t = time.perf_counter()
     rec.recommend_many(users, n=10, unknown="popular")

@@ -61,7 +61,9 @@ def test_train_prints_epoch_table(ratings_csv: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     # the settings come first, each one that came from the recipe said so
-    assert lines[0].startswith("dotbias: bs 768, epochs 2, lr 0.005, wd 0.1 (bs, lr, wd from the fast recipe)")
+    assert lines[0].startswith(
+        "dotbias: bs 768, epochs 2, lr 0.005, wd 0.1 (bs, lr, wd from the fast recipe)"
+    )
     assert lines[1].split() == ["epoch", "train_loss", "valid_loss", "rmse", "time"]
     assert lines[-1].startswith(f"saved dotbias model to {tmp_path / 'm'}")
 

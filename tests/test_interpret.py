@@ -14,6 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from collabkit import CollabDataLoaders, CollabkitError, UnknownIdError, collab_learner, set_seed
+from collabkit.bundle import TrainedModel
 from collabkit.cli import app
 from collabkit.data.vocab import Vocab
 from collabkit.interpret import (
@@ -29,7 +30,6 @@ from collabkit.interpret import (
 )
 from collabkit.models import ModelConfig, build_model, predict_ratings
 from collabkit.models.core import pca
-from collabkit.bundle import TrainedModel
 from collabkit.persist import load_model
 from collabkit.report import write_report
 
@@ -52,7 +52,7 @@ ITEM_BIAS = [0.0, 0.1, -0.8, 0.9, 0.2, 0.0, -0.1]  # Gamma highest, Beta lowest
 USER_BIAS = [0.0, 0.3, -0.5, 0.1]
 
 
-def known_model(model: str = "dotbias", gamma_ratings: int = 3) -> SavedModel:
+def known_model(model: str = "dotbias", gamma_ratings: int = 3) -> TrainedModel:
     """3 users x 6 items with fixed weights; Gamma (30) rated `gamma_ratings` times, others 3 times."""
     config = ModelConfig(model=model, n_users=4, n_items=7, n_factors=3, y_range=(0.0, 5.5))
     net = build_model(config)
@@ -106,7 +106,7 @@ def test_user_biases() -> None:
 
 @pytest.mark.parametrize("model", ["dot", "nn"])
 def test_models_without_biases_say_so(model: str) -> None:
-    with pytest.raises(CollabkitError, match=f"model '{model}' has no biases"):
+    with pytest.raises(CollabkitError, match=f"model '{model}' has no item biases"):
         item_biases(known_model(model))
 
 
@@ -254,7 +254,7 @@ def test_report_for_a_model_without_biases(tmp_path: Path) -> None:
     saved = known_model("nn")
     result = interpret_model(saved, n=2)
     assert result.item_biases is None and result.example is None
-    assert any("has no biases" in note for note in result.notes)
+    assert any("has no item biases" in note for note in result.notes)
     files = write_report(saved, tmp_path, interpretation=result)
     assert "no additive explanation" in files.html.read_text(encoding="utf-8")
 

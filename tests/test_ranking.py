@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from collabkit import Vocab
+from collabkit.bundle import TrainedModel
 from collabkit.errors import CollabkitError
 from collabkit.models import ModelConfig, build_model
-from collabkit.bundle import TrainedModel
 from collabkit.ranking import (
     average_precision_at_k,
     catalogue_coverage,

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collabkit import CollabDataLoaders, UnknownIdError, Vocab, collab_learner, set_seed
+from collabkit.bundle import TrainedModel
 from collabkit.errors import CollabkitError
 from collabkit.models import ModelConfig, build_model, sigmoid_range
-from collabkit.bundle import TrainedModel
 from collabkit.recommend import BatchRecommendations, Recommendations, Recommender, cosine_neighbours
 
 MODELS = ["dot", "dotbias", "nn", "classifier"]

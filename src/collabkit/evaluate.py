@@ -16,7 +16,9 @@ ArrayLike = Tensor | np.ndarray | Sequence[float]
 
 
 def _t(x: ArrayLike) -> Tensor:
-    return torch.as_tensor(np.array(x, dtype=np.float64) if not isinstance(x, Tensor) else x, dtype=torch.float64).reshape(-1)
+    return torch.as_tensor(
+        np.array(x, dtype=np.float64) if not isinstance(x, Tensor) else x, dtype=torch.float64
+    ).reshape(-1)
 
 
 def mse(preds: ArrayLike, targs: ArrayLike) -> float:

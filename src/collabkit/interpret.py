@@ -77,14 +77,14 @@ def _candidates(counts: Tensor, min_count: int, kind: str) -> Tensor:
 # -- biases -----------------------------------------------------------------------------------
 
 
-def _require_biases(saved: TrainedModel) -> tuple[Tensor, Tensor]:
-    ub, ib = saved.model.user_biases(), saved.model.item_biases()
-    if ub is None or ib is None:
+def _require_biases(saved: TrainedModel, kind: str) -> Tensor:
+    bias = saved.model.item_biases() if kind == "item" else saved.model.user_biases()
+    if bias is None:
         raise CollabkitError(
-            f"model {saved.config.model!r} has no biases; train a 'dotbias' model "
+            f"model {saved.config.model!r} has no {kind} biases; train a 'dotbias' model "
             "(collabkit train --model dotbias) to see which items are liked beyond their factors"
         )
-    return ub, ib
+    return bias
 
 
 def _bias_table(
@@ -124,7 +124,7 @@ def item_biases(saved: TrainedModel, n: int = 5, min_count: int = MIN_COUNT) -> 
     Raises:
         CollabkitError: the model has no biases (only 'dotbias' has them).
     """
-    _, i_bias = _require_biases(saved)
+    i_bias = _require_biases(saved, "item")
     table, _ = _bias_table(
         i_bias, saved.item_counts, saved.item_means(), saved.items.items, n, min_count, "item"
     )
@@ -137,7 +137,7 @@ def user_biases(saved: TrainedModel, n: int = 5, min_count: int = MIN_COUNT) -> 
 
     A user's bias is how generously they rate everything; the same layout as `item_biases`.
     """
-    u_bias, _ = _require_biases(saved)
+    u_bias = _require_biases(saved, "user")
     table, _ = _bias_table(
         u_bias, saved.user_counts, saved.user_means(), saved.users.items, n, min_count, "user"
     )
@@ -624,14 +624,11 @@ def interpret_model(
     """
     notes: list[str] = []
     name = saved.config.model
-    try:
-        ib: pd.DataFrame | None = item_biases(saved, n, min_count)
-        ub: pd.DataFrame | None = user_biases(saved, n, min_count)
-    except CollabkitError as e:
-        if saved.model.item_biases() is not None:
-            raise
-        ib = ub = None
-        notes.append(str(e))
+    ib = item_biases(saved, n, min_count) if saved.model.item_biases() is not None else None
+    ub = user_biases(saved, n, min_count) if saved.model.user_biases() is not None else None
+    for kind, table in (("item", ib), ("user", ub)):
+        if table is None:
+            notes.append(f"model {name!r} has no {kind} biases")
     try:
         emap: EmbeddingMap | None = embedding_map(
             saved, k=min(k, saved.model.item_vectors().shape[1]), top=top, min_count=min_count

@@ -102,7 +102,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedM
     version = doc.get("format_version") if isinstance(doc, dict) else None
     if version not in (1, FORMAT_VERSION):
         raise CollabkitError(
-            f"{src / 'config.json'}: model format {version!r}; this collabkit reads formats 1 and {FORMAT_VERSION}"
+            f"{src / 'config.json'}: model format {version!r}; "
+            f"this collabkit reads formats 1 and {FORMAT_VERSION}"
         )
     if version == FORMAT_VERSION:
         _check_files(src, doc.get("files") or {})

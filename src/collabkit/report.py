@@ -142,8 +142,8 @@ def _summary(saved: TrainedModel) -> list[str]:
 
 def _biases(it: Interpretation) -> list[str]:
     out = ["<h2>Biases</h2>"]
-    if it.item_biases is None or it.user_biases is None:
-        return [*out, '<p class="note">This model has no biases (only a dotbias model has them).</p>']
+    if it.item_biases is None and it.user_biases is None:
+        return [*out, '<p class="note">This model has no biases (a dotbias model has them).</p>']
     out.append(
         "<p class=\"why\">An item's bias is what the model adds to its rating whatever the user's "
         "tastes. A low bias means that even people whose tastes match the item tend to rate it lower "
@@ -151,6 +151,9 @@ def _biases(it: Interpretation) -> list[str]:
         "usually enjoy. Items with few ratings have noisy biases.</p>"
     )
     for label, table in (("Items", it.item_biases), ("Users", it.user_biases)):
+        if table is None:
+            out.append(f'<p class="note">{label}: this model has no such biases.</p>')
+            continue
         out.append('<div class="pair">')
         for side in ("lowest", "highest"):
             rows = table[table["side"] == side].drop(columns="side")

@@ -24,7 +24,7 @@ from collabkit.data.loaders import CollabDataLoaders
 from collabkit.data.splits import SplitSpec, make_split
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import mae, mse, rmse, summarize_folds
-from collabkit.models import check_model_name
+from collabkit.models import CollabModel, check_model_name
 from collabkit.train import distributed
 from collabkit.train.learner import set_seed
 
@@ -196,9 +196,16 @@ def train(
         sources["y_range"] = "given"
     else:
         sources["y_range"] = "the data"
-    settings = {**asdict(recipe), "y_range": tuple(round(v, 6) for v in y_range), "n_factors": config.n_factors,
-                "layers": config.layers, "seed": config.seed, "device": device, "step": config.step,
-                "options": config.options}  # fmt: skip
+    settings = {
+        **asdict(recipe),
+        "y_range": tuple(round(v, 6) for v in y_range),
+        "n_factors": config.n_factors,
+        "layers": config.layers,
+        "seed": config.seed,
+        "device": device,
+        "step": config.step,
+        "options": config.options,
+    }
     if log is not None:
         log(settings_line(config.model, config.recipe, settings, sources, dls.split or config.split))
     learn = collab_learner(
@@ -207,10 +214,11 @@ def train(
         fused={"auto": None, "fused": True, "autograd": False}[config.step], options=config.options,
     )  # fmt: skip
     start = time.perf_counter()
-    if learn.model.trains_by_gradient:
+    net = learn.model
+    if not isinstance(net, CollabModel) or net.trains_by_gradient:
         learn.fit_one_cycle(recipe.epochs, recipe.lr, wd=recipe.wd)
     else:  # closed-form or alternating fits: all training pairs at once, no epochs
-        learn.model.fit_direct(dls.train.x, dls.train.y)
+        net.fit_direct(dls.train.x, dls.train.y)
     fit_seconds = time.perf_counter() - start
     data = DataInfo.of(table, data_name, "user", "item", "rating")
     trained = trained_from_learner(learn, data=data)
@@ -326,9 +334,9 @@ def evaluate_saved(
             )
         if same is False and trained.data is not None:
             raise CollabkitError(
-                f"{model_dir} was trained on {trained.data.name} ({trained.data.n_rows:,} rows), and this table "
-                f"({len(table):,} rows) is a different one, so its own split cannot be rebuilt; give --split "
-                "to evaluate on this table anyway"
+                f"{model_dir} was trained on {trained.data.name} ({trained.data.n_rows:,} rows), and "
+                f"this table ({len(table):,} rows) is a different one, so its own split cannot be "
+                "rebuilt; give --split to evaluate on this table anyway"
             )
         split = trained.split
     elif same is False and trained.data is not None:

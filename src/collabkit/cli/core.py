@@ -81,7 +81,7 @@ def _config(model: str, recipe: str, factors: int, layers: str, epochs: int | No
 
 OptionOpt = Annotated[
     list[str] | None,
-    typer.Option("--option", "-o", help="A model's own setting as KEY=VALUE (repeat), e.g. -o l2=500 for ease."),
+    typer.Option("--option", "-o", help="A model's own setting as KEY=VALUE (repeat), e.g. -o l2=500."),
 ]
 
 

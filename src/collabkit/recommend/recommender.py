@@ -196,9 +196,15 @@ class Recommender:
 
     @torch.inference_mode()
     def recommend_for_ratings(
-        self, ratings: Mapping[Any, float] | NewUser, n: int = 10, *, min_count: int = MIN_COUNT,
-        items: Sequence[Any] | None = None, exclude: Sequence[Any] | None = None, strength: float | None = None,
-    ) -> Recommendations:  # fmt: skip
+        self,
+        ratings: Mapping[Any, float] | NewUser,
+        n: int = 10,
+        *,
+        min_count: int = MIN_COUNT,
+        items: Sequence[Any] | None = None,
+        exclude: Sequence[Any] | None = None,
+        strength: float | None = None,
+    ) -> Recommendations:
         """Recommendations for a new user given only their ratings (cold start), rated items left out."""
         n = check_n(n)
         new = ratings if isinstance(ratings, NewUser) else self.fold_in(ratings, strength=strength)
@@ -253,7 +259,8 @@ class Recommender:
         """(n_items,) bool: the items that may be returned."""
         if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 1:
             raise CollabkitError(
-                f"min_count must be a whole number of at least 1 (items need training ratings), got {min_count!r}"
+                f"min_count must be a whole number of at least 1 (items need training ratings), "
+                f"got {min_count!r}"
             )
         cand = self.item_counts >= int(min_count)
         if items is not None:

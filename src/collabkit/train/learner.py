@@ -282,7 +282,8 @@ class Learner:
     def __repr__(self) -> str:
         loss = type(self.loss_func).__name__
         opt = "fused AdamW (dot step)" if self.fused is not False and self._fusable() else "AdamW"
-        return f"Learner({type(self.model).__name__}, loss {loss}, {opt}, {self.epoch} epochs trained; {self.dls!r})"
+        name = type(self.model).__name__
+        return f"Learner({name}, loss {loss}, {opt}, {self.epoch} epochs trained; {self.dls!r})"
 
 
 SMALL_BATCH = 4096  # below this, one thread per step beats two: the work is smaller than the hand-off
