@@ -18,7 +18,6 @@ from collabkit.bundle import TrainedModel
 from collabkit.cli import app
 from collabkit.data.vocab import Vocab
 from collabkit.interpret import (
-    cosine_neighbours,
     embedding_map,
     explain_prediction,
     interpret_model,
@@ -31,6 +30,7 @@ from collabkit.interpret import (
 from collabkit.models import ModelConfig, build_model, predict_ratings
 from collabkit.models.core import pca
 from collabkit.persist import load_model
+from collabkit.recommend.engine import cosine_neighbours
 from collabkit.report import write_report
 
 runner = CliRunner()

@@ -32,7 +32,6 @@ from collabkit.data.resolver import IdResolver
 from collabkit.errors import CollabkitError, UnknownIdError
 from collabkit.models import predict_ratings
 from collabkit.models.base import model_device
-from collabkit.recommend.engine import cosine_neighbours
 
 # -- ids and titles ---------------------------------------------------------------------------
 
@@ -387,29 +386,28 @@ def similar_items_table(
 
     `item` is a raw id or a title. Columns: rank, item, title, similarity, n_ratings, mean_rating.
     `min_count` keeps neighbours with at least that many training ratings: rarely rated items have
-    small, noisy factors whose direction means little. The query is in `table.attrs`.
+    small, noisy factors whose direction means little. The query is in `table.attrs`. The answers
+    are `Recommender.similar_items`'s, with counts and means added.
     """
-    item = _resolve_item(saved, item)
-    i_fac = saved.model.item_vectors()
-    counts = saved.item_counts
-    idx = int(saved.items.o2i[item])
-    if int(counts[idx]) == 0:
-        raise UnknownIdError(f"item {item!r} has no training ratings: its factors are untrained noise")
-    mask = counts >= max(min_count, 1)
-    nbrs, sims = cosine_neighbours(i_fac, [idx], n, mask)
-    ids = saved.items.decode(nbrs.tolist())
-    means = saved.item_means()
+    from collabkit.recommend import Recommender
+
+    rec = Recommender(saved)
+    item = rec.parse_item(item)
+    near = rec.similar_items(item, n, min_count=min_count)
+    idx = saved.items.encode(near.items)
+    counts, means = saved.item_counts, saved.item_means()
     table = pd.DataFrame(
         {
-            "rank": range(1, len(ids) + 1),
-            "item": ids,
-            "title": [item_title(saved, i) for i in ids],
-            "similarity": sims.tolist(),
-            "n_ratings": counts[nbrs].tolist(),
-            "mean_rating": [_nan_to_none(v) for v in means[nbrs].tolist()],
+            "rank": range(1, len(near) + 1),
+            "item": near.items,
+            "title": near.titles,
+            "similarity": near.scores.tolist(),
+            "n_ratings": counts[idx].tolist(),
+            "mean_rating": [_nan_to_none(v) for v in means[idx].tolist()],
         }
     )
-    table.attrs.update(query=item, query_title=item_title(saved, item), n_ratings=int(counts[idx]))
+    q = int(saved.items.o2i[item])
+    table.attrs.update(query=item, query_title=item_title(saved, item), n_ratings=int(counts[q]))
     return table
 
 
@@ -420,23 +418,22 @@ def similar_users_table(
 
     Columns: rank, user, similarity, n_ratings, mean_rating; `min_count` as in `similar_items_table`.
     """
-    user = _resolve_user(saved, user)
-    u_fac = saved.model.user_vectors()
-    counts = saved.user_counts
-    idx = int(saved.users.o2i[user])
-    if int(counts[idx]) == 0:
-        raise UnknownIdError(f"user {user!r} has no training ratings: their factors are untrained noise")
-    nbrs, sims = cosine_neighbours(u_fac, [idx], n, counts >= max(min_count, 1))
+    from collabkit.recommend import Recommender
+
+    rec = Recommender(saved)
+    user = rec.parse_user(user)
+    near = rec.similar_users(user, n, min_count=min_count)
+    idx = saved.users.encode(near.users)
     table = pd.DataFrame(
         {
-            "rank": range(1, len(nbrs) + 1),
-            "user": saved.users.decode(nbrs.tolist()),
-            "similarity": sims.tolist(),
-            "n_ratings": counts[nbrs].tolist(),
-            "mean_rating": [_nan_to_none(v) for v in saved.user_means()[nbrs].tolist()],
+            "rank": range(1, len(near) + 1),
+            "user": near.users,
+            "similarity": near.scores.tolist(),
+            "n_ratings": saved.user_counts[idx].tolist(),
+            "mean_rating": [_nan_to_none(v) for v in saved.user_means()[idx].tolist()],
         }
     )
-    table.attrs.update(query=user, n_ratings=int(counts[idx]))
+    table.attrs.update(query=user, n_ratings=int(saved.user_counts[saved.users.o2i[user]]))
     return table
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from collabkit.bundle import TrainedModel
+from collabkit.bundle import MIN_COUNT, TrainedModel
 from collabkit.interpret import Interpretation, interpret_model, plot_embedding_map
 
 
@@ -39,7 +39,7 @@ def write_report(
     out_dir: str | Path,
     *,
     n: int = 5,
-    min_count: int = 0,
+    min_count: int = MIN_COUNT,
     items: Sequence[Any] | None = None,
     top: int = 1000,
     n_plot: int = 50,

@@ -27,6 +27,7 @@ from collabkit.cli.app import (
     split_spec,
 )
 from collabkit.errors import CollabkitError
+from collabkit.models import model_names
 from collabkit.train import distributed
 
 
@@ -42,7 +43,7 @@ def _load(
     return table
 
 
-ModelOpt = Annotated[str, typer.Option("--model", help="dot | dotbias | nn | classifier")]
+ModelOpt = Annotated[str, typer.Option("--model", help=" | ".join(model_names()))]
 RecipeOpt = Annotated[
     str,
     typer.Option(

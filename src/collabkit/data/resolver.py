@@ -46,6 +46,11 @@ class IdResolver:
         """Every title that names more than one item, with its items."""
         return {t: list(ids) for t, ids in self._by_title.items() if len(ids) > 1}
 
+    def same_title(self, item: Any) -> list[Any]:
+        """The other items that share `item`'s title (none for an item without a title)."""
+        title = self.titles.get(item)
+        return [] if title is None else [i for i in self._by_title.get(str(title), []) if i != item]
+
     def user(self, text: Any) -> Any:
         """The raw user id that `text` stands for (ids may be typed as text)."""
         found = _as_id(text, self.users)

@@ -227,7 +227,8 @@ class Recommender:
         """The n items whose vectors point most nearly the same way (cosine similarity).
 
         `items` is one raw id or title, or a list of them (combined as the mean of the normalised
-        vectors); the query items are never returned, and must have training ratings.
+        vectors); the query items, and items with the same title as a query (one film under two
+        ids), are never returned. Query items must have training ratings.
         """
         query = list(items) if isinstance(items, (list, tuple, set, np.ndarray, pd.Series)) else [items]
         if not query:
@@ -236,8 +237,12 @@ class Recommender:
         for q, i in zip(query, q_idx, strict=True):
             if self.item_counts[i] == 0:
                 raise UnknownIdError(f"item {q!r} has no training ratings: its vector is untrained noise")
-        idx, sims = cosine_neighbours(self.model.item_vectors(), q_idx.tolist(), check_n(n),
-                                      self.candidates(min_count, None, None))  # fmt: skip
+        cand = self.candidates(min_count, None, None)
+        for q in q_idx:  # the same film under another id (ML-100k lists 18 twice) is not a neighbour
+            for twin in self.resolve.same_title(self.items[int(q)]):
+                cand[self.items.o2i[twin]] = False
+        idx, sims = cosine_neighbours(self.model.item_vectors(), q_idx.tolist(), check_n(n), cand)
+
         return Recommendations(
             [self.items[int(i)] for i in idx], [self.title(self.items[int(i)]) for i in idx],
             sims.astype(np.float32), score_kind="cosine",
