@@ -151,6 +151,9 @@ def train(
         if main:
             if not as_json and not quiet:
                 figures = ", ".join(f"{m} {v:.4f}" for m, v in result.valid.items() if m in ("mse", "rmse"))
+                fallback = result.valid.get("fallback")
+                if fallback:
+                    figures += f"; {fallback} rows with no training ratings scored at the training mean"
                 typer.echo(f"saved {result.model} model to {result.out} (held-out {figures or 'none'})")
             emit(result.to_dict(), as_json)
 
