@@ -27,6 +27,8 @@ from collabkit.models.core import Embedding, Module, emb_sz_rule, get_emb_sz, si
 from collabkit.models.dot import DotProduct, EmbeddingDotBias  # isort: skip
 from collabkit.models.nn import EmbeddingNN  # isort: skip
 from collabkit.models.classifier import RatingClassifier, RatingCrossEntropy  # isort: skip
+from collabkit.models.ease import EASE as EASE  # isort: skip
+from collabkit.models.popular import Popular as Popular  # isort: skip
 
 ModelName = Literal["dot", "dotbias", "nn", "classifier"]  # the chapter's models
 
