@@ -96,10 +96,20 @@ def test_damaged_or_missing_files_are_named(ratings: pd.DataFrame, tmp_path: Pat
         load_model(tmp_path / "nothing")
 
 
-def test_own_module_cannot_export_and_says_why(ratings: pd.DataFrame, tmp_path: Path) -> None:
+def test_own_module_exports_its_weights_and_loads_into_an_instance(
+    ratings: pd.DataFrame, tmp_path: Path
+) -> None:
     from collabkit import DotProduct, Learner
+    from collabkit.collab import load_learner
 
     dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
     learn = Learner(dls, DotProduct(dls.n_users, dls.n_items, 4), log=None)
-    with pytest.raises(CollabkitError, match="state_dict"):
-        learn.export(str(tmp_path / "x"))
+    learn.fit(1, 1e-2)
+    out = learn.export(str(tmp_path / "x"))
+    with pytest.raises(CollabkitError, match=r"own module .*DotProduct.*load_learner\(path, model="):
+        load_model(out)
+    again = load_learner(out, model=DotProduct(dls.n_users, dls.n_items, 4))
+    rows = ratings.iloc[:20]
+    np.testing.assert_array_equal(again.predict(rows), learn.predict(rows))
+    with pytest.raises(CollabkitError, match="does not fit"):
+        load_learner(out, model=DotProduct(dls.n_users, dls.n_items, 5))

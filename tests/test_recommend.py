@@ -57,7 +57,7 @@ def recs(board: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> dict[
         learn = collab_learner(
             dls, model=name, n_factors=4, y_range=(0, 5.5), layers=[16], log=None, show_progress=False
         )
-        learn.fit_one_cycle(5, 1e-2 if name == "classifier" else 3e-2)
+        learn.fit_one_cycle(8 if name == "classifier" else 5, 1e-2 if name == "classifier" else 3e-2)
         path = learn.export(str(tmp_path_factory.mktemp(name) / "m"))
         out[name] = Recommender.load(path)
     return out

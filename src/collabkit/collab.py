@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from collabkit.data.loaders import CollabDataLoaders
-from collabkit.models import ModelConfig, build_model, family
+from collabkit.models import CollabModel, ModelConfig, build_model, family
 from collabkit.train.learner import Learner, default_metrics
 
 
@@ -68,4 +69,52 @@ def collab_learner(
     learner_kwargs.setdefault("metrics", default_metrics(net))
     learn = Learner(dls, net, loss_func=loss_func, **learner_kwargs)
     learn.config = config  # type: ignore[attr-defined]
+    return learn
+
+
+def load_learner(
+    path: str | Path, model: nn.Module | None = None, cpu: bool = True, **learner_kwargs: Any
+) -> Learner:
+    """A Learner from a folder written by `learn.export`: it predicts as the exported one did, and
+    trains on once given data (`learn.dls = dls`, then `fit_one_cycle`).
+
+    A built-in model is rebuilt from its saved settings; for your own module pass an instance built
+    as before (`model=MyModel(...)`), into which the weights are loaded (no pickle, no code from the
+    file). Its data loaders hold the vocabularies and the training rows, and an empty validation set.
+    """
+    from collabkit.data.loaders import DataLoader
+    from collabkit.persist import load_model, load_module
+
+    device = "cpu" if cpu else None
+    if model is None:
+        trained = load_model(path)
+        net: nn.Module = trained.model
+        users, items, x, y, history = (
+            trained.users,
+            trained.items,
+            trained.train_x,
+            trained.train_y,
+            trained.history,
+        )
+        config: ModelConfig | None = trained.config
+    else:
+        users, items, x, y, history = load_module(path, model)
+        net, config = model, None
+    dls = CollabDataLoaders(
+        DataLoader(x, y, bs=64, shuffle=True, seed=0, drop_last=len(y) > 64),
+        DataLoader(x[:0], y[:0], bs=4096),
+        {users.name: users, items.name: items},
+        user_name=users.name,
+        item_name=items.name,
+        rating_name="rating",
+    )
+    loss_func = net.default_loss() if isinstance(net, CollabModel) else None
+    learner_kwargs.setdefault("metrics", default_metrics(net))
+    learner_kwargs.setdefault("log", None)
+    learn = Learner(
+        dls, net, loss_func=learner_kwargs.pop("loss_func", loss_func), device=device, **learner_kwargs
+    )
+    learn.config = config  # type: ignore[attr-defined]
+    learn.history = [dict(r) for r in history]
+    learn.epoch = len(learn.history)
     return learn

@@ -59,20 +59,69 @@ def is_model_folder(path: str | Path) -> bool:
     return marked and all(p.name in FILES or p.name in OWN_EXTRAS for p in folder.iterdir())
 
 
+def is_run_folder(path: str | Path) -> bool:
+    """True for a folder holding only a training run's checkpoints (its `checkpoints/run.json` marker)."""
+    folder = Path(path)
+    try:
+        doc = json.loads((folder / "checkpoints" / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    own = all(p.name in OWN_EXTRAS for p in folder.iterdir())
+    return own and isinstance(doc, dict) and doc.get("format") == "collabkit-run"
+
+
 def save_model(path: str | Path, trained: TrainedModel) -> Path:
     """Write `trained` to the folder `path`, atomically (see the module docstring).
 
     Raises:
         CollabkitError: `path` is a file, a symbolic link, or a folder that is not a collabkit model.
     """
-    dest = Path(path)
+    return _save_folder(Path(path), lambda tmp: _write_folder(tmp, trained))
+
+
+def save_module(path: str | Path, model: torch.nn.Module, dls: Any, history: list[dict[str, float]]) -> Path:
+    """Write your own module's weights with the data loaders' vocabularies and training rows.
+
+    `config.json` names the module's class instead of a model config: `load_learner(path,
+    model=YourModule(...))` loads the weights into an instance you build, since a class cannot be
+    rebuilt from a file without running code from it (which is what pickle does).
+    """
+    cls = type(model)
+    header = {"model": None, "module": f"{cls.__module__}.{cls.__qualname__}", "history": history}
+    return _save_folder(
+        Path(path),
+        lambda tmp: _write_parts(
+            tmp, model, dls.user_vocab, dls.item_vocab, dls.train.x, dls.train.y, {}, header
+        ),
+    )
+
+
+def load_module(
+    path: str | Path, model: torch.nn.Module
+) -> tuple[Vocab, Vocab, torch.Tensor, torch.Tensor, list]:
+    """Load weights saved by `save_module` (or `save_model`) into `model`; returns the vocabularies,
+    the training rows and the history."""
+    src = Path(path)
+    doc = _check_folder(src)
+    vocab_doc = _read_json(src / "vocab.json")
+    users = Vocab(vocab_doc["users"], name=vocab_doc.get("user_name", "user"))
+    items = Vocab(vocab_doc["items"], name=vocab_doc.get("item_name", "item"))
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _check_shapes(src / "weights.safetensors", expected)
+    state = _load_tensors(src / "weights.safetensors")
+    model.load_state_dict(state, strict=True)
+    train = _load_tensors(src / "train.safetensors")
+    return users, items, train["x"], train["y"], list(doc.get("history") or [])
+
+
+def _save_folder(dest: Path, write: Any) -> Path:
     _check_destination(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _recover(dest)
     _clean_orphans(dest)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        _write_folder(tmp, trained)
+        write(tmp)
         old = None
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
@@ -90,23 +139,13 @@ def save_model(path: str | Path, trained: TrainedModel) -> Path:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
     """Read a model folder written by `save_model`; errors name the missing or damaged file."""
     src = Path(path)
-    if not src.exists():
-        _recover(src)
-    if not src.is_dir():
-        what = "a file, not a model folder" if src.exists() else "no model folder here"
-        raise CollabkitError(f"{src}: {what} (train one with `collabkit train --out {src}`)")
-    for name in FILES:
-        if not (src / name).is_file():
-            raise CollabkitError(f"{src / name}: missing; this is not a complete collabkit model folder")
-    doc = _read_json(src / "config.json")
-    version = doc.get("format_version") if isinstance(doc, dict) else None
-    if version not in (1, FORMAT_VERSION):
+    doc = _check_folder(src)
+    version = doc["format_version"]
+    if doc.get("model") is None:
         raise CollabkitError(
-            f"{src / 'config.json'}: model format {version!r}; "
-            f"this collabkit reads formats 1 and {FORMAT_VERSION}"
+            f"{src} holds the weights of your own module {doc.get('module', '?')}; load them into an "
+            "instance you build: load_learner(path, model=YourModule(...))"
         )
-    if version == FORMAT_VERSION:
-        _check_files(src, doc.get("files") or {})
     vocab_doc = _read_json(src / "vocab.json")
     try:
         config = ModelConfig.from_dict(doc["model"])
@@ -161,33 +200,71 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedM
     )
 
 
+def _check_folder(src: Path) -> dict[str, Any]:
+    """config.json of a complete model folder whose files match their checksums."""
+    if not src.exists():
+        _recover(src)
+    if not src.is_dir():
+        what = "a file, not a model folder" if src.exists() else "no model folder here"
+        raise CollabkitError(f"{src}: {what} (train one with `collabkit train --out {src}`)")
+    for name in FILES:
+        if not (src / name).is_file():
+            raise CollabkitError(f"{src / name}: missing; this is not a complete collabkit model folder")
+    doc = _read_json(src / "config.json")
+    version = doc.get("format_version") if isinstance(doc, dict) else None
+    if version not in (1, FORMAT_VERSION):
+        raise CollabkitError(
+            f"{src / 'config.json'}: model format {version!r}; "
+            f"this collabkit reads formats 1 and {FORMAT_VERSION}"
+        )
+    if version == FORMAT_VERSION:
+        _check_files(src, doc.get("files") or {})
+    return doc
+
+
 # -- writing -------------------------------------------------------------------------------------
 
 
 def _write_folder(folder: Path, t: TrainedModel) -> None:
-    state = {k: v.detach().cpu().contiguous() for k, v in t.model.state_dict().items()}
-    save_file(state, str(folder / "weights.safetensors"))
-    save_file(
-        {"x": t.train_x.to(torch.int64).cpu().contiguous(), "y": t.train_y.float().cpu().contiguous()},
-        str(folder / "train.safetensors"),
-    )
-    vocab = {
-        "users": t.users.to_list(),
-        "items": t.items.to_list(),
-        "user_name": t.users.name,
-        "item_name": t.items.name,
-        "item_titles": [[k, v] for k, v in t.item_titles.items()],
-    }
-    (folder / "vocab.json").write_text(_dumps(vocab), encoding="utf-8")
-    config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+    header = {
         "model": t.config.to_dict(),
         "split": None if t.split is None else t.split.to_dict(),
         "data": None if t.data is None else t.data.to_dict(),
         "history": t.history,
         "results": t.results,
-        "sizes": {"users": len(t.users), "items": len(t.items), "train": len(t.train_y)},
+    }
+    _write_parts(folder, t.model, t.users, t.items, t.train_x, t.train_y, t.item_titles, header)
+
+
+def _write_parts(
+    folder: Path,
+    model: torch.nn.Module,
+    users: Vocab,
+    items: Vocab,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    titles: dict[Any, str],
+    header: dict[str, Any],
+) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "weights.safetensors"))
+    save_file(
+        {"x": train_x.to(torch.int64).cpu().contiguous(), "y": train_y.float().cpu().contiguous()},
+        str(folder / "train.safetensors"),
+    )
+    vocab = {
+        "users": users.to_list(),
+        "items": items.to_list(),
+        "user_name": users.name,
+        "item_name": items.name,
+        "item_titles": [[k, v] for k, v in titles.items()],
+    }
+    (folder / "vocab.json").write_text(_dumps(vocab), encoding="utf-8")
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **header,
+        "sizes": {"users": len(users), "items": len(items), "train": len(train_y)},
         "files": {name: _sha256(folder / name) for name in DATA_FILES},
     }
     (folder / "config.json").write_text(_dumps(config), encoding="utf-8")
@@ -222,7 +299,7 @@ def _check_destination(dest: Path) -> None:
         )
     if dest.exists() and not dest.is_dir():
         raise CollabkitError(f"{dest} is a file, not a folder; choose another --out")
-    if dest.is_dir() and any(dest.iterdir()) and not is_model_folder(dest):
+    if dest.is_dir() and any(dest.iterdir()) and not (is_model_folder(dest) or is_run_folder(dest)):
         raise CollabkitError(
             f"{dest} exists and is not a collabkit model folder; refusing to replace it "
             "(choose a new or empty folder)"

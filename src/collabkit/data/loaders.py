@@ -116,6 +116,7 @@ class CollabDataLoaders:
         self.user_name, self.item_name, self.rating_name = user_name, item_name, rating_name
         self.table, self.train_rows, self.valid_rows = table, train_rows, valid_rows
         self.split = split  # how the rows were split; None when rows were given directly
+        self._titles: dict[Any, str] | None = None
 
     def __repr__(self) -> str:
         split = self.split.describe() if self.split is not None else "rows given"
@@ -164,20 +165,52 @@ class CollabDataLoaders:
         """A batch of the training set: x of shape (bs, 2), y of shape (bs,)."""
         return self.train.one_batch()
 
-    def show_batch(self, max_n: int = 10, show: bool = True) -> pd.DataFrame:
-        """The first rows of a training batch with raw ids, as fastai's show_batch."""
+    def show_batch(self, max_n: int = 10, show: bool = True) -> pd.DataFrame | None:
+        """The first rows of a training batch with raw ids (titles where known), as fastai's.
+
+        Shown once (displayed in a notebook, printed elsewhere) and None returned; `show=False`
+        returns the table instead.
+        """
+        from collabkit.train.learner import _shown
+
         x, y = self.one_batch()
         x, y = x[:max_n].cpu(), y[:max_n].cpu()
         frame = pd.DataFrame(
             {
                 self.user_name: self.user_vocab.decode(x[:, 0].tolist()),
-                self.item_name: self.item_vocab.decode(x[:, 1].tolist()),
+                self.item_name: self.titles_of(x[:, 1].tolist()),
                 self.rating_name: y.tolist(),
             }
         )
-        if show:
-            print(frame.to_string(index=False))
-        return frame
+        return _shown(frame, show)
+
+    def titles_of(self, item_idx: list[int]) -> list[Any]:
+        """Titles of item indices where the table has a `title` column, else the raw item ids."""
+        ids = self.item_vocab.decode(item_idx)
+        if self.table is None or "title" not in self.table.columns or self.item_name == "title":
+            return ids
+        if self._titles is None:
+            pairs = self.table[[self.item_name, "title"]].drop_duplicates(self.item_name)
+            self._titles = dict(
+                zip(pairs[self.item_name].tolist(), pairs["title"].astype(str).tolist(), strict=False)
+            )
+        return [self._titles.get(i, i) for i in ids]
+
+    def test_dl(self, table: pd.DataFrame, bs: int = 65536) -> DataLoader:
+        """A DataLoader over raw-id rows (the user and item columns; the rating column if present),
+        for `learn.get_preds(dl=...)`. Ids the vocabulary lacks map to `#na#`, as in fastai."""
+        for col in (self.user_name, self.item_name):
+            if col not in table.columns:
+                raise DataError(
+                    f"no column {col!r} in the table; it has: {', '.join(map(str, table.columns))}"
+                )
+        x = self.encode(table[self.user_name], table[self.item_name])
+        y = (
+            torch.tensor(pd.to_numeric(table[self.rating_name]).to_numpy(dtype="float32"))
+            if self.rating_name in table.columns
+            else torch.full((len(table),), float("nan"))
+        )
+        return DataLoader(x, y, bs=bs)
 
     def encode(self, users: Any, items: Any, unknown: str = "na") -> Tensor:
         """(N, 2) index tensor for raw user and item ids."""
@@ -256,7 +289,8 @@ class CollabDataLoaders:
         y = torch.from_numpy(np.array(y_all, dtype=np.float32))
         tr, va = torch.from_numpy(np.asarray(train_rows)), torch.from_numpy(np.asarray(valid_rows))
         shuffle_seed = seed if shuffle_seed is None else shuffle_seed
-        train = DataLoader(x[tr], y[tr], bs=bs, shuffle=True, seed=shuffle_seed)
+        # as fastai: the last partial batch is dropped in training (a batch of one breaks BatchNorm)
+        train = DataLoader(x[tr], y[tr], bs=bs, shuffle=True, seed=shuffle_seed, drop_last=len(tr) > bs)
         valid = DataLoader(x[va], y[va], bs=max(bs, 4096), shuffle=False)
         return cls(
             train,

@@ -8,6 +8,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from collabkit.data.loaders import CollabDataLoaders, DataLoader
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import rmse
 from collabkit.models import CollabModel
+from collabkit.train.callbacks import Callback, CancelFitException
 from collabkit.train.fused import FusedDotTrainer, supports_fused
 from collabkit.train.optim import FastAdamW, make_adam, set_hyper
 from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
@@ -69,8 +72,12 @@ class Learner:
         show_progress: bool = True,
         log: Callable[[str], None] | None = print,
         fused: bool | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
+        path: str | Path = ".",
+        model_dir: str = "models",
     ) -> None:
-        self.dls, self.model = dls, model
+        self.dls: Any = dls
+        self.model = model
         self.loss_func = loss_func if loss_func is not None else MSELossFlat()
         self.lr, self.wd = lr, (0.01 if wd is None else wd)
         self.metrics: list[Metric] = (
@@ -82,6 +89,38 @@ class Learner:
         self.opt: FastAdamW | None = None
         self.epoch = 0
         self.fused = fused  # None: the fused step where it applies (built-in dot model, MSE loss)
+        self.path, self.model_dir = Path(path), model_dir
+        self.cbs: list[Callback] = []
+        self.add_cbs(cbs)
+        self.recorder = Recorder(self)
+        self.iter, self.loss, self.n_epoch, self.n_iter, self.epoch_in_fit = 0, torch.zeros(()), 0, 0, 0
+        self.hyper: Callable[[float], tuple[float, float]] = lambda pos: (self.lr, 0.9)
+        self._opt: Any = None  # the last fit's optimiser (FastAdamW or the fused trainer)
+        self._opt_state: dict[str, Tensor] | None = (
+            None  # loaded by load(with_opt=True), used by the next fit
+        )
+        self._resume: _Resume | None = None  # where a loaded checkpoint stopped inside an epoch
+        self._interrupted: _Resume | None = None
+        self._gen_state: Tensor | None = None
+        self._fit_rows: list[dict[str, float]] = []
+
+    # -- callbacks -------------------------------------------------------------------------
+    def add_cbs(self, cbs: Callback | Sequence[Callback] | None) -> None:
+        """Attach callbacks for every later fit."""
+        for cb in _as_list(cbs):
+            cb.learn = self
+            self.cbs.append(cb)
+        self.cbs.sort(key=lambda c: c.order)
+
+    def remove_cbs(self, cbs: Callback | Sequence[Callback] | None) -> None:
+        for cb in _as_list(cbs):
+            if cb in self.cbs:
+                self.cbs.remove(cb)
+
+    def _event(self, name: str) -> None:
+        for cb in self.cbs:
+            if cb.wants(name):
+                getattr(cb, name)()
 
     # -- fitting ---------------------------------------------------------------------------
     def fit_one_cycle(
@@ -93,43 +132,68 @@ class Learner:
         pct_start: float = 0.25,
         wd: float | None = None,
         moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+        cbs: Callback | Sequence[Callback] | None = None,
+        start_epoch: int = 0,
     ) -> list[dict[str, float]]:
-        """Train `n_epoch` epochs with fastai's one-cycle learning rate and momentum."""
+        """Train `n_epoch` epochs with fastai's one-cycle learning rate and momentum.
+
+        `start_epoch` resumes a schedule part-way (after `load(..., with_opt=True)` of a checkpoint).
+        """
         lr_max = self.lr if lr_max is None else lr_max
 
         def hyper(pos: float) -> tuple[float, float]:
             return (one_cycle_lr(pos, lr_max, div, div_final, pct_start), one_cycle_mom(pos, moms, pct_start))
 
-        return self._fit(n_epoch, hyper, wd)
+        return self._fit(n_epoch, hyper, wd, cbs, start_epoch)
 
-    def fit(self, n_epoch: int, lr: float | None = None, wd: float | None = None) -> list[dict[str, float]]:
+    def fit(
+        self,
+        n_epoch: int,
+        lr: float | None = None,
+        wd: float | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
+        start_epoch: int = 0,
+    ) -> list[dict[str, float]]:
         """Train `n_epoch` epochs at a constant learning rate."""
         rate = self.lr if lr is None else lr
-        return self._fit(n_epoch, lambda pos: (rate, 0.9), wd)
+        return self._fit(n_epoch, lambda pos: (rate, 0.9), wd, cbs, start_epoch)
 
     def _fit(
-        self, n_epoch: int, hyper: Callable[[float], tuple[float, float]], wd: float | None
+        self,
+        n_epoch: int,
+        hyper: Callable[[float], tuple[float, float]],
+        wd: float | None,
+        cbs: Callback | Sequence[Callback] | None,
+        start_epoch: int,
     ) -> list[dict[str, float]]:
-        if n_epoch < 1:
-            raise CollabkitError(f"n_epoch must be at least 1, got {n_epoch}")
+        if isinstance(n_epoch, bool) or int(n_epoch) != n_epoch or n_epoch < 1:
+            raise CollabkitError(f"n_epoch must be a whole number of at least 1, got {n_epoch!r}")
+        if not 0 <= start_epoch < n_epoch:
+            raise CollabkitError(f"start_epoch must be in 0..{n_epoch - 1}, got {start_epoch}")
+        if self.dls is None:
+            raise CollabkitError(
+                "this learner has no data: set learn.dls = CollabDataLoaders.from_df(...) first"
+            )
+        if self.dls.train.n == 0:
+            raise CollabkitError("the training set has no rows; nothing to train on")
         wd = self.wd if wd is None else wd
         self.model.to(self.device)
         for dl in self.dls.loaders:
             dl.to(self.device)
-        names = ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.metrics), "time"]
-        self._log_row(names, header=True)
         if _distributed():
             self.dls.train.shard(dist.get_rank(), dist.get_world_size())
-        n_iter = len(self.dls.train)
-        total = n_epoch * n_iter
+        self.n_epoch, self.n_iter, self.hyper = n_epoch, len(self.dls.train), hyper
+        total = n_epoch * self.n_iter
         fast = self._fused_trainer(hyper, total, wd)
         if fast is not None:
+            self._opt = fast
             train_step: Callable[[Tensor, Tensor, int], Tensor] = fast.step
         else:
             train_model = self.model
             if _distributed():  # averages gradients across processes in backward
                 train_model = nn.parallel.DistributedDataParallel(self.model)
             opt = self.opt = make_adam(self.model, lr=hyper(0)[0], wd=wd)
+            self._opt = opt
 
             def train_step(xb: Tensor, yb: Tensor, step: int) -> Tensor:
                 lr, mom = hyper(step / total)
@@ -140,31 +204,78 @@ class Learner:
                 opt.step()
                 return loss.detach() * len(yb)
 
-        with _threads_for_batch(self.dls.bs):
-            return self._epochs(n_epoch, train_step, fast.sync if fast else None, names, n_iter)
+        resume = self._resume
+        self._resume = None
+        if self._opt_state is not None:
+            _load_opt_state(self._opt, self._opt_state)
+            self._opt_state = None
+        if fast is not None:
+            fast.t = start_epoch * self.n_iter + (resume.batch if resume else 0)
+        self.add_cbs(cbs)
+        try:
+            with _threads_for_batch(self.dls.bs):
+                self._event("before_fit")
+                names = ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.metrics), "time"]
+                self._log_row(names, header=True)
+                return self._epochs(start_epoch, train_step, fast.sync if fast else None, names, resume)
+        except CancelFitException:
+            return list(self._fit_rows)
+        finally:
+            try:
+                self._event("after_fit")
+            finally:
+                self.remove_cbs(cbs)
 
     def _epochs(
         self,
-        n_epoch: int,
+        start_epoch: int,
         train_step: Callable[[Tensor, Tensor, int], Tensor],
         after_epoch: Callable[[], None] | None,
         names: list[str],
-        n_iter: int,
+        resume: _Resume | None,
     ) -> list[dict[str, float]]:
-        step = 0  # steps taken in this fit
-        new_rows = []
-        for _ in range(n_epoch):
+        new_rows = self._fit_rows = []
+        per_batch = any(cb.wants("after_batch") for cb in self.cbs)
+        dl = self.dls.train
+        for e in range(start_epoch, self.n_epoch):
             start = time.perf_counter()
             self.model.train()
-            loss_sum, n_seen = torch.zeros((), device=self.device), 0
-            with _progress(self.show_progress, n_iter, f"epoch {self.epoch}") as advance:
-                for xb, yb in self.dls.train:
-                    loss_sum += train_step(xb, yb, step)  # the batch's summed loss
-                    n_seen += len(yb)
-                    step += 1
-                    advance()
+            self.epoch_in_fit = e
+            self._gen_state = dl.generator.get_state()  # a checkpoint mid-epoch redraws this epoch's order
+            loss_sum, n_seen, skip = torch.zeros((), device=self.device), 0, 0
+            if resume is not None and e == start_epoch:
+                loss_sum += resume.loss_sum
+                n_seen, skip = resume.n_seen, resume.batch
+            step = e * self.n_iter + skip
+            self._event("before_epoch")
+            batch_losses: list[Tensor] = []
+            sizes: list[int] = []
+            try:
+                with _progress(self.show_progress, self.n_iter, f"epoch {self.epoch}") as advance:
+                    for b, (xb, yb) in enumerate(dl):
+                        if b < skip:
+                            continue
+                        loss = train_step(xb, yb, step)  # the batch's summed loss
+                        loss_sum += loss
+                        n_seen += len(yb)
+                        batch_losses.append(loss)
+                        sizes.append(len(yb))
+                        step += 1
+                        self.iter, self.loss = b + 1, loss
+                        if per_batch:
+                            self._event("after_batch")
+                        advance()
+            except KeyboardInterrupt:
+                if after_epoch is not None:
+                    after_epoch()
+                self._interrupted = _Resume(
+                    e, self.iter if batch_losses else skip, loss_sum.detach().cpu(), n_seen
+                )
+                self._event("after_interrupt")
+                raise
             if after_epoch is not None:
                 after_epoch()
+            self.recorder.add_batches(batch_losses, sizes, e * self.n_iter + skip)
             train_loss = float(loss_sum) / max(n_seen, 1)
             if not math.isfinite(train_loss):
                 raise CollabkitError(
@@ -180,7 +291,10 @@ class Learner:
             self.history.append(row)
             new_rows.append(row)
             self._log_row([row[n] for n in names])
-            self.epoch += 1
+            try:
+                self._event("after_epoch")  # learn.epoch is still this epoch's number, as in fastai
+            finally:
+                self.epoch += 1
         return new_rows
 
     def _fused_trainer(
@@ -252,32 +366,205 @@ class Learner:
             return self.model.output_to_preds(out).cpu(), y.cpu()
         return out.reshape(len(y), -1).squeeze(1).cpu() if len(y) else out, y.cpu()
 
-    def predict(self, rows: pd.DataFrame | Sequence[tuple[Any, Any]]) -> np.ndarray:
-        """Ratings for raw (user, item) pairs: a DataFrame with the user and item columns, or pairs.
+    def predict(self, rows: Any) -> Any:
+        """Ratings for raw ids: one row (a DataFrame row, a dict or a (user, item) pair) gives a
+        float; a DataFrame with the user and item columns, or a list of pairs, gives an array.
 
         Unknown ids map to the `#na#` index, as fastai's do; use `Recommender` for a strict policy.
         """
         users: Any
         items: Any
-        if isinstance(rows, pd.DataFrame):
+        single = isinstance(rows, (pd.Series, dict)) or (
+            isinstance(rows, tuple) and len(rows) == 2 and not isinstance(rows[0], (tuple, list))
+        )
+        if isinstance(rows, (pd.Series, dict)):
+            missing = [c for c in (self.dls.user_name, self.dls.item_name) if c not in rows]
+            if missing:
+                raise CollabkitError(
+                    f"the row has no {missing[0]!r}; it has: {', '.join(map(str, rows.keys()))}"
+                )
+            users, items = [rows[self.dls.user_name]], [rows[self.dls.item_name]]
+        elif isinstance(rows, pd.DataFrame):
             users, items = rows[self.dls.user_name], rows[self.dls.item_name]
         else:
-            pairs = list(rows)
+            pairs = [rows] if single else list(rows)
             users, items = [p[0] for p in pairs], [p[1] for p in pairs]
         x = self.dls.encode(users, items)
         dl = DataLoader(x, torch.zeros(len(x)), bs=65536)
         out, _ = self._outputs(dl)
         if isinstance(self.model, CollabModel):
-            return self.model.output_to_rating(out).cpu().numpy()
-        return out.reshape(-1).cpu().numpy()
+            preds = self.model.output_to_rating(out).cpu().numpy()
+        else:
+            preds = out.reshape(-1).cpu().numpy()
+        return float(preds[0]) if single else preds
+
+    def lr_find(
+        self,
+        start_lr: float = 1e-7,
+        end_lr: float = 10.0,
+        num_it: int = 100,
+        stop_div: bool = True,
+        show_plot: bool = True,
+    ) -> Any:
+        """fastai's learning-rate finder; returns its suggestions (`.valley`, `.slide`, `.minimum`,
+        `.steep`), plots loss against learning rate, and leaves the model's weights as they were."""
+        from collabkit.train.lr_find import lr_find
+
+        found = lr_find(self, start_lr, end_lr, num_it, stop_div, show_plot=show_plot)
+        self.lr_find_result = found
+        return found.suggestions
+
+    # -- showing ---------------------------------------------------------------------------
+    def show_results(self, n: int = 9, ds_idx: int = 1, show: bool = True) -> pd.DataFrame | None:
+        """`n` held-out rows with the true and predicted rating, by title where the data has titles.
+
+        Shown once (displayed in a notebook, printed elsewhere) and None returned; `show=False`
+        returns the table instead.
+        """
+        dl = self.dls[ds_idx]
+        x, y = dl.x[:n].cpu(), dl.y[:n].cpu()
+        users = self.dls.user_vocab.decode(x[:, 0].tolist())
+        items = self.dls.item_vocab.decode(x[:, 1].tolist())
+        preds = self.predict(pd.DataFrame({self.dls.user_name: users, self.dls.item_name: items}))
+        frame = pd.DataFrame(
+            {
+                self.dls.user_name: users,
+                self.dls.item_name: self.dls.titles_of(x[:, 1].tolist()),
+                self.dls.rating_name: y.tolist(),
+                f"{self.dls.rating_name}_pred": np.round(preds, 4),
+            }
+        )
+        return _shown(frame, show)
+
+    def summary(self) -> Summary:
+        """The model's layers and parameter counts, the loss, the optimiser and the callbacks."""
+        lines = [f"{type(self.model).__name__} (input: a (batch, 2) tensor of user and item indices)", ""]
+        lines.append(f"{'layer':<34}{'shape':<22}{'parameters':>12}  trainable")
+        total = trainable = 0
+        for name, p in self.model.named_parameters():
+            total += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+            lines.append(f"{name:<34}{str(tuple(p.shape)):<22}{p.numel():>12,}  {p.requires_grad}")
+        lines += [
+            "",
+            f"Total parameters: {total:,} ({trainable:,} trainable)",
+            f"Loss: {type(self.loss_func).__name__}",
+            f"Optimiser: AdamW (beta2 0.99, eps 1e-5), weight decay {self.wd:g}"
+            + (", fused dot step" if self.fused is not False and self._fusable() else ""),
+            f"Callbacks: {', '.join(map(repr, self.cbs)) or 'none'} (and the recorder)",
+            f"Epochs trained: {self.epoch}",
+        ]
+        return Summary("\n".join(lines))
 
     # -- persistence -----------------------------------------------------------------------
-    def export(self, path: str) -> str:
-        """Save the model with its vocabularies (built-in models only); see `collabkit.persist`."""
-        from collabkit.bundle import trained_from_learner
-        from collabkit.persist import save_model
+    def _file(self, name: str | Path) -> Path:
+        p = Path(name)
+        if p.suffix != ".safetensors":
+            p = p.with_name(p.name + ".safetensors")
+        return p if p.is_absolute() else self.path / self.model_dir / p
 
-        return str(save_model(path, trained_from_learner(self)))
+    def save(self, file: str | Path, with_opt: bool = False) -> Path:
+        """Write the model's weights (and, with `with_opt`, the optimiser's state) to
+        `path/model_dir/file.safetensors`, atomically. Returns the file's path."""
+        from safetensors.torch import save_file
+
+        from collabkit.atomic import write_with
+
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if with_opt:
+            if self._opt is None:
+                raise CollabkitError(
+                    "with_opt=True, but this learner has not trained yet: no optimiser state"
+                )
+            tensors |= {f"opt.{k}": v.detach().cpu().contiguous() for k, v in _opt_state(self._opt).items()}
+        dest = self._file(file)
+        return write_with(
+            dest, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "collabkit-weights"})
+        )
+
+    def load(self, file: str | Path, with_opt: bool = False, strict: bool = True) -> Learner:
+        """Load weights written by `save` (and the optimiser state for the next fit, with `with_opt`)."""
+        from safetensors.torch import load_file
+
+        src = self._file(file)
+        if not src.is_file():
+            raise CollabkitError(f"{src}: no saved weights here (learn.save({str(file)!r}) writes them)")
+        try:
+            tensors = load_file(str(src))
+        except Exception as e:  # safetensors raises its own error types for damaged files
+            raise CollabkitError(f"{src}: damaged weights file ({str(e)[:80]})") from e
+        state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            self.model.load_state_dict(state, strict=strict)
+        except RuntimeError as e:
+            raise CollabkitError(f"{src}: the weights do not fit this model ({str(e)[:160]})") from None
+        self.model.to(self.device)
+        if with_opt:
+            opt = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
+            if not opt:
+                raise CollabkitError(f"{src}: holds no optimiser state (save it with with_opt=True)")
+            if self._opt is not None and not _fused_state(opt) == isinstance(self._opt, FusedDotTrainer):
+                raise CollabkitError(f"{src}: optimiser state of another kind of training step")
+            self._opt_state = opt
+        return self
+
+    def export(self, fname: str | Path = "export") -> str:
+        """Save the model with its vocabularies and training rows to the folder `path/fname`.
+
+        A built-in model is rebuilt by `load_learner(folder)`; your own module's weights are saved
+        with it and loaded into an instance you build: `load_learner(folder, model=MyModel(...))`.
+        """
+        from collabkit.bundle import trained_from_learner
+        from collabkit.persist import save_model, save_module
+
+        dest = Path(fname) if Path(fname).is_absolute() else self.path / fname
+        if getattr(self, "config", None) is not None and isinstance(self.model, CollabModel):
+            return str(save_model(dest, trained_from_learner(self)))
+        return str(save_module(dest, self.model, self.dls, self.history))
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Everything a resumed fit needs: tensors (weights, optimiser, random states) and numbers."""
+        where = self._interrupted
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if self._opt is not None:
+            tensors |= {f"opt.{k}": v.detach().cpu().contiguous() for k, v in _opt_state(self._opt).items()}
+        gen = self._gen_state if where is not None and self._gen_state is not None else None
+        tensors["rng.loader"] = (gen if gen is not None else self.dls.train.generator.get_state()).clone()
+        tensors["rng.torch"] = torch.get_rng_state()
+        if where is not None:
+            tensors["resume.loss_sum"] = where.loss_sum.reshape(1).float()
+        meta = {
+            "epoch": len(self.history),  # epochs completed
+            "epoch_in_fit": where.epoch if where is not None else self.epoch_in_fit + 1,
+            "batch": where.batch if where is not None else 0,
+            "n_seen": where.n_seen if where is not None else 0,
+            "history": self.history,
+        }
+        return tensors, meta
+
+    def load_checkpoint(self, folder: str | Path) -> int:
+        """Restore the checkpoint a `CheckpointCallback` wrote; returns the `start_epoch` to fit from."""
+        from collabkit.train.callbacks import read_checkpoint
+
+        tensors, meta = read_checkpoint(folder)
+        return self.restore_checkpoint(tensors, meta)
+
+    def restore_checkpoint(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> int:
+        """Load a `checkpoint_state`; returns the epoch of the fit's schedule to start from."""
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.model.to(self.device)
+        opt = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
+        self._opt_state = opt or None
+        self.dls.train.generator.set_state(tensors["rng.loader"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.epoch = int(meta["epoch"])
+        self.history = [dict(r) for r in meta.get("history", [])]
+        batch = int(meta.get("batch", 0))
+        if batch:
+            self._resume = _Resume(int(meta["epoch_in_fit"]), batch, tensors["resume.loss_sum"][0].double(),
+                                   int(meta["n_seen"]))  # fmt: skip
+        return int(meta["epoch_in_fit"])
 
     def __repr__(self) -> str:
         loss = type(self.loss_func).__name__
@@ -349,3 +636,142 @@ class _progress:
 def default_metrics(model: nn.Module) -> list[Metric]:
     """The model's own metrics (a CollabModel says which), else RMSE."""
     return model.default_metrics() if isinstance(model, CollabModel) else [rmse]
+
+
+@dataclass
+class _Resume:
+    """Where a fit stopped inside an epoch: its schedule epoch, batches done, and the running loss."""
+
+    epoch: int
+    batch: int
+    loss_sum: Tensor
+    n_seen: int
+
+
+class Summary(str):
+    """Text that shows as itself in a notebook (no quotes) and prints as itself."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class Recorder:
+    """What happened in training: per-epoch values, per-batch losses and learning rates, and plots.
+
+    `values` rows are [train_loss, valid_loss, *metrics] (fastai's layout); `losses` are each batch's
+    mean loss and `lrs` each batch's learning rate, for every fit of this learner.
+    """
+
+    def __init__(self, learn: Learner) -> None:
+        self.learn = learn
+        self.losses: list[float] = []
+        self.lrs: list[float] = []
+        self.iters: list[int] = []  # len(losses) at the end of each epoch
+
+    @property
+    def metric_names(self) -> list[str]:
+        return ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.learn.metrics), "time"]
+
+    @property
+    def values(self) -> list[list[float]]:
+        names = self.metric_names[1:-1]
+        return [[row.get(n, float("nan")) for n in names] for row in self.learn.history]
+
+    def add_batches(self, losses: list[Tensor], sizes: list[int], first_step: int) -> None:
+        """One epoch's batch losses (summed over each batch, as tensors: no sync per step)."""
+        if not losses:
+            return
+        per_batch = (torch.stack(losses).double().cpu() / torch.tensor(sizes, dtype=torch.float64)).tolist()
+        total = max(1, self.learn.n_epoch * self.learn.n_iter)
+        self.losses += per_batch
+        self.lrs += [self.learn.hyper((first_step + i) / total)[0] for i in range(len(per_batch))]
+        self.iters.append(len(self.losses))
+
+    def plot_loss(self, skip_start: int = 5, with_valid: bool = True) -> Any:
+        """Training loss per batch, and validation loss per epoch; returns the matplotlib figure."""
+        import matplotlib
+
+        matplotlib.use("Agg") if not _in_notebook() else None
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(range(skip_start, len(self.losses)), self.losses[skip_start:], label="train")
+        if with_valid and self.iters:
+            valid = [row.get("valid_loss", float("nan")) for row in self.learn.history[-len(self.iters) :]]
+            ax.plot(self.iters, valid, marker="o", label="valid")
+        ax.set_xlabel("batch")
+        ax.set_ylabel("loss")
+        ax.legend()
+        return fig
+
+    def plot_sched(self) -> Any:
+        """The learning rate of every batch; returns the matplotlib figure."""
+        import matplotlib
+
+        matplotlib.use("Agg") if not _in_notebook() else None
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(self.lrs)
+        ax.set_xlabel("batch")
+        ax.set_ylabel("learning rate")
+        return fig
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _shown(frame: pd.DataFrame, show: bool) -> pd.DataFrame | None:
+    """Display a table once: in a notebook as a table, elsewhere printed; None when shown."""
+    if not show:
+        return frame
+    if _in_notebook():
+        from IPython.display import display  # type: ignore[import-not-found]
+
+        display(frame)
+    else:
+        print(frame.to_string(index=False))
+    return None
+
+
+def _as_list(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
+    if cbs is None:
+        return []
+    return [cbs] if isinstance(cbs, Callback) else list(cbs)
+
+
+def _opt_state(opt: Any) -> dict[str, Tensor]:
+    """The optimiser's moments and step counts as named tensors."""
+    if isinstance(opt, FusedDotTrainer):
+        return {"fused.m": opt.m, "fused.v": opt.v, "fused.steps": opt.steps.reshape(1)}
+    out = {}
+    for gi, g in enumerate(opt.param_groups):
+        for pi in range(len(g["params"])):
+            out[f"{gi}.{pi}.exp_avg"] = g["exp_avg"][pi]
+            out[f"{gi}.{pi}.exp_avg_sq"] = g["exp_avg_sq"][pi]
+            out[f"{gi}.{pi}.step"] = g["step"][pi].reshape(1)
+    return out
+
+
+def _fused_state(state: dict[str, Tensor]) -> bool:
+    return "fused.m" in state
+
+
+def _load_opt_state(opt: Any, state: dict[str, Tensor]) -> None:
+    """Put saved moments into a fresh optimiser of the same kind and shapes."""
+    if isinstance(opt, FusedDotTrainer) != _fused_state(state):
+        raise CollabkitError(
+            "the saved optimiser state is of another kind of training step (fused vs autograd)"
+        )
+    mine = _opt_state(opt)
+    if set(mine) != set(state) or any(mine[k].shape != state[k].shape for k in mine):
+        raise CollabkitError("the saved optimiser state does not fit this model's parameters")
+    with torch.no_grad():
+        for k, v in state.items():
+            mine[k].copy_(v.to(mine[k].device))

@@ -1,0 +1,246 @@
+"""Callbacks with fastai's names: hooks into the training loop, and the ones a chapter reader uses.
+
+A callback subclasses `Callback` and defines any of `before_fit`, `before_epoch`, `after_batch`,
+`after_epoch`, `after_fit`; `self.learn` is the Learner. Raising `CancelFitException` in any of them
+ends the fit cleanly (after_fit still runs). `after_batch` is called only when some callback defines
+it, so the fused step of the dot models keeps its speed when callbacks act at epoch ends.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from collabkit.errors import CollabkitError
+
+if TYPE_CHECKING:
+    from collabkit.train.learner import Learner
+
+EVENTS = ("before_fit", "before_epoch", "after_batch", "after_epoch", "after_fit", "after_interrupt")
+
+
+class CancelFitException(Exception):
+    """Raised by a callback to stop the fit after the current event (fastai's name)."""
+
+
+class Callback:
+    """Base class: override the events you need; `learn` is set when the callback is attached."""
+
+    learn: Learner
+    order: int = 0  # lower runs first
+
+    def before_fit(self) -> None: ...
+    def before_epoch(self) -> None: ...
+    def after_batch(self) -> None: ...
+    def after_epoch(self) -> None: ...
+    def after_fit(self) -> None: ...
+    def after_interrupt(self) -> None:
+        """collabkit's own event: Ctrl-C stopped the fit (weights synced; KeyboardInterrupt follows)."""
+
+    @classmethod
+    def wants(cls, event: str) -> bool:
+        """Whether this class defines `event` itself (the base's are no-ops)."""
+        return getattr(cls, event) is not getattr(Callback, event)
+
+    def __repr__(self) -> str:
+        return type(self).__name__
+
+
+class TrackerCallback(Callback):
+    """Watches a value of the epoch table (`monitor`) and knows whether it improved."""
+
+    def __init__(self, monitor: str = "valid_loss", comp: Any = None, min_delta: float = 0.0) -> None:
+        self.monitor, self.min_delta = monitor, float(min_delta)
+        lower = comp is None and (
+            "loss" in monitor or "error" in monitor or monitor in ("rmse", "mse", "mae")
+        )
+        self.lower_is_better = lower if comp is None else comp is min or comp is __import__("numpy").less
+        self.best: float | None = None
+
+    def before_fit(self) -> None:
+        self.best = None
+
+    def _improved(self) -> bool:
+        row = self.learn.history[-1]
+        if self.monitor not in row:
+            raise CollabkitError(
+                f"{type(self).__name__}: no {self.monitor!r} in the epoch table; it has {list(row)}"
+            )
+        value = float(row[self.monitor])
+        if math.isnan(value):
+            return False
+        if self.best is None:
+            self.best = value
+            return True
+        better = (
+            value < self.best - self.min_delta if self.lower_is_better else value > self.best + self.min_delta
+        )
+        if better:
+            self.best = value
+        return better
+
+
+class EarlyStoppingCallback(TrackerCallback):
+    """Stops the fit when `monitor` has not improved by `min_delta` for `patience` epochs."""
+
+    order = 10
+
+    def __init__(
+        self, monitor: str = "valid_loss", comp: Any = None, min_delta: float = 0.0, patience: int = 1
+    ):
+        super().__init__(monitor, comp, min_delta)
+        self.patience, self.wait = int(patience), 0
+        self.stopped_epoch: int | None = None
+
+    def before_fit(self) -> None:
+        super().before_fit()
+        self.wait, self.stopped_epoch = 0, None
+
+    def after_epoch(self) -> None:
+        if self._improved():
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = self.learn.epoch
+            if self.learn.log is not None:
+                self.learn.log(f"No improvement since epoch {self.learn.epoch - self.wait}: early stopping")
+            raise CancelFitException()
+
+
+class SaveModelCallback(TrackerCallback):
+    """Saves the model when `monitor` improves (or every epoch) and loads the best back at the end.
+
+    The weights go to `learn.path / learn.model_dir / f"{fname}.safetensors"`, as `learn.save` writes.
+    """
+
+    order = 5  # before early stopping, so the epoch that triggers the stop is still considered
+
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        comp: Any = None,
+        min_delta: float = 0.0,
+        fname: str = "model",
+        every_epoch: bool = False,
+        with_opt: bool = False,
+    ) -> None:
+        super().__init__(monitor, comp, min_delta)
+        self.fname, self.every_epoch, self.with_opt = fname, every_epoch, with_opt
+        self.best_epoch: int | None = None
+
+    def before_fit(self) -> None:
+        super().before_fit()
+        self.best_epoch = None
+
+    def after_epoch(self) -> None:
+        if self.every_epoch:
+            self.learn.save(f"{self.fname}_{self.learn.epoch}", with_opt=self.with_opt)
+            return
+        if self._improved():
+            self.best_epoch = self.learn.epoch
+            self.learn.save(self.fname, with_opt=self.with_opt)
+
+    def after_fit(self) -> None:
+        if not self.every_epoch and self.best_epoch is not None:
+            self.learn.load(self.fname, with_opt=self.with_opt)
+            if self.learn.log is not None:
+                self.learn.log(
+                    f"Better model found at epoch {self.best_epoch} with {self.monitor} {self.best:.6f}."
+                )
+
+
+class CSVLogger(Callback):
+    """Writes the epoch table to `learn.path / fname` after every epoch (rewritten atomically)."""
+
+    order = 20
+
+    def __init__(self, fname: str = "history.csv", append: bool = False) -> None:
+        self.fname, self.append = fname, append
+        self._start = 0
+
+    @property
+    def path(self) -> Path:
+        return Path(self.learn.path) / self.fname
+
+    def before_fit(self) -> None:
+        self._start = 0 if self.append else len(self.learn.history)
+
+    def after_epoch(self) -> None:
+        import pandas as pd
+
+        from collabkit.atomic import write_atomic
+
+        rows = self.learn.history[self._start :]
+        write_atomic(self.path, pd.DataFrame(rows).to_csv(index=False))
+
+    def read_log(self) -> Any:
+        import pandas as pd
+
+        return pd.read_csv(self.path)
+
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+class CheckpointCallback(Callback):
+    """Writes a checkpoint to `folder` every `every` epochs and when Ctrl-C stops the fit.
+
+    A checkpoint holds the weights, the optimiser's state, the schedule position (epoch and batch)
+    and the random states (the batch order's and torch's), so `Learner.load_checkpoint(folder)`
+    followed by the same `fit_one_cycle(..., start_epoch=...)` ends with the weights an
+    uninterrupted run would have. It is written atomically: a kill leaves the previous one.
+    """
+
+    order = 30
+
+    def __init__(self, folder: str | Path, every: int = 1, run: dict[str, Any] | None = None) -> None:
+        if every < 1:
+            raise CollabkitError(f"checkpoint every must be at least 1 epoch, got {every}")
+        self.folder, self.every, self.run = Path(folder), int(every), dict(run or {})
+
+    def after_epoch(self) -> None:
+        done = self.learn.epoch_in_fit + 1
+        if done % self.every == 0 or done == self.learn.n_epoch:
+            self.write()
+
+    def after_interrupt(self) -> None:
+        self.write()
+
+    def write(self) -> Path:
+        import json
+
+        from safetensors.torch import save_file
+
+        from collabkit.atomic import write_atomic, write_with
+
+        tensors, meta = self.learn.checkpoint_state()
+        meta = {**meta, "n_epoch": self.learn.n_epoch}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.run:
+            write_atomic(
+                self.folder / "run.json", json.dumps({"format": "collabkit-run", **self.run}, indent=1)
+            )
+        metadata = {"meta": json.dumps(meta, allow_nan=True)}
+        return write_with(
+            self.folder / CHECKPOINT, lambda tmp: save_file(tensors, str(tmp), metadata=metadata)
+        )
+
+
+def read_checkpoint(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, numbers) of the checkpoint in `folder`; a clear error when there is none."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(folder) / CHECKPOINT
+    if not path.is_file():
+        raise CollabkitError(f"{path}: no checkpoint here (train with --checkpoint-every to write them)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["meta"])
+        return load_file(str(path)), meta
+    except Exception as e:  # safetensors and json raise their own types for damaged files
+        raise CollabkitError(f"{path}: damaged checkpoint ({str(e)[:80]})") from e
