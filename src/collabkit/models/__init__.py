@@ -29,6 +29,7 @@ from collabkit.models.nn import EmbeddingNN  # isort: skip
 from collabkit.models.classifier import RatingClassifier, RatingCrossEntropy  # isort: skip
 from collabkit.models.ease import EASE as EASE  # isort: skip
 from collabkit.models.popular import Popular as Popular  # isort: skip
+from collabkit.models.knn import ItemKNN as ItemKNN, UserKNN as UserKNN  # isort: skip
 
 ModelName = Literal["dot", "dotbias", "nn", "classifier"]  # the chapter's models
 

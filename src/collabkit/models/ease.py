@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from collabkit.models.base import ModelConfig, register
-from collabkit.models.ranking_base import Opt, RankingModel, interaction_matrix, interaction_row
+from collabkit.models.ranking_base import VALUES, Opt, RankingModel, interaction_matrix, interaction_row
 
 
 @register("ease")
@@ -35,6 +35,7 @@ class EASE(RankingModel):
     options_spec = {
         "l2": Opt(500.0, low=0.0, open_low=True, help="ridge penalty on B"),
         "dropout": Opt(0.0, low=0.0, high=0.95, help="EDLAE dropout share (0: plain EASE)"),
+        "values": VALUES,
     }
 
     def __init__(self, config: ModelConfig) -> None:
@@ -45,7 +46,9 @@ class EASE(RankingModel):
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         self.check_fit_input(x, y)
         dev = self.interactions.device
-        xs = interaction_matrix(x, y, self.n_users, self.n_items, dev)  # (n_users, n_items)
+        xs = interaction_matrix(
+            x, y, self.n_users, self.n_items, dev, self.opts["values"]
+        )  # (n_users, n_items)
         gram = (xs.T.double() @ xs.double()).cpu()  # (n_items, n_items); float64: a stable inverse
         p = float(self.opts["dropout"])
         penalty = float(self.opts["l2"]) + p / (1.0 - p) * gram.diagonal()
@@ -73,4 +76,4 @@ class EASE(RankingModel):
     def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
         """(n_items,) the new user's interaction row: EASE needs no solve (prior, strength unused)."""
         self.check_fold_in(item_idx, ratings)
-        return interaction_row(item_idx, self.n_items, self.interactions.device)
+        return interaction_row(item_idx, ratings, self.n_items, self.interactions.device, self.opts["values"])

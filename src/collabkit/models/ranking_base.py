@@ -135,17 +135,26 @@ class RankingModel(CollabModel):
             raise CollabkitError(f"{self.name}: fold_in item indices outside 0..{self.n_items - 1}")
 
 
-def interaction_matrix(x: Tensor, y: Tensor, n_users: int, n_items: int, device: torch.device) -> Tensor:
-    """(n_users, n_items) float32: 1 where the user rated the item in training, else 0."""
+VALUES = Opt("binary", choices=("binary", "rating"), help="interaction values: 1, or the rating")
+
+
+def interaction_matrix(
+    x: Tensor, y: Tensor, n_users: int, n_items: int, device: torch.device, values: str = "binary"
+) -> Tensor:
+    """(n_users, n_items) float32: 1 (or the rating, `values="rating"`) where the user rated the
+    item in training, else 0."""
     out = torch.zeros(n_users, n_items, device=device)
-    out[x[:, 0].to(device), x[:, 1].to(device)] = 1.0
+    vals = torch.ones(len(x), device=device) if values == "binary" else y.to(device).float()
+    out[x[:, 0].to(device), x[:, 1].to(device)] = vals
     return out
 
 
-def interaction_row(item_idx: Tensor, n_items: int, device: torch.device) -> Tensor:
-    """(n_items,) float32: a new user's interaction vector, 1 on the items they rated."""
+def interaction_row(
+    item_idx: Tensor, ratings: Tensor, n_items: int, device: torch.device, values: str = "binary"
+) -> Tensor:
+    """(n_items,) float32: a new user's interaction vector, as `interaction_matrix` makes a row."""
     row = torch.zeros(n_items, device=device)
-    row[item_idx.to(device)] = 1.0
+    row[item_idx.to(device)] = 1.0 if values == "binary" else ratings.to(device).float()
     return row
 
 
