@@ -13,4 +13,16 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 # torch is already satisfied, so the editable install adds only the light dependencies.
 pip_quiet -e ".[dev]"
+# The page tests drive Debian's chromium (Playwright's own browser download cannot be used here).
+if [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo -n"
+    if ! { $SUDO apt-get update -qq >/dev/null 2>&1 \
+        && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null 2>&1; }; then
+      echo "warning: could not install chromium with apt-get; tests/test_page.py will skip" >&2
+    fi
+  else
+    echo "warning: no apt-get to install chromium; tests/test_page.py will skip" >&2
+  fi
+fi
 .venv/bin/python -c "import torch, collabkit; print(f'collabkit {collabkit.__version__} ready (torch {torch.__version__})')"
