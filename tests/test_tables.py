@@ -112,3 +112,129 @@ def test_half_star_ratings_give_ten_classifier_levels(tmp_path: Path) -> None:
     learn = collab_learner(dls, model="classifier", layers=[8], log=None)
     assert learn.config.levels == [x / 2 for x in range(1, 11)]
     learn.fit(1, 1e-3)
+
+
+# --- bad files: each one DataError line naming the file, never a hang, a crash or an empty table ---
+
+
+def _one_data_error(source: Path, **kwargs: object) -> str:
+    with pytest.raises(DataError) as e:
+        read_ratings(source, **kwargs)  # type: ignore[arg-type]
+    message = str(e.value)
+    assert "\n" not in message and str(source) in message
+    return message
+
+
+def test_empty_and_header_only_files_have_no_ratings(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert "empty" in _one_data_error(empty)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n\n")
+    assert "no ratings" in _one_data_error(blank)
+    header = tmp_path / "header.csv"
+    header.write_text("user,item,rating\n")
+    assert _one_data_error(header) == f"{header}: the table has no rows: no ratings"
+
+
+def test_folder_and_fifo_are_refused_without_opening(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    folder = tmp_path / "ratings.csv"
+    folder.mkdir()
+    assert _one_data_error(folder) == f"{folder}: is a folder, not a ratings file"
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(_one_data_error(fifo)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # free the reader so the test run can end, then fail
+        with open(fifo, "w"):
+            pass
+        pytest.fail("reading a FIFO blocked")
+    assert result and "not a regular file" in result[0]
+
+
+def test_binary_garbage_is_a_data_error_with_a_short_excerpt(tmp_path: Path) -> None:
+    import numpy as np
+
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    _one_data_error(junk)
+    ascii_junk = tmp_path / "ascii.csv"
+    ascii_junk.write_text("x" * 5000 + ",y\n1,2\n")
+    message = _one_data_error(ascii_junk)
+    assert len(message) < len(str(ascii_junk)) + 200  # the 5000-character column name is cut
+    long_cell = tmp_path / "cell.csv"
+    long_cell.write_text("user,item,rating\n1,2," + "z" * 5000 + "\n")
+    message = _one_data_error(long_cell)
+    assert "line 2, column 'rating'" in message and len(message) < len(str(long_cell)) + 120
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(b"user,item,rating\n1,2,\x003\n")
+    _one_data_error(nul)
+    garbage_parquet = tmp_path / "r.parquet"
+    garbage_parquet.write_bytes(b"PAR1 not really")
+    assert "not a readable Parquet file" in _one_data_error(garbage_parquet)
+
+
+@pytest.mark.parametrize(
+    "cell", ["True", "false", "0x5", "0X1F", "1_000", "nan", "NaN", "inf", "-Infinity", "1e39"]
+)
+def test_ratings_must_be_finite_decimal_numbers(tmp_path: Path, cell: str) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text(f"user,item,rating\n1,2,4\n1,3,{cell}\n")
+    assert _one_data_error(f) == f"{f}, line 3, column 'rating': {cell!r} is not a finite number"
+    g = tmp_path / "r.tsv"
+    g.write_text(f"user\titem\trating\n1\t3\t{cell}\n")  # the same through a tab-separated file
+    assert "line 2, column 'rating'" in _one_data_error(g)
+
+
+@pytest.mark.parametrize("cell", ["0x10", "True", "1.5", "1e30"])
+def test_timestamps_must_be_decimal_integers(tmp_path: Path, cell: str) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text(f"user,item,rating,t\n1,2,4,10\n1,3,5,{cell}\n")
+    assert _one_data_error(f, timestamp="t") == f"{f}, line 3, column 't': {cell!r} is not an integer"
+
+
+def test_decimal_ratings_in_any_plain_spelling_are_read(tmp_path: Path) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text("user,item,rating\n1,2,+4\n1,3,.5\n1,4,5.\n1,5,2e0\n1,6, 3 \n")
+    assert read_ratings(f)["rating"].tolist() == [4.0, 0.5, 5.0, 2.0, 3.0]
+
+
+def test_parquet_bool_ratings_are_refused(tmp_path: Path) -> None:
+    p = tmp_path / "r.parquet"
+    pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [True, False]}).to_parquet(p)
+    assert _one_data_error(p) == f"{p}, line 1, column 'rating': 'True' is not a finite number"
+
+
+def test_spaces_around_ids_do_not_make_new_ids(tmp_path: Path) -> None:
+    fast = tmp_path / "fast.csv"  # one-character separator: the pyarrow reader
+    fast.write_text("user,item,rating\n 2,a ,4\n2,a,5\n007 ,b,1\n")
+    slow = tmp_path / "slow.dat"  # `::`: the careful pandas reader
+    slow.write_text("user::item::rating\n 2::a ::4\n2::a::5\n007 ::b::1\n")
+    for f in (fast, slow):
+        t = read_ratings(f)
+        assert t["user"].tolist() == ["2", "2", "007"] and t["item"].tolist() == ["a", "a", "b"]
+    ints = tmp_path / "ints.csv"
+    ints.write_text("user,item,rating\n 2,3 ,4\n2,3,5\n")
+    t = read_ratings(ints)
+    assert t["user"].tolist() == [2, 2] and t["item"].tolist() == [3, 3]
+    assert t["user"].dtype == "int64"
+    ints_slow = tmp_path / "ints.dat"
+    ints_slow.write_text("user::item::rating\n 2::3 ::4\n2::3::5\n")
+    assert read_ratings(ints_slow)["user"].tolist() == [2, 2]
+    blank_id = tmp_path / "blank.csv"
+    blank_id.write_text("user,item,rating\n1,2,4\n  ,3,5\n")
+    assert "line 3, column 'user': empty user id" in _one_data_error(blank_id)
+
+
+def test_unreadable_file_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    f = tmp_path / "r.csv"
+    f.write_text("user,item,rating\n1,2,4\n")
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)  # as if chmod 000 (root ignores it)
+    assert "permission denied" in _one_data_error(f)

@@ -1,8 +1,15 @@
-"""Any user/item/rating table (DataFrame, CSV/TSV, Parquet) in, a checked tidy table out."""
+"""Any user/item/rating table (DataFrame, CSV/TSV, Parquet) in, a checked tidy table out.
+
+Whatever a file holds, reading it ends in a table or one `DataError` line that names the file (and
+line and column where they apply) and quotes at most a short excerpt of the bad content.
+"""
 
 from __future__ import annotations
 
+import csv
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -15,10 +22,37 @@ from collabkit.errors import DataError
 
 TableSource = pd.DataFrame | str | Path
 
+EXCERPT = 40  # characters of bad content an error message quotes at most
+# A rating or timestamp cell: a plain decimal number (no hex, no True/False, no digit-group marks).
+DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INT64_LIMIT = 2.0**63
+
+
+def excerpt(value: object, limit: int = EXCERPT) -> str:
+    """`repr` of a value cut to `limit` characters, so a message never carries a whole bad file."""
+    text = repr(value) if isinstance(value, str) else repr(str(value))
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse what is not a regular file before anything opens it: a FIFO or device would block."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError("file not found", path=path) from None
+    except OSError as e:
+        raise DataError(f"cannot read it ({e.strerror or e})", path=path) from None
+    if stat.S_ISDIR(mode):
+        raise DataError("is a folder, not a ratings file", path=path)
+    if not stat.S_ISREG(mode):
+        raise DataError("is not a regular file (a pipe, socket or device?); give a ratings file", path=path)
+    if not os.access(path, os.R_OK):
+        raise DataError("cannot read it (permission denied)", path=path)
+
 
 def _first_line(path: Path) -> str:
     with path.open("r", encoding="utf-8", errors="replace") as f:
-        return f.readline()
+        return f.readline(1 << 16)
 
 
 def _guess_sep(path: Path) -> str:
@@ -43,20 +77,31 @@ def _first_ragged_line(path: Path, sep: str) -> tuple[int | None, int, int]:
     return None, want, want
 
 
+def _one_line(text: object, limit: int = 160) -> str:
+    """A library's error text on one line, cut short."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def read_table(
     source: TableSource, *, sep: str | None = None, header: bool = True
 ) -> tuple[pd.DataFrame, str | None, int]:
-    """Read a table; returns (frame, path or None, line number of the first data row)."""
+    """Read a table; returns (frame, path or None, line number of the first data row).
+
+    Raises:
+        DataError: not a regular readable file, empty, not text, not a table.
+    """
     if isinstance(source, pd.DataFrame):
         return source, None, 1
     path = Path(source)
-    if not path.exists():
-        raise DataError("file not found", path=path)
+    check_regular_file(path)
     if path.suffix == ".parquet":
         try:
             return pd.read_parquet(path), str(path), 1
         except Exception as e:  # pyarrow raises several types for a damaged file
-            raise DataError(f"not a readable Parquet file ({e})", path=path) from e
+            raise DataError(f"not a readable Parquet file ({_one_line(e)})", path=path) from e
+    if path.stat().st_size == 0:
+        raise DataError("the file is empty: no ratings", path=path)
     sep = sep or _guess_sep(path)
     try:
         with warnings.catch_warnings():
@@ -73,14 +118,20 @@ def read_table(
     except pd.errors.ParserWarning as e:
         line, want, saw = _first_ragged_line(path, sep)
         raise DataError(f"expected {want} fields, found {saw}", path=path, line=line) from e
+    except pd.errors.EmptyDataError as e:
+        raise DataError("no columns and no ratings (blank file)", path=path) from e
     except pd.errors.ParserError as e:
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if found:
             want, line, saw = (int(g) for g in found.groups())
             raise DataError(f"expected {want} fields, found {saw}", path=path, line=line) from e
-        raise DataError(f"cannot parse as a {sep!r}-separated table: {e}", path=path) from e
+        raise DataError(f"cannot parse as a {sep!r}-separated table ({_one_line(e)})", path=path) from e
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from e
+    except (csv.Error, ValueError, OverflowError) as e:  # the python engine's own complaints (NUL bytes...)
+        raise DataError(f"cannot parse as a {sep!r}-separated table ({_one_line(e)})", path=path) from e
+    except OSError as e:
+        raise DataError(f"cannot read it ({e.strerror or e})", path=path) from e
     if not header:
         frame.columns = [str(c) for c in frame.columns]
     return frame, str(path), 2 if header else 1
@@ -89,27 +140,38 @@ def read_table(
 def _numeric(
     frame: pd.DataFrame, column: str, path: str | None, first_line: int, *, integer: bool = False
 ) -> pd.Series:
-    """The column as numbers, or a DataError naming the first bad cell."""
+    """The column as float64, or a DataError naming the first bad cell.
+
+    Ratings must be finite decimal numbers that fit a float32 (no hex, no True/False, no NaN or inf);
+    timestamps (`integer`) whole numbers that fit an int64.
+    """
     col = frame[column]
-    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        num = col.astype("float64")
-        bad = ~np.isfinite(num.to_numpy())
+    dtype = col.dtype
+    if (pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype)) and not (
+        pd.api.types.is_bool_dtype(dtype)
+    ):
+        num = col.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~np.isfinite(num)
     else:
         text = col.astype(str).str.strip()
-        num = pd.to_numeric(text, errors="coerce")
-        bad = num.isna().to_numpy() | ~np.isfinite(num.to_numpy(dtype="float64", na_value=np.nan))
-    if integer and not bad.any():
-        bad = num.to_numpy() != np.floor(num.to_numpy())
+        decimal = text.str.fullmatch(DECIMAL.pattern).to_numpy(dtype=bool, na_value=False)
+        num = pd.to_numeric(text.where(decimal, "nan"), errors="coerce").to_numpy(dtype="float64")
+        bad = ~decimal | ~np.isfinite(num)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if integer:
+            bad |= (num != np.floor(num)) | (np.abs(num) >= _INT64_LIMIT)
+        else:
+            bad |= ~np.isfinite(num.astype("float32"))
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
         kind = "an integer" if integer else "a finite number"
         raise DataError(
-            f"{col.iloc[pos]!r} is not {kind}",
+            f"{excerpt(col.iloc[pos])} is not {kind}",
             path=path,
             line=first_line + pos if path else None,
             column=column,
         )
-    return num
+    return pd.Series(num, index=col.index)
 
 
 def _ids_as_ints(values: pd.Series) -> pd.Series:
@@ -120,11 +182,23 @@ def _ids_as_ints(values: pd.Series) -> pd.Series:
     return pd.Series(pc.cast(text, pa.int64()).to_numpy(), index=values.index)  # C++ cast: 10x pandas
 
 
+def _strip_ids(values: pd.Series) -> pd.Series:
+    """Text ids without the spaces around them: " 2" and "2" are one id."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values
+    if isinstance(values.dtype, pd.StringDtype) or all(isinstance(v, str) for v in values):
+        return values.str.strip()
+    return values
+
+
 def _require_columns(frame: pd.DataFrame, names: list[str], path: str | None) -> None:
     missing = [n for n in names if n not in frame.columns]
     if missing:
+        shown = [excerpt(c)[1:-1] for c in frame.columns[:12]]
+        if len(frame.columns) > 12:
+            shown.append(f"... ({len(frame.columns) - 12} more)")
         raise DataError(
-            f"no column {missing[0]!r}; the table has: {', '.join(map(str, frame.columns))}",
+            f"no column {excerpt(missing[0])}; the table has: {', '.join(shown)}",
             path=path,
             line=1 if path else None,
         )
@@ -135,29 +209,41 @@ def _read_fast(
 ) -> pd.DataFrame | None:
     """The wanted columns via pyarrow's multi-threaded CSV reader, if the file is clean; else None.
 
-    Clean means: the columns exist, ratings are finite numbers, timestamps integers, no empty ids.
-    Anything else returns None, and the careful reader finds and reports the first bad cell.
+    Clean means: the columns exist, ratings are finite decimal numbers, timestamps decimal integers,
+    no empty ids. Anything else returns None, and the careful reader finds and reports the first bad
+    cell. Numbers are read as text and cast here, because pyarrow's own inference reads "True" as a
+    boolean and "0x5" as 5.
     """
     sep = sep or _guess_sep(path)
     if len(sep) != 1 or not header or path.suffix == ".parquet":
         return None
     try:
-        ids = {c: "string[pyarrow]" for c in wanted[:2]}  # "007" must stay "007"
-        frame = pd.read_csv(path, sep=sep, engine="pyarrow", dtype=ids)
+        as_text = dict.fromkeys([*wanted[:3], *integer_cols], "string[pyarrow]")  # "007" must stay "007"
+        frame = pd.read_csv(path, sep=sep, engine="pyarrow", dtype=as_text)
     except Exception:  # any parse problem: let the careful path say exactly where
         return None
-    if any(c not in frame.columns for c in wanted):
+    if len(frame) == 0 or any(c not in frame.columns for c in wanted):
         return None
-    rating = frame[wanted[2]]
-    if not pd.api.types.is_numeric_dtype(rating) or not np.isfinite(rating.to_numpy(dtype="float64")).all():
-        return None
-    for c in integer_cols:
-        if not pd.api.types.is_integer_dtype(frame[c]):
+    try:
+        rating = pc.cast(pa.array(frame[wanted[2]]), pa.float64())  # decimal, inf and nan only; no hex
+        ratings = rating.to_numpy(zero_copy_only=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = bool(np.isfinite(ratings.astype("float32")).all())
+        if rating.null_count or not finite:
             return None
+        frame[wanted[2]] = ratings
+        for c in integer_cols:
+            text = pa.array(frame[c])
+            if text.null_count or pc.any(pc.match_substring(text, "x", ignore_case=True)).as_py():
+                return None
+            frame[c] = pc.cast(text, pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+        return None
     for c in wanted[:2]:
-        if frame[c].isna().any() or (frame[c].str.strip() == "").any():
+        ids = frame[c].str.strip()
+        if ids.isna().any() or (ids == "").any():
             return None
-        frame[c] = _ids_as_ints(frame[c])
+        frame[c] = _ids_as_ints(ids)
     return frame
 
 
@@ -173,11 +259,16 @@ def read_ratings(
 ) -> pd.DataFrame:
     """A tidy ratings table with columns user, item, rating (float32) [, timestamp] + the rest.
 
-    Every rating must be a finite number and every timestamp an integer; the first bad cell is
-    reported with its file, line and column. Empty user or item ids are refused the same way.
+    Every rating must be a finite decimal number and every timestamp an integer; the first bad cell
+    is reported with its file, line and column. Empty user or item ids are refused the same way, and
+    spaces around ids read from a file are dropped (" 2" is user 2). A table with no rows is refused.
+
+    Raises:
+        DataError: anything wrong with the file or a cell, in one line.
     """
     wanted = [user, item, rating] + ([timestamp] if timestamp else [])
-    if not isinstance(source, pd.DataFrame) and Path(source).exists():
+    if not isinstance(source, pd.DataFrame):
+        check_regular_file(Path(source))  # before any reader opens it: a FIFO would hang
         fast = _read_fast(Path(source), wanted, sep, header, [timestamp] if timestamp else [])
         if fast is not None:
             out = pd.DataFrame({"user": fast[user].to_numpy(), "item": fast[item].to_numpy()})
@@ -191,10 +282,12 @@ def read_ratings(
     frame, path, first = read_table(source, sep=sep, header=header)
     _require_columns(frame, wanted, path)
     if len(frame) == 0:
-        raise DataError("the table has no rows", path=path)
+        raise DataError("the table has no rows: no ratings", path=path)
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
     for name, col in (("user", user), ("item", item)):
         values = frame[col]
+        if path is not None:
+            values = _strip_ids(values)
         empty = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
         if empty.any():
             pos = int(np.flatnonzero(empty)[0])
@@ -204,7 +297,7 @@ def read_ratings(
         out[name] = values.to_numpy()
     out["rating"] = _numeric(frame, rating, path, first).astype("float32").to_numpy()
     if timestamp:
-        out["timestamp"] = _numeric(frame, timestamp, path, first, integer=True).astype("int64")
+        out["timestamp"] = _numeric(frame, timestamp, path, first, integer=True).astype("int64").to_numpy()
     rest = [c for c in frame.columns if c not in wanted and c not in out.columns]
     for c in rest:
         out[c] = frame[c].to_numpy()
