@@ -569,11 +569,12 @@ def create_app(
     def similar(
         item: str = Query(..., max_length=500, description="An item id or a title naming one item."),
         n: int = Query(5, ge=1, le=MAX_N),
+        min_count: int = Query(1, ge=1, description="Only neighbours with at least this many ratings."),
     ) -> dict[str, Any]:
         """The n items whose vectors point most nearly the same way (cosine similarity)."""
         with svc.lock:
             iid = rec.parse_item(item)
-            near = rec.similar_items(iid, n)
+            near = rec.similar_items(iid, n, min_count=min_count)
         return {
             "item": plain(iid),
             "title": rec.title(iid),
