@@ -115,7 +115,7 @@ def load_module(
 
 
 def _save_folder(dest: Path, write: Any) -> Path:
-    _check_destination(dest)
+    check_destination(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _recover(dest)
     _clean_orphans(dest)
@@ -291,7 +291,8 @@ def _finite(o: Any) -> Any:
     return o
 
 
-def _check_destination(dest: Path) -> None:
+def check_destination(dest: Path) -> None:
+    """Refuse a destination collabkit may not replace (see `save_model`)."""
     if dest.is_symlink():
         raise CollabkitError(
             f"{dest} is a symbolic link; collabkit will not replace it. Give the folder it points to "

@@ -104,7 +104,7 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option("--out", help="Folder to save the trained model in.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Folder to save the trained model in.")] = None,
     data: DataOpt = "ml-100k",
     model: ModelOpt = "dotbias",
     recipe: RecipeOpt = "fast",
@@ -131,21 +131,60 @@ def train(
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
     timestamp_col: TimeCol = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            "--checkpoint-every",
+            help="Write a checkpoint into OUT/checkpoints every N epochs (and on Ctrl-C); default: none.",
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Continue the run whose checkpoints are in RUN_DIR (its --out), with "
+            "the same data and settings.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No epoch table or progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model on a split of the data, print its settings and epoch table, and save it to --out."""
     with clean_errors():
+        from collabkit.workflows import TrainConfig
         from collabkit.workflows import train as run_train
 
-        spec = split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
-        config = _config(
-            model, recipe, factors, layers, epochs, lr, wd, bs, y_range, spec, seed, device, step
-        )
+        if resume is not None:
+            if out is not None and out != resume:
+                raise CollabkitError("--resume continues the run in RUN_DIR and saves there; leave --out out")
+            out, info = resume, _run_info(resume)
+            config = TrainConfig.from_dict(info["config"])
+            data, user_col, item_col = info["data"], info["user_col"], info["item_col"]
+            rating_col, timestamp_col = info["rating_col"], info["timestamp_col"]
+            checkpoint_every = checkpoint_every or int(info.get("checkpoint_every", 1))
+        else:
+            if out is None:
+                raise CollabkitError("give --out, the folder to save the model in (or --resume RUN_DIR)")
+            spec = split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
+            config = _config(
+                model, recipe, factors, layers, epochs, lr, wd, bs, y_range, spec, seed, device, step, option
+            )
         config.resolved()  # refuse bad settings before loading any data
         log = None if quiet else (lambda s: typer.echo(s, err=as_json))
         table = _load(data, user_col, item_col, rating_col, timestamp_col, quiet or as_json)
-        result = run_train(table, config, data_name=data, out=out, log=log)
+        run_info = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
+                    "timestamp_col": timestamp_col, "checkpoint_every": checkpoint_every}  # fmt: skip
+        try:
+            result = run_train(
+                table, config, data_name=data, out=out, log=log, checkpoint_every=checkpoint_every,
+                run_info=run_info, resume=resume is not None,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            if not checkpoint_every:
+                raise
+            typer.echo(f"collabkit: interrupted; a checkpoint is in {out}/checkpoints: continue with "
+                       f"`collabkit train --resume {out}`", err=True)  # fmt: skip
+            raise typer.Exit(130) from None
         main = distributed.is_main()  # only rank 0 reports when torchrun starts several
         distributed.shutdown()
         if main:
@@ -156,6 +195,68 @@ def train(
                     figures += f"; {fallback} rows with no training ratings scored at the training mean"
                 typer.echo(f"saved {result.model} model to {result.out} (held-out {figures or 'none'})")
             emit(result.to_dict(), as_json)
+
+
+@app.command("lr-find")
+def lr_find(
+    data: DataOpt = "ml-100k",
+    model: ModelOpt = "dotbias",
+    recipe: RecipeOpt = "fast",
+    bs: BsOpt = None,
+    wd: WdOpt = None,
+    factors: FactorsOpt = 50,
+    layers: LayersOpt = "100,50",
+    y_range: YRangeOpt = None,
+    split: SplitOpt = "random",
+    valid_pct: ValidPct = 0.2,
+    seed: SeedOpt = 42,
+    num_it: Annotated[int, typer.Option("--num-it", help="Batches in the sweep.")] = 100,
+    plot: Annotated[
+        Path, typer.Option("--plot", help="Where to write the loss-against-rate plot (PNG).")
+    ] = Path("lr_find.png"),
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating",
+    timestamp_col: TimeCol = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """fastai's learning-rate finder: sweep the rate from 1e-7 to 10 and suggest one (valley)."""
+    with clean_errors():
+        from collabkit.workflows import find_lr
+
+        if plot.suffix.lower() != ".png":
+            raise CollabkitError(f"--plot must name a .png file, got {plot}")
+        if plot.is_dir():
+            raise CollabkitError(f"--plot {plot} is a folder; name a .png file")
+        spec = split_spec(split, valid_pct, seed)
+        config = _config(model, recipe, factors, layers, None, None, wd, bs, y_range, spec, seed)
+        config.resolved()
+        table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
+        result = find_lr(table, config, plot_path=plot, num_it=num_it)
+        if not as_json:
+            s = result["suggestions"]
+            typer.echo(
+                f"{model} at bs {result['bs']}: valley {s['valley']:.2e} (suggested), "
+                f"slide {s['slide']:.2e}, minimum {s['minimum']:.2e}, steep {s['steep']:.2e}"
+            )
+            typer.echo(f"plot written to {plot}")
+        emit(result, as_json)
+
+
+def _run_info(run_dir: Path) -> dict[str, Any]:
+    """What `train --checkpoint-every` recorded about a run, to resume it with the same data."""
+    import json
+
+    path = run_dir / "checkpoints" / "run.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CollabkitError(f"{path}: no run to resume here (train with --checkpoint-every N)") from None
+    except (OSError, ValueError) as e:
+        raise CollabkitError(f"{path}: damaged run record ({str(e)[:80]})") from None
+    if not isinstance(info, dict) or info.get("format") != "collabkit-run" or "config" not in info:
+        raise CollabkitError(f"{path}: not a collabkit run record")
+    return info
 
 
 def _parse_layers(text: str) -> list[int]:

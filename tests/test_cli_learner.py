@@ -1,0 +1,75 @@
+"""The Learner's command-line side: lr-find, checkpoints, Ctrl-C and --resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from collabkit.cli import app
+from collabkit.persist import load_model
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def ratings_csv(tmp_path: Path, ratings: pd.DataFrame) -> Path:
+    path = tmp_path / "ratings.csv"
+    ratings.to_csv(path, index=False)
+    return path
+
+
+def test_lr_find_prints_the_suggestion_and_writes_the_plot(ratings_csv: Path, tmp_path: Path) -> None:
+    plot = tmp_path / "lr.png"
+    result = runner.invoke(app, ["lr-find", "--data", str(ratings_csv), "--bs", "64", "--num-it", "40",
+                                 "--plot", str(plot), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    res = json.loads(result.stdout)
+    assert 1e-7 <= res["suggestions"]["valley"] <= 10 and len(res["lrs"]) <= 40
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = runner.invoke(app, ["lr-find", "--data", str(ratings_csv), "--plot", str(tmp_path / "x.txt")])
+    assert bad.exit_code == 2 and "must name a .png" in bad.stderr
+
+
+@pytest.mark.parametrize("model", ["dotbias", "nn"])
+def test_interrupted_run_resumes_to_the_same_weights(
+    ratings_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    args = ["train", "--data", str(ratings_csv), "--model", model, "--epochs", "3", "--bs", "128",
+            "--factors", "4", "--layers", "8", "-q"]  # fmt: skip
+    straight = runner.invoke(app, [*args, "--out", str(tmp_path / "straight")])
+    assert straight.exit_code == 0, straight.output
+
+    from collabkit.train.learner import Learner
+
+    real = Learner.validate
+    calls = {"n": 0}
+
+    def ctrl_c_in_epoch_1(self, dl=None):  # noqa: ANN001, ANN202
+        if dl is None:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        return real(self, dl)
+
+    monkeypatch.setattr(Learner, "validate", ctrl_c_in_epoch_1)
+    run = tmp_path / "run"
+    stopped = runner.invoke(app, [*args, "--out", str(run), "--checkpoint-every", "1"])
+    assert stopped.exit_code == 130 and f"collabkit train --resume {run}" in stopped.stderr
+    assert (run / "checkpoints" / "checkpoint.safetensors").is_file() and not (run / "config.json").exists()
+    monkeypatch.setattr(Learner, "validate", real)
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    a, b = load_model(tmp_path / "straight"), load_model(run)
+    for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-6, msg=k)
+    assert len(b.history) == 3 and not (run / "checkpoints").exists()  # the finished model replaces the run
+
+
+def test_resume_needs_a_run(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+    assert result.exit_code == 2 and "no run to resume here" in result.stderr
