@@ -1,0 +1,485 @@
+"""The HTTP service: every endpoint, every error code, the API key rules, `collabkit serve` on a socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+with warnings.catch_warnings():  # starlette suggests httpx2; httpx is what FastAPI documents
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from typer.testing import CliRunner
+
+from collabkit.cli import app as cli_app
+from collabkit.recommend import Recommender
+from collabkit.service import MAX_BODY_BYTES, MAX_N, MAX_RATINGS, create_app
+from collabkit.service.app import bundle_of, closest_rated, search_titles
+
+TWIN = "Twin Film (1990)"  # the title of items 100 and 101: asking by it is ambiguous
+GENRES = ["Drama", "Comedy", "Action", "Horror"]
+
+
+def ratings_table(n_users: int = 70, n_items: int = 45, n: int = 2400, seed: int = 3) -> pd.DataFrame:
+    """Ratings 1..5 from hidden factors and biases, with titles (two items share one) and genres."""
+    rng = np.random.default_rng(seed)
+    pairs = rng.choice(n_users * n_items, size=n, replace=False)
+    users, items = pairs // n_items, pairs % n_items
+    uf, itf = rng.normal(size=(n_users, 3)), rng.normal(size=(n_items, 3))
+    ib = rng.normal(scale=0.7, size=n_items)
+    score = 3 + (uf[users] * itf[items]).sum(1) * 0.6 + ib[items] + rng.normal(scale=0.2, size=n)
+    item_ids = items + 100
+    titles = [TWIN if i in (100, 101) else f"Film {i} ({1900 + i})" for i in item_ids]
+    return pd.DataFrame(
+        {
+            "user": users + 1,
+            "item": item_ids,
+            "rating": np.clip(np.round(score), 1, 5).astype("float32"),
+            "timestamp": rng.integers(800_000_000, 900_000_000, size=n),
+            "title": titles,
+            "genres": [
+                f"{GENRES[i % 4]}|{GENRES[(i // 4) % 4]}" if i % 5 else GENRES[i % 4] for i in item_ids
+            ],
+        }
+    )
+
+
+def train_tiny_model(folder: Path) -> tuple[Path, pd.DataFrame]:
+    """A dotbias model of `ratings_table`, trained through the command in a few seconds."""
+    table = ratings_table()
+    csv = folder / "ratings.csv"
+    table.to_csv(csv, index=False)
+    out = folder / "model"
+    args = [
+        "train",
+        "--data",
+        str(csv),
+        "--model",
+        "dotbias",
+        "--epochs",
+        "3",
+        "--bs",
+        "64",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(cli_app, [*args, "-q"])
+    assert result.exit_code == 0, result.output
+    return out, table
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    return train_tiny_model(tmp_path_factory.mktemp("service"))
+
+
+@pytest.fixture(scope="module")
+def rec(model: tuple[Path, pd.DataFrame]) -> Recommender:
+    return Recommender.load(model[0])
+
+
+@pytest.fixture(scope="module")
+def genres(model: tuple[Path, pd.DataFrame]) -> dict[Any, str]:
+    table = model[1].drop_duplicates("item")
+    return dict(zip(table["item"].tolist(), table["genres"].tolist(), strict=True))
+
+
+@pytest.fixture(scope="module")
+def client(rec: Recommender, genres: dict[Any, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(rec, genres=genres)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def keyed(rec: Recommender) -> Iterator[TestClient]:
+    with TestClient(create_app(rec, api_key="s3cret")) as c:
+        yield c
+
+
+def known_user(rec: Recommender) -> Any:
+    counts = bundle_of(rec).user_counts
+    return rec.users[int(np.argmax(counts.numpy()))]
+
+
+def seen_items(rec: Recommender, user: Any) -> set[Any]:
+    b = bundle_of(rec)
+    x = b.train_x.numpy()
+    u = int(rec.users.encode([user])[0])
+    return {rec.items[int(i)] for i in x[x[:, 0] == u, 1]}
+
+
+# -- the endpoints --------------------------------------------------------------------------------
+
+
+def test_health_names_the_model_and_its_catalogue(client: TestClient, rec: Recommender) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["model"] == "dotbias"
+    assert body["n_items"] == int((bundle_of(rec).item_counts[1:] > 0).sum()) == 45
+    assert body["n_users"] == 70
+
+
+def test_recommend_known_user_lists_unseen_items_best_first(client: TestClient, rec: Recommender) -> None:
+    user = known_user(rec)
+    r = client.get("/recommend", params={"user": str(user), "n": 7})
+    assert r.status_code == 200
+    recs = r.json()["recommendations"]
+    assert len(recs) == 7 and r.json()["user"] == user
+    assert [x["rating"] for x in recs] == sorted((x["rating"] for x in recs), reverse=True)
+    assert not {x["item"] for x in recs} & seen_items(rec, user)
+    direct = rec.recommend(user, 7)
+    assert [x["item"] for x in recs] == list(direct.items)
+    assert [x["title"] for x in recs] == list(direct.titles)
+    np.testing.assert_allclose([x["rating"] for x in recs], direct.scores, rtol=1e-6)
+
+
+def test_recommend_for_new_ratings_by_title_and_id(client: TestClient, rec: Recommender) -> None:
+    ratings = {"Film 110 (2010)": 5, "111": 1, "Film 112 (2012)": 4}
+    r = client.post("/recommend", json={"ratings": ratings, "n": 6})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {x["item"] for x in body["ratings"]} == {110, 111, 112}
+    recs = body["recommendations"]
+    assert len(recs) == 6 and not {x["item"] for x in recs} & {110, 111, 112}
+    direct = rec.recommend_for_ratings({110: 5, 111: 1, 112: 4}, 6)
+    assert [x["item"] for x in recs] == list(direct.items)
+    for x in recs:  # each with its bias and the two rated items nearest to it
+        assert isinstance(x["why"]["bias"], float)
+        closest = x["why"]["closest"]
+        assert len(closest) == 2 and {c["item"] for c in closest} <= {110, 111, 112}
+        assert closest[0]["similarity"] >= closest[1]["similarity"]
+        assert {c["your_rating"] for c in closest} <= {5.0, 1.0, 4.0}
+
+
+def test_recommendations_change_with_the_ratings(client: TestClient) -> None:
+    a = client.post("/recommend", json={"ratings": {"110": 5}, "n": 10}).json()["recommendations"]
+    b = client.post("/recommend", json={"ratings": {"110": 1, "120": 5}, "n": 10}).json()["recommendations"]
+    assert [x["item"] for x in a] != [x["item"] for x in b]
+    empty = client.post("/recommend", json={"ratings": {}}).json()  # no ratings: the popular list
+    assert len(empty["recommendations"]) == 10 and empty["ratings"] == []
+
+
+def test_similar_by_title_and_by_id(client: TestClient, rec: Recommender) -> None:
+    by_title = client.get("/similar", params={"item": "film 110 (2010)", "n": 4})
+    by_id = client.get("/similar", params={"item": "110", "n": 4})
+    assert by_title.status_code == by_id.status_code == 200
+    assert by_title.json() == by_id.json()
+    near = by_id.json()["similar_items"]
+    assert len(near) == 4 and 110 not in {x["item"] for x in near}
+    assert [x["score"] for x in near] == sorted((x["score"] for x in near), reverse=True)
+    direct = rec.similar_items(110, 4)
+    assert [x["item"] for x in near] == list(direct.items)
+    counts = bundle_of(rec).item_counts
+    assert all(x["n_ratings"] == int(counts[rec.items.encode([x["item"]])[0]]) for x in near)
+    most = client.get("/similar", params={"item": "110", "n": 40, "min_count": 60}).json()["similar_items"]
+    assert all(x["n_ratings"] >= 60 for x in most) and len(most) < 40
+
+
+def test_predict_matches_the_library(client: TestClient, rec: Recommender) -> None:
+    user = known_user(rec)
+    r = client.get("/predict", params={"user": str(user), "item": "Film 120 (2020)"})
+    assert r.status_code == 200
+    assert r.json()["item"] == 120 and r.json()["title"] == "Film 120 (2020)"
+    assert r.json()["rating"] == pytest.approx(float(rec.predict(users=[user], items=[120])[0]), rel=1e-6)
+
+
+def test_items_search_is_case_insensitive_substring_most_rated_first(
+    client: TestClient, rec: Recommender
+) -> None:
+    r = client.get("/items", params={"q": "FILM 11", "limit": 20})
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert {x["item"] for x in items} == set(range(110, 120)) and r.json()["total"] == 10
+    counts = [x["n_ratings"] for x in items]
+    assert counts == sorted(counts, reverse=True) and all(c > 0 for c in counts)
+    assert all(1 <= x["mean_rating"] <= 5 for x in items)
+    assert len(client.get("/items", params={"q": "", "limit": 5}).json()["items"]) == 5
+    assert client.get("/items", params={"q": "no such film"}).json() == {
+        "q": "no such film",
+        "total": 0,
+        "items": [],
+    }
+
+
+def test_explain_parts_add_up_to_the_prediction(client: TestClient, rec: Recommender) -> None:
+    user = known_user(rec)
+    e = client.get("/explain", params={"user": str(user), "item": "120", "top": 3}).json()
+    assert e["offset"] + e["user_bias"] + e["item_bias"] + e["dot"] == pytest.approx(e["raw"], abs=1e-5)
+    assert sum(f["value"] for f in e["top_factors"]) + e["other_factors"] == pytest.approx(e["dot"], abs=1e-5)
+    assert len(e["top_factors"]) == 3
+    sizes = [abs(f["value"]) for f in e["top_factors"]]
+    assert sizes == sorted(sizes, reverse=True)
+    p = client.get("/predict", params={"user": str(user), "item": "120"}).json()
+    assert e["rating"] == pytest.approx(p["rating"], abs=1e-5)
+
+
+def test_map_points_have_titles_counts_and_genres(client: TestClient) -> None:
+    r = client.get("/map")
+    assert r.status_code == 200
+    body = r.json()
+    assert len(body["points"]) == 45 and len(body["axes"]) == 2
+    by_item = {p["item"]: p for p in body["points"]}
+    assert by_item[105]["genres"] == ["Comedy"] and by_item[107]["genres"] == ["Horror", "Action"]
+    assert all(np.isfinite(p["x"]) and np.isfinite(p["y"]) for p in body["points"])
+    counts = [p["n_ratings"] for p in body["points"]]
+    assert counts == sorted(counts, reverse=True)
+    assert set(body["genres"]) == set(GENRES)
+    assert client.get("/map").content == r.content
+
+
+def test_biases_and_model_info(client: TestClient, rec: Recommender) -> None:
+    b = client.get("/biases", params={"n": 3, "min_count": 1}).json()
+    assert len(b["highest"]) == len(b["lowest"]) == 3
+    assert (
+        b["highest"][0]["bias"]
+        >= b["highest"][-1]["bias"]
+        > b["lowest"][-1]["bias"]
+        >= b["lowest"][0]["bias"]
+    )
+    info = client.get("/model").json()
+    assert info["model"] == "dotbias" and info["config"]["n_factors"] == 50
+    assert len(info["history"]) == 3 and "valid_loss" in info["history"][0]
+    assert info["results"]["settings"]["epochs"] == 3
+
+
+def test_openapi_docs_and_the_page(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/health", "/recommend", "/similar", "/predict", "/items", "/explain", "/map"} <= set(
+        spec["paths"]
+    )
+    assert "post" in spec["paths"]["/recommend"] and "get" in spec["paths"]["/recommend"]
+    assert "swagger" in client.get("/docs").text.lower()
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'src="static/app.js"' in page.text and "cdn" not in page.text.lower()
+    for asset in ("static/app.js", "static/style.css"):
+        assert client.get(f"/{asset}").status_code == 200
+
+
+def test_answers_are_deterministic(rec: Recommender, genres: dict[Any, str]) -> None:
+    body = {"ratings": {"110": 5, "Film 130 (2030)": 2}, "n": 10}
+    answers = []
+    for _ in range(2):  # a fresh app each time: nothing cached may change an answer
+        with TestClient(create_app(rec, genres=genres)) as c:
+            answers.append([c.get("/recommend?user=5&n=10").content, c.post("/recommend", json=body).content,
+                            c.get("/similar?item=110").content, c.get("/map").content])  # fmt: skip
+    assert answers[0] == answers[1]
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "word"),
+    [
+        ("/recommend?user=9999", "user '9999'"),
+        ("/similar?item=Nope (1900)", "Nope"),
+        ("/similar?item=99999", "99999"),
+        ("/predict?user=1&item=Nope", "Nope"),
+        ("/predict?user=9999&item=110", "9999"),
+        ("/explain?user=9999&item=110", "9999"),
+    ],
+)
+def test_unknown_user_or_item_is_404_with_a_detail(client: TestClient, path: str, word: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 404
+    assert word in r.json()["detail"]
+
+
+def test_ambiguous_title_is_404_listing_the_candidates(client: TestClient) -> None:
+    for r in (
+        client.get("/similar", params={"item": TWIN}),
+        client.get("/predict", params={"user": "1", "item": TWIN}),
+        client.post("/recommend", json={"ratings": {TWIN: 4}}),
+    ):
+        assert r.status_code == 404
+        body = r.json()
+        assert "names 2 items" in body["detail"]
+        assert sorted(c["item"] for c in body["candidates"]) == [100, 101]
+        assert all(c["title"] == TWIN and c["n_ratings"] > 0 for c in body["candidates"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/recommend?user=1&n=0",
+        f"/recommend?user=1&n={MAX_N + 1}",
+        "/recommend?user=1&n=ten",
+        "/recommend",
+        "/similar?item=110&n=-1",
+        "/items?limit=0",
+        "/items?limit=100000",
+        "/explain?user=1&item=110&top=0",
+        "/biases?n=0",
+    ],
+)
+def test_bad_parameters_are_422(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 422
+    assert isinstance(r.json()["detail"], str) and r.json()["detail"]
+
+
+def test_bad_bodies_are_422(client: TestClient) -> None:
+    out_of_scale = client.post("/recommend", json={"ratings": {"110": 9}})
+    assert out_of_scale.status_code == 422 and "outside the model's scale" in out_of_scale.json()["detail"]
+    cases = [
+        client.post(
+            "/recommend", content=b'{"ratings": {"110": 5', headers={"content-type": "application/json"}
+        ),
+        client.post("/recommend", json={"ratings": {"110": "five"}}),
+        client.post("/recommend", json={"ratings": {"110": 5}, "n": 0}),
+        client.post("/recommend", json={"ratings": {"110": 5}, "n": MAX_N + 1}),
+        client.post("/recommend", json={"ratings": {"110": 5}, "extra": 1}),
+        client.post("/recommend", json={"ratings": [110, 5]}),
+        client.post("/recommend", json={"ratings": {str(i): 3 for i in range(MAX_RATINGS + 1)}}),
+    ]
+    for r in cases:
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"]
+
+
+def test_body_over_the_cap_is_413(client: TestClient) -> None:
+    big = json.dumps({"ratings": {"x" * (MAX_BODY_BYTES + 10): 5}}).encode()
+    r = client.post("/recommend", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "bytes" in r.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no content-length: the cap counts the bytes as they come
+        for k in range(0, len(big), 8192):
+            yield big[k : k + 8192]
+
+    r = client.post("/recommend", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_the_service_stays_up_after_bad_requests(client: TestClient) -> None:
+    for path in ("/recommend?user=x", "/similar?item=", "/predict", "/map?x=1", "/nope"):
+        client.get(path)
+    client.post("/recommend", content=b"\xff\xfe", headers={"content-type": "application/json"})
+    client.post("/recommend", content=b"x" * (MAX_BODY_BYTES + 1))
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/recommend?user=1&n=3").status_code == 200
+
+
+# -- the API key ----------------------------------------------------------------------------------
+
+
+def test_api_key_protects_everything_but_health(keyed: TestClient) -> None:
+    assert keyed.get("/health").status_code == 200
+    for path in ("/recommend?user=1", "/similar?item=110", "/items", "/map", "/openapi.json", "/docs", "/"):
+        r = keyed.get(path)
+        assert r.status_code == 401, path
+        assert "API key" in r.json()["detail"]
+    assert keyed.post("/recommend", json={"ratings": {"110": 5}}).status_code == 401
+    assert keyed.get("/recommend?user=1", headers={"X-API-Key": "wrong"}).status_code == 401
+    assert keyed.get("/recommend?user=1", headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert keyed.get("/recommend?user=1", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert keyed.get("/recommend?user=1&api_key=s3cret").status_code == 401  # not in URLs of the API
+
+
+def test_the_page_takes_the_key_once_and_sets_a_cookie(rec: Recommender) -> None:
+    with TestClient(create_app(rec, api_key="s3cret")) as c:
+        assert c.get("/?api_key=nope").status_code == 401
+        page = c.get("/?api_key=s3cret")
+        assert page.status_code == 200 and "httponly" in page.headers["set-cookie"].lower()
+        assert c.get("/static/app.js").status_code == 200  # the cookie now carries the key
+        assert c.get("/items?q=film").status_code == 200
+
+
+def test_api_key_from_the_environment(model: tuple[Path, pd.DataFrame]) -> None:
+    from collabkit.cli.serve import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.org")
+    runner = CliRunner()
+    refused = runner.invoke(
+        cli_app, ["serve", str(model[0]), "--host", "0.0.0.0"], env={"COLLABKIT_API_KEY": ""}
+    )
+    assert refused.exit_code == 2 and "--api-key" in refused.output
+
+
+def test_genres_from_a_file(tmp_path: Path, model: tuple[Path, pd.DataFrame]) -> None:
+    from collabkit.cli.serve import load_genres
+
+    path = tmp_path / "genres.csv"
+    model[1][["item", "genres"]].drop_duplicates("item").to_csv(path, index=False)
+    genres, note = load_genres(str(path), None)
+    assert genres[105] == "Comedy" and len(genres) == 45 and "45 items" in note
+    assert load_genres("auto", "ratings.csv")[0] == {}
+    (tmp_path / "bad.csv").write_text("item,kind\n1,x\n")
+    from collabkit.errors import CollabkitError
+
+    with pytest.raises(CollabkitError, match="genres"):
+        load_genres(str(tmp_path / "bad.csv"), None)
+
+
+def test_pure_helpers() -> None:
+    hits, total = search_titles(["Alien (1979)", "Aliens (1986)", "Heat"], np.array([5, 9, 1]), " ALIEN", 5)
+    assert hits == [1, 0] and total == 2
+    unit = np.eye(3, dtype=np.float32)
+    unit[2] = [0.6, 0.8, 0]
+    pos, sims = closest_rated(unit, np.array([2]), np.array([0, 1]))
+    assert pos.tolist() == [[1, 0]] and sims[0].tolist() == pytest.approx([0.8, 0.6])
+
+
+# -- the command, on a real socket ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_collabkit_serve_answers_over_a_socket(model: tuple[Path, pd.DataFrame]) -> None:
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "COLLABKIT_API_KEY": "k3y"}
+    command = [sys.executable, "-m", "collabkit.cli", "serve", str(model[0]), "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--genres", "none"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 40
+        with httpx.Client(base_url=base, timeout=5, headers={"X-API-Key": "k3y"}) as http:
+            while True:
+                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "serve exited"
+                try:
+                    if http.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "collabkit serve did not answer /health within 40 s"
+                time.sleep(0.2)
+            assert http.get("/recommend", params={"user": "1", "n": 3}).json()["recommendations"][0]["title"]
+            posted = http.post("/recommend", json={"ratings": {"Film 110 (2010)": 5}, "n": 4})
+            assert posted.status_code == 200 and len(posted.json()["recommendations"]) == 4
+            assert http.get("/similar", params={"item": TWIN}).status_code == 404
+            assert (
+                http.get("/recommend", params={"user": "1"}, headers={"X-API-Key": "no"}).status_code == 401
+            )
+            assert http.get("/").text.startswith("<!doctype html>")
+            assert http.get("/health").json()["status"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert proc.returncode is not None
