@@ -1,4 +1,5 @@
-"""The chapter's run on ML-100k in collabkit: fused and autograd steps, own module, deep model, fast recipe.
+"""The chapter's run on ML-100k in collabkit: fused and autograd steps, callbacks, own module, deep model,
+fast recipe.
 
     .venv/bin/python bench/speed.py [--seeds 3] [--json out.json]
 
@@ -47,15 +48,31 @@ elif job == "deep-nn":
     learn = collab_learner(dls, use_nn=True, y_range=(0, 5.5), layers=[100, 50], log=None)
 else:
     learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5), log=None, fused=job != "bias-autograd")
+from collabkit.train.callbacks import Callback, EarlyStoppingCallback
+
+class EveryBatch(Callback):  # a callback that asks for every batch, doing nothing with it
+    def after_batch(self):
+        pass
+
+cbs = {"bias-fused-earlystop": [EarlyStoppingCallback(patience=10)],
+       "bias-fused-after-batch": [EveryBatch()]}.get(job, [])
 t = time.perf_counter()
-learn.fit_one_cycle(epochs, lr, wd=wd)
+learn.fit_one_cycle(epochs, lr, wd=wd, cbs=cbs)
 fit = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"fit_s": fit, "valid_mse": learn.history[-1]["valid_loss"], "peak_mb": peak,
                   "steps": epochs * len(dls.train), "import_to_exit_s": time.perf_counter() - t0}))
 """
 
-JOBS = ["bias-fused", "bias-autograd", "own-module", "deep-nn", "fast-recipe"]
+JOBS = [
+    "bias-fused",
+    "bias-fused-earlystop",  # early stopping (never triggered): acts at epoch ends only
+    "bias-fused-after-batch",  # a callback called after every batch
+    "bias-autograd",
+    "own-module",
+    "deep-nn",
+    "fast-recipe",
+]
 
 
 def main() -> None:
