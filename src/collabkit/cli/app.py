@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
 import json
+import math
+import os
+import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import click
 import typer
 
 from collabkit.data.splits import SplitSpec
@@ -20,22 +28,129 @@ app = typer.Typer(
 )
 
 
+REPORT_URL = "https://github.com/collabkit/collabkit/issues"
+EXIT_USER = 2  # bad input, a file or folder the user named, the machine's disk or permissions
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in collabkit
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+# How an OSError reads for a person, by errno; the path is put in front.
+_OS_WORDS = {
+    errno.ENOENT: "no such file or folder",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only; choose a folder you can write to",
+    errno.ENOSPC: "no space left on the device; free some space or choose another folder",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another folder",
+    errno.EISDIR: "is a folder where a file was expected",
+    errno.ENOTDIR: "a part of this path is a file where a folder was expected",
+    errno.EEXIST: "already exists",
+    errno.ENOTEMPTY: "the folder is not empty",
+    errno.ENAMETOOLONG: "the file name is too long",
+    errno.ELOOP: "too many symbolic links (a link loop?)",
+    errno.EMFILE: "too many open files",
+    errno.EIO: "input/output error (a failing disk or network file system?)",
+}
+
+
+def _one_line(text: object, limit: int = 500) -> str:
+    """Any message flattened to one line, cut to `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    if os.environ.get("COLLABKIT_DEBUG", "").strip() not in {"", "0"}:
+        traceback.print_exc(file=sys.stderr)
+    typer.echo(_one_line(message), err=True)
+    return typer.Exit(code)
+
+
+def describe_os_error(e: OSError) -> str:
+    """An OSError in words a person can act on, with the path(s) it names."""
+    if e.errno == errno.EPIPE:
+        return "the output was closed before collabkit finished writing (broken pipe)"
+    words = _OS_WORDS.get(e.errno or -1) or (e.strerror or type(e).__name__).lower()
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {words}" if paths else f"{words} ({_one_line(e, 200)})"
+
+
 @contextmanager
 def clean_errors() -> Iterator[None]:
-    """Bad input ends in one line on stderr and exit status 2, never a traceback."""
+    """Every failure ends in one line on stderr and a non-zero exit, never a traceback.
+
+    Exit 2: bad input or settings, and faults of files, folders, disk and permissions (each worded
+    with its path); 130: Ctrl-C; 70: an internal error of collabkit, with where to report it.
+    `COLLABKIT_DEBUG=1` prints the traceback first.
+    """
     try:
         yield
+    except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        raise  # typer/click's own: a chosen exit, or a usage error click words itself
+    except KeyboardInterrupt:
+        raise _fail("collabkit: interrupted", EXIT_INTERRUPTED) from None
     except CollabkitError as e:
-        typer.echo(f"collabkit: error: {e}", err=True)
-        raise typer.Exit(2) from None
-    except FileNotFoundError as e:
-        typer.echo(f"collabkit: error: {e.filename}: file not found", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(f"collabkit: error: {e}", EXIT_USER) from None
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            with contextlib.suppress(OSError):  # nothing more can reach a closed pipe
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise _fail(f"collabkit: error: {describe_os_error(e)}", EXIT_USER) from None
+    except json.JSONDecodeError as e:
+        raise _fail(
+            f"collabkit: error: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})", EXIT_USER
+        ) from None
+    except UnicodeError as e:
+        raise _fail(
+            f"collabkit: error: a file is not text in the expected encoding ({e})", EXIT_USER
+        ) from None
+    except MemoryError:
+        raise _fail(
+            "collabkit: error: out of memory; try a smaller --bs, fewer factors or a smaller table", EXIT_USER
+        ) from None
+    except Exception as e:
+        if _is_safetensors_error(e):
+            raise _fail(
+                f"collabkit: error: a weights file is damaged or not safetensors ({e})", EXIT_USER
+            ) from None
+        raise _fail(
+            f"collabkit: internal error: {type(e).__name__}: {_one_line(e, 300)}; please report it with "
+            f"the command you ran at {REPORT_URL} (set COLLABKIT_DEBUG=1 to see the traceback)",
+            EXIT_INTERNAL,
+        ) from None
+
+
+def _is_safetensors_error(e: BaseException) -> bool:
+    return type(e).__name__ == "SafetensorError" or type(e).__module__.startswith("safetensors")
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON types: NaN and infinities become null; NumPy/torch scalars and arrays,
+    paths and sets become numbers, strings and lists. JSON has no NaN, and a reader must not choke."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(jsonable(k)): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars, torch tensors
+        return jsonable(value.tolist())
+    if hasattr(value, "item"):
+        return jsonable(value.item())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
 
 
 def emit(result: dict[str, Any], as_json: bool) -> None:
+    """Print `result` as JSON on stdout when asked: always valid JSON (non-finite numbers as null)."""
     if as_json:
-        typer.echo(json.dumps(result, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+        typer.echo(json.dumps(jsonable(result), indent=1, allow_nan=False))
 
 
 # Options shared by the commands that read a table.
