@@ -1,0 +1,184 @@
+"""Top-10 quality of the ranking models (and the bias model for reference) on MovieLens.
+
+The protocol is `collabkit evaluate MODEL --ranking` (src/collabkit/ranking.py): relevant items are
+a user's held-out ratings >= 4; candidates are every item with training ratings that the user did
+not rate; users with no relevant held-out item are left out (456 users on ML-100k u1). Beside
+NDCG, precision, recall and MAP at 10 and catalogue coverage, two popularity-bias measures: the
+mean training count of the recommended items (`pop@10`, lower is less popularity-bound) and the
+intra-list diversity (`ild@10`: 1 - mean cosine between the items of a list, on their training
+interaction columns).
+
+    .venv/bin/python bench/ranking.py                           # ML-100k u1
+    .venv/bin/python bench/ranking.py --folds u1,u2,u3,u4,u5    # mean ± std over the five splits
+    .venv/bin/python bench/ranking.py --latest                  # + ml-latest-small, 5 folds (if present)
+    .venv/bin/python bench/ranking.py --tune                    # choose the settings (see below)
+    .venv/bin/python bench/ranking.py --json bench/results/ranking.json
+
+`--tune` chooses each family's options on a validation part carved from ML-100k u1's TRAINING rows
+(a random 20% of them, seed 0; u1's test rows are never read) and prints the grid; the chosen
+values are the families' defaults and are written into SETTINGS below by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import print_table, write_json  # noqa: E402
+
+# what is run, with the options --tune chose on u1's training rows (None: the family's defaults)
+SETTINGS: dict[str, dict[str, Any]] = {
+    "popular": {},
+    "itemknn": {},
+    "userknn": {},
+    "ials": {},
+    "ease": {},
+    "dotbias": {},
+}
+
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    "ease": {"l2": [100, 200, 300, 500, 800, 1200], "dropout": [0.0, 0.1, 0.25]},
+    "itemknn": {"k": [20, 50, 100, 200], "shrink": [0.0, 10.0], "values": ["binary", "rating"]},
+    "userknn": {"k": [20, 50, 100], "shrink": [0.0, 10.0], "values": ["binary", "rating"]},
+    "ials": {"reg": [1.0, 10.0, 30.0], "alpha": [0.5, 2.0, 8.0], "values": ["binary", "rating"]},
+}
+
+COLUMNS = ["model", "data", "ndcg@10", "precision@10", "recall@10", "map@10", "coverage@10",
+           "pop@10", "ild@10", "users", "fit_s"]  # fmt: skip
+LATEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "ratings.csv"
+
+
+def run_one(table: pd.DataFrame, split: Any, model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Train `model` on `split` of `table`, then its ranking figures on the held-out rows."""
+    from collabkit.recommend import Recommender
+    from collabkit.workflows import TrainConfig, evaluate_saved, train
+
+    with tempfile.TemporaryDirectory() as out:
+        res = train(table, TrainConfig(model=model, split=split, options=options), out=out, log=None)
+        ev = evaluate_saved(out, table, ranking_k=10)
+        ranking = ev.ranking or {}
+        rec = Recommender.load(out)
+        bias = popularity_bias(rec)
+    return {
+        **ranking.get("metrics", {}),
+        **bias,
+        "users": ranking["users"]["counted"],
+        "fit_s": res.fit_seconds,
+    }
+
+
+def popularity_bias(rec: Any) -> dict[str, float]:
+    """Mean training count of recommended items, and intra-list diversity, over all trained users."""
+    import torch
+
+    trained = torch.nonzero(rec.user_counts > 0).squeeze(1).numpy()
+    top = rec.recommend_many([rec.users[int(u)] for u in trained], 10)
+    idx = top.item_idx  # (n_users, 10)
+    counts = rec.item_counts.numpy().astype(np.float64)
+    pop = float(counts[idx[idx >= 0]].mean())
+    x = rec.trained.train_x.numpy()
+    cols = np.zeros((len(rec.items), len(rec.users)), dtype=np.float32)  # item interaction columns
+    cols[x[:, 1], x[:, 0]] = 1.0
+    unit = cols / np.maximum(np.linalg.norm(cols, axis=1, keepdims=True), 1e-12)
+    vecs = unit[np.where(idx >= 0, idx, 0)]  # (n_users, 10, n_users)
+    sims = np.einsum("bik,bjk->bij", vecs, vecs)  # (n_users, 10, 10)
+    k = idx.shape[1]
+    off = (sims.sum((1, 2)) - np.trace(sims, axis1=1, axis2=2)) / (k * (k - 1))
+    return {"pop@10": pop, "ild@10": float(1.0 - off.mean())}
+
+
+def tune(table: pd.DataFrame, models: list[str]) -> list[dict[str, Any]]:
+    """Each family's grid on a random 20% (seed 0) of u1's training rows; u1's test rows unread."""
+    from collabkit.data.splits import SplitSpec, make_split
+
+    train_rows, _ = make_split(table, SplitSpec(kind="u1"))
+    base = table.iloc[train_rows].reset_index(drop=True)
+    valid = SplitSpec(kind="random", valid_pct=0.2, seed=0)
+    rows = []
+    for model in models:
+        grid = GRIDS.get(model, {})
+        best: dict[str, Any] | None = None
+        for values in itertools.product(*grid.values()):
+            options = dict(zip(grid, values, strict=True))
+            r = {"model": model, "options": options, **run_one(base, valid, model, options)}
+            print(f"  {model} {options}: ndcg@10 {r['ndcg@10']:.4f} ({r['fit_s']:.1f} s)", flush=True)
+            rows.append(r)
+            if best is None or r["ndcg@10"] > best["ndcg@10"]:
+                best = r
+        if best is not None:
+            print(f"{model}: best on validation {best['options']} ndcg@10 {best['ndcg@10']:.4f}", flush=True)
+    return rows
+
+
+def summarise(model: str, data: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table row: each figure's mean (± std over folds, in `<name>_std`)."""
+    row: dict[str, Any] = {"model": model, "data": data}
+    for key in COLUMNS[2:]:
+        vals = np.array([r[key] for r in runs], dtype=np.float64)
+        row[key] = float(vals.mean())
+        if len(vals) > 1:
+            row[f"{key}_std"] = float(vals.std(ddof=1))
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(SETTINGS), help="comma-separated families")
+    ap.add_argument("--folds", default="u1", help="ML-100k splits, e.g. u1,u2,u3,u4,u5")
+    ap.add_argument("--latest", action="store_true", help="also ml-latest-small, 5 random folds")
+    ap.add_argument("--tune", action="store_true", help="choose options on u1's training rows instead")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+
+    import collabkit
+    from collabkit.data.splits import SplitSpec
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    table = collabkit.load_movielens("ml-100k", progress=False)
+    if args.tune:
+        start = time.perf_counter()
+        rows = tune(table, [m for m in models if m in GRIDS])
+        write_json(args.json, {"tune": rows, "seconds": time.perf_counter() - start})
+        return
+
+    datasets: list[tuple[str, pd.DataFrame, list[Any]]] = [
+        ("ml-100k " + args.folds, table, [SplitSpec(kind=f.strip()) for f in args.folds.split(",")])
+    ]
+    if args.latest and LATEST.exists():
+        latest = collabkit.read_ratings(LATEST, user="userId", item="movieId", rating="rating")
+        datasets.append(
+            (
+                "ml-latest-small 5-fold",
+                latest,
+                [SplitSpec(kind="kfold", fold=f, k=5, seed=42) for f in range(5)],
+            )
+        )
+    elif args.latest:
+        print(f"{LATEST} is not here: ml-latest-small skipped")
+    rows, runs = [], []
+    for data, frame, splits in datasets:
+        for model in models:
+            per = []
+            for split in splits:
+                r = run_one(frame, split, model, SETTINGS.get(model, {}))
+                per.append(r)
+                runs.append({"model": model, "data": data, "split": split.describe(), **r})
+            rows.append(summarise(model, data, per))
+            print(f"  {model} on {data}: ndcg@10 {rows[-1]['ndcg@10']:.4f}", flush=True)
+    print()
+    print_table(rows, COLUMNS)
+    write_json(args.json, {"settings": SETTINGS, "rows": rows, "runs": runs})
+
+
+if __name__ == "__main__":
+    main()
