@@ -97,7 +97,11 @@ class ImplicitALS(RankingModel):
         rated = items[item_idx.to(items.device)]  # (m, k)
         c1 = self._confidence(ratings.to(items.device)).double()  # (m,)
         k = items.shape[1]
-        a = items.T @ items + (rated.T * c1) @ rated + float(self.opts["reg"]) * torch.eye(k, dtype=items.dtype)
+        a = (
+            items.T @ items
+            + (rated.T * c1) @ rated
+            + float(self.opts["reg"]) * torch.eye(k, dtype=items.dtype)
+        )
         b = rated.T @ (1.0 + c1)  # (k,)
         return torch.linalg.solve(a, b).float()
 
