@@ -73,3 +73,15 @@ def test_interrupted_run_resumes_to_the_same_weights(
 def test_resume_needs_a_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert result.exit_code == 2 and "no run to resume here" in result.stderr
+
+
+def test_the_report_shows_the_training_curve(ratings_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    trained = runner.invoke(
+        app, ["train", "--data", str(ratings_csv), "--out", str(out), "--epochs", "3", "-q"]
+    )
+    assert trained.exit_code == 0, trained.output
+    shown = runner.invoke(app, ["interpret", str(out), "--json"])
+    assert shown.exit_code == 0, shown.output
+    page = (out / "report" / "report.html").read_text(encoding="utf-8")
+    assert 'alt="Training and validation loss by epoch" src="data:image/png;base64,' in page

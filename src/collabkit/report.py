@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from collabkit.atomic import write_atomic
 from collabkit.bundle import MIN_COUNT, TrainedModel
 from collabkit.interpret import Interpretation, interpret_model, plot_embedding_map
 
@@ -63,10 +64,7 @@ def write_report(
     if it.embedding is not None and len(it.embedding.components) >= 2:
         png, svg = plot_embedding_map(it.embedding, out / "embedding_map", n=n_plot)
     page = _page(saved, it, png, source, n_plot)
-    path = out / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    path = write_atomic(out / "report.html", page)
     return ReportFiles(path, png, svg)
 
 
@@ -137,7 +135,38 @@ def _summary(saved: TrainedModel) -> list[str]:
     out = ["<h2>Model</h2>", _table(pd.DataFrame(rows, columns=["", "value"]))]
     if saved.history:
         out += ["<p>Training, epoch by epoch:</p>", _table(pd.DataFrame(saved.history))]
+        curve = _training_curve(saved.history)
+        if curve is not None:
+            out.append(
+                f'<img alt="Training and validation loss by epoch" src="data:image/png;base64,{curve}">'
+            )
     return out
+
+
+def _training_curve(history: list[dict[str, Any]]) -> str | None:
+    """The training and validation loss by epoch as a base64 PNG (None with fewer than 2 epochs)."""
+    if len(history) < 2:
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(history)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for col in ("train_loss", "valid_loss"):
+        if col in frame:
+            ax.plot(frame["epoch"], frame[col], marker="o", label=col.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _biases(it: Interpretation) -> list[str]:

@@ -84,7 +84,7 @@ def clean_errors() -> Iterator[None]:
     """
     try:
         yield
-    except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+    except (typer.Exit, click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
         raise  # typer/click's own: a chosen exit, or a usage error click words itself
     except KeyboardInterrupt:
         raise _fail("collabkit: interrupted", EXIT_INTERRUPTED) from None
