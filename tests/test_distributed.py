@@ -49,3 +49,37 @@ def test_two_processes_match_one(tmp_path: Path, step: str) -> None:
     diff = np.abs(a.predict(users, items) - b.predict(users, items)).max()
     assert diff < TOLERANCE
     assert abs(one["valid"]["mse"] - two["valid"]["mse"]) < TOLERANCE
+
+
+# --- a distributed environment that cannot work: a clear error naming the variable, never a hang ---
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "2.5"])
+def test_junk_world_size_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from collabkit.errors import CollabkitError
+    from collabkit.train import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", value)
+    with pytest.raises(CollabkitError, match=f"WORLD_SIZE='{value}' in the environment"):
+        distributed.init_from_env("cpu")
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_world_size_without_peers_times_out_with_one_line(tmp_path: Path, rank: str) -> None:
+    import os
+
+    make_ratings(n=300).to_csv(tmp_path / "r.csv", index=False)
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": rank, "LOCAL_RANK": rank, "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "COLLABKIT_DIST_TIMEOUT": "3"}  # fmt: skip
+    cmd = [sys.executable, "-m", "collabkit.cli", "train", "--data", "r.csv", "--out", "m", "--epochs", "1"]
+    try:
+        done = subprocess.run(
+            cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("training with WORLD_SIZE=2 and no peers hung")
+    assert done.returncode == 2, done.stderr[-2000:]
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("collabkit: error: could not join a process group of 2 within 3 s"), done.stderr
+    assert "WORLD_SIZE='2'" in line and "MASTER_PORT=" in line and "unset WORLD_SIZE" in line
+    assert not (tmp_path / "m").exists()
