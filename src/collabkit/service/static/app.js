@@ -187,7 +187,10 @@ async function loadBiases() {
 // -- find a movie, neighbours ------------------------------------------------------------------
 
 async function searchInto(q, list, render) {
+  const ticket = String(Number(list.dataset.ticket || 0) + 1); // only the latest search may fill the list
+  list.dataset.ticket = ticket;
   const result = await api(`items?q=${encodeURIComponent(q)}&limit=8`);
+  if (list.dataset.ticket !== ticket) return;
   list.replaceChildren(...result.items.map(render));
   if (!result.items.length) list.append(el("li", { class: "muted", text: `No title contains “${q}”.` }));
 }

@@ -1,0 +1,189 @@
+"""The web page in a real browser (Debian's headless chromium, driven by Playwright).
+
+Search a title and open its neighbours, rate three movies (one with the keyboard) and see the
+recommendations change after each, hover and click the map, zoom it with a key; screenshots at
+desktop and phone widths go to tests/.artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collabkit.service import create_app
+from tests.test_service import train_tiny_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / ".artifacts"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="no /usr/bin/chromium: run scripts/setup.sh (it installs Debian's chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The service on a free port of 127.0.0.1, in a thread of this process, with genres for the map."""
+    import uvicorn
+
+    folder, table = train_tiny_model(tmp_path_factory.mktemp("page"))
+    items = table.drop_duplicates("item")
+    app = create_app(folder, genres=dict(zip(items["item"], items["genres"], strict=True)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the service did not start within 20 s")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+def recs_text(page: Any) -> list[str]:
+    return [str(t) for t in page.locator("#recs li").all_inner_texts()]
+
+
+def search(page: Any, box: str, results: str, text: str) -> None:
+    """Type `text` into a search box and wait until every listed title contains it (not the list before)."""
+    page.fill(box, text)
+    page.wait_for_function(
+        """([sel, q]) => { const rows = [...document.querySelectorAll(sel + ' li')];
+             return rows.length > 0 && rows.every(r => r.textContent.toLowerCase().includes(q)); }""",
+        arg=[results, text.lower()],
+    )
+
+
+def wait_for_change(page: Any, before: list[str], timeout: float = 10) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = recs_text(page)
+        if now and now != before and page.locator("#recs[aria-busy]").count() == 0:
+            return now
+        time.sleep(0.05)
+    raise AssertionError(f"the recommendations did not change within {timeout} s: {before}")
+
+
+def test_search_rate_and_map(base_url: str, browser: Any) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on(
+        "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+    )
+    page.set_default_timeout(10_000)
+    page.goto(base_url + "/")
+    page.wait_for_function("document.getElementById('model-line').textContent.includes('dotbias')")
+    assert "45 items" in page.inner_text("#model-line")
+
+    # Search a movie and open its neighbours.
+    search(page, "#find-q", "#find-results", "FILM 12")
+    found = page.locator("#find-results li").all_inner_texts()
+    assert len(found) == 8 and all("Film 12" in t for t in found)  # 120..129 match, the 8 most rated shown
+    first = page.locator("#find-results button").first
+    title = first.locator("span").first.inner_text()
+    first.click()
+    page.wait_for_selector("#neighbours-table tbody tr")
+    assert page.inner_text("#neighbours-h") == f"Nearest to {title}"
+    rows = page.locator("#neighbours-table tbody tr")
+    assert 1 <= rows.count() <= 10
+    sims = [float(t) for t in page.locator("#neighbours-table tbody td:nth-child(2)").all_inner_texts()]
+    assert sims == sorted(sims, reverse=True)
+    assert title not in page.locator("#neighbours-table tbody td:first-child").all_inner_texts()
+
+    # Rate three movies: the recommendations change after each, and say why.
+    page.wait_for_selector("#recs li")
+    popular = recs_text(page)
+    assert len(popular) == 10
+    search(page, "#rate-q", "#rate-results", "film 11")
+    page.focus("#rate-q")  # the first with the keyboard: ArrowDown into the list, Tab to 4 stars, Enter
+    page.keyboard.press("ArrowDown")
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.dataset.stars") == "4"
+    page.keyboard.press("Enter")
+    after_one = wait_for_change(page, popular)
+    page.locator("#rate-results li[data-item]").nth(1).locator("button[data-stars='1']").click()
+    after_two = wait_for_change(page, after_one)
+    search(page, "#rate-q", "#rate-results", "film 13")
+    page.locator("#rate-results li[data-item]").nth(0).locator("button[data-stars='5']").click()
+    after_three = wait_for_change(page, after_two)
+    assert page.locator("#rated li.chip").count() == 3, (
+        page.locator("#rated").inner_text() + " | " + page.locator("#rate-results").inner_text()
+    )
+    assert "3 ratings" in page.inner_text("#recs-h")
+    rated = [t.split("★")[0].strip() for t in page.locator("#rated li.chip").all_inner_texts()]
+    recommended = page.locator("#recs li button").all_inner_texts()
+    assert len(recommended) == 10 and not set(rated) & set(recommended)  # rated films are not recommended
+    assert any(r in line for r in rated for line in after_three)  # the why names the rated films
+    assert all("closest to" in line and "bias" in line for line in after_three)
+
+    # The map: hover a point for its title, click it for its neighbours, zoom with a key.
+    page.locator("#map").scroll_into_view_if_needed()
+    page.wait_for_function("window.collabkitMap.points.length > 0")
+    point = page.evaluate(
+        "() => { const m = window.collabkitMap, s = m.toScreen(0);"
+        " return {x: s.x, y: s.y, title: m.points[0].title}; }"
+    )
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
+    page.wait_for_selector("#map-tip:not([hidden])")
+    assert point["title"] in page.inner_text("#map-tip")
+    page.locator("#map-section").screenshot(path=str(ARTIFACTS / "page-map-hover.png"))
+    page.screenshot(path=str(ARTIFACTS / "page-desktop.png"), full_page=True)
+    page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
+    page.wait_for_function(
+        "t => document.getElementById('neighbours-h')?.textContent === 'Nearest to ' + t", arg=point["title"]
+    )
+    page.focus("#map")
+    page.keyboard.press("+")
+    assert page.evaluate("window.collabkitMap.view.scale") > 1
+    page.select_option("#map-colour", "genre:Horror")
+    assert "Horror" in page.inner_text("#map-legend")
+    assert page.locator("#curve svg polyline").count() == 2  # train and valid loss per epoch
+    assert problems == []
+    page.close()
+
+
+def test_phone_width(base_url: str, browser: Any) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    page.set_default_timeout(10_000)
+    page.goto(base_url + "/")
+    page.wait_for_selector("#recs li")
+    page.wait_for_function("window.collabkitMap.points.length > 0")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+    page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
+    print(f"screenshots in {ARTIFACTS}")
+    page.close()
