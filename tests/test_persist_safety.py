@@ -209,3 +209,13 @@ def test_weights_file_with_struct_garbage_header(trained, tmp_path: Path) -> Non
     with pytest.raises(CollabkitError, match="damaged weights"):
         load_model(out)
     assert torch.__version__  # the process is alive and well
+
+
+def test_fuzzing_the_model_loader_finds_no_crash() -> None:
+    """A short run of bench/fuzz_models.py: every mutated folder loads or fails with one clear error."""
+    from bench.fuzz_models import run
+
+    result = run(cases=200, seconds=30, seed=1)
+    assert result["n_crashes"] == 0, result["crashes"][:2]
+    outcomes = {r["outcome"] for r in result["rows"]}
+    assert "clear error" in outcomes and result["cases"] >= 50

@@ -139,6 +139,16 @@ def _save_folder(dest: Path, write: Any) -> Path:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
     """Read a model folder written by `save_model`; errors name the missing or damaged file."""
     src = Path(path)
+    try:
+        return _load_model(src, device)
+    except CollabkitError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError, OverflowError) as e:
+        # a value of the wrong type or size deep in a damaged file: one line, never a traceback
+        raise CollabkitError(f"{src}: damaged model folder ({type(e).__name__}: {str(e)[:120]})") from e
+
+
+def _load_model(src: Path, device: str | torch.device) -> TrainedModel:
     doc = _check_folder(src)
     version = doc["format_version"]
     if doc.get("model") is None:
@@ -183,8 +193,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedM
             f"{src / 'train.safetensors'}: indices outside the vocabularies; the folder is damaged"
         )
     meta = doc.get("meta", {}) if version == 1 else {}
-    split = doc.get("split")
-    data = doc.get("data")
+    split, data = doc.get("split"), doc.get("data")
+    history, results = (
+        doc.get("history") or meta.get("epochs") or meta.get("history") or [],
+        doc.get("results") or meta,
+    )
+    if not (
+        isinstance(history, list) and all(isinstance(r, dict) for r in history) and isinstance(results, dict)
+    ):
+        raise CollabkitError(f"{src / 'config.json'}: damaged history or results")
     return TrainedModel(
         model=model,
         config=config,
@@ -195,8 +212,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedM
         item_titles=titles,
         split=SplitSpec.from_dict(split) if split else None,
         data=DataInfo(**data) if data else None,
-        history=doc.get("history") or meta.get("epochs") or meta.get("history") or [],
-        results=doc.get("results") or meta,
+        history=history,
+        results=results,
     )
 
 
@@ -354,6 +371,8 @@ def _read_json(path: Path) -> Any:
 
 
 def _check_files(src: Path, files: dict[str, str]) -> None:
+    if not isinstance(files, dict):
+        raise CollabkitError(f"{src / 'config.json'}: damaged checksum list")
     for name in DATA_FILES:
         want = files.get(name)
         if want is None:
