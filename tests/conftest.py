@@ -44,3 +44,11 @@ def ml100k(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
     home = os.environ.get("COLLABKIT_HOME") or str(tmp_path_factory.mktemp("collabkit-home"))
     return load_movielens("ml-100k", cache_dir=home, progress=False)
+
+
+@pytest.fixture
+def ratings_csv(tmp_path: Path, ratings: pd.DataFrame) -> Path:
+    """`ratings` written as a CSV file, for the command's tests."""
+    path = tmp_path / "ratings.csv"
+    ratings.to_csv(path, index=False)
+    return path

@@ -14,13 +14,6 @@ from collabkit.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture
-def ratings_csv(tmp_path: Path, ratings: pd.DataFrame) -> Path:
-    path = tmp_path / "ratings.csv"
-    ratings.to_csv(path, index=False)
-    return path
-
-
 def _train(ratings_csv: Path, out: Path, *extra: str) -> dict:
     result = runner.invoke(
         app,

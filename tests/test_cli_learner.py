@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -14,13 +13,6 @@ from collabkit.cli import app
 from collabkit.persist import load_model
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def ratings_csv(tmp_path: Path, ratings: pd.DataFrame) -> Path:
-    path = tmp_path / "ratings.csv"
-    ratings.to_csv(path, index=False)
-    return path
 
 
 def test_lr_find_prints_the_suggestion_and_writes_the_plot(ratings_csv: Path, tmp_path: Path) -> None:

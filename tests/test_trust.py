@@ -25,13 +25,6 @@ from collabkit.workflows import TrainConfig, train
 runner = CliRunner()
 
 
-@pytest.fixture
-def ratings_csv(tmp_path: Path, ratings: pd.DataFrame) -> Path:
-    path = tmp_path / "ratings.csv"
-    ratings.to_csv(path, index=False)
-    return path
-
-
 def _cli(*args: str) -> dict:
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
