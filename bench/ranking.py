@@ -46,11 +46,16 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "dotbias": {},
 }
 
+# round 1 (as --tune prints it): ease l2 100..1200 x dropout 0, 0.1, 0.25; itemknn k 20..200 x
+# shrink 0, 10 x values; userknn k 20, 50, 100 x shrink 0, 10 x values; ials reg 1, 10, 30 x alpha 0.5, 2,
+# 8 x values. ials's best sat at the grid's edge (reg 30, alpha 0.5, ratings), so round 2 below
+# extends it; easeknn was tuned in round 2 with EASE's round-1 l2.
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "ease": {"l2": [100, 200, 300, 500, 800, 1200], "dropout": [0.0, 0.1, 0.25]},
     "itemknn": {"k": [20, 50, 100, 200], "shrink": [0.0, 10.0], "values": ["binary", "rating"]},
     "userknn": {"k": [20, 50, 100], "shrink": [0.0, 10.0], "values": ["binary", "rating"]},
-    "ials": {"reg": [1.0, 10.0, 30.0], "alpha": [0.5, 2.0, 8.0], "values": ["binary", "rating"]},
+    "ials": {"reg": [30.0, 100.0], "alpha": [0.25, 0.5, 1.0], "values": ["rating"]},
+    "easeknn": {"weight": [0.5, 1.0, 2.0], "k": [30, 50, 100]},
 }
 
 COLUMNS = ["model", "data", "ndcg@10", "precision@10", "recall@10", "map@10", "coverage@10",

@@ -1,4 +1,4 @@
-"""The ranking families (ease, popular, itemknn, userknn, ials) on a table whose right answer is known.
+"""The ranking families (ease, popular, itemknn, userknn, ials, easeknn) on a table with a known answer.
 
 Two groups of users each like a block of ten items; every user leaves one item of their block
 unrated and has their last rating (also in their block) held out. A ranking model must put the
@@ -28,6 +28,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "itemknn": {"k": 20, "shrink": 1.0},
     "userknn": {"k": 8, "values": "rating"},
     "ials": {"factors": 2, "iterations": 10, "reg": 0.1, "alpha": 5.0},  # the table's true rank
+    "easeknn": {"l2": 5.0, "k": 8},
 }
 FACTOR_MODELS = list(OPTIONS)
 BLOCK_A = list(range(100, 110))
@@ -133,7 +134,7 @@ def test_fold_in_of_a_block_a_fan_recommends_block_a(name: str, saved: dict[str,
     assert rec.fold_in({200: 5, 201: 4}).row.shape == rec.model.user_rows(torch.tensor([1])).shape[1:]
 
 
-@pytest.mark.parametrize("name", ["ease", "itemknn", "ials"])
+@pytest.mark.parametrize("name", ["ease", "itemknn", "ials", "easeknn"])
 def test_similar_items_are_from_the_same_block(name: str, saved: dict[str, Path]) -> None:
     rec = Recommender.load(saved[name])
     assert set(rec.similar_items(100, n=5).items) <= set(BLOCK_A)

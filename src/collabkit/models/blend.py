@@ -1,0 +1,84 @@
+"""`easeknn`: EASE and user kNN blended, each user's two score vectors scaled to the same size.
+
+EASE learns item-to-item weights from co-occurrence over the whole table; user kNN on the ratings
+matrix draws on a handful of like-minded users and on how much they liked what they rated. Their
+mistakes differ, so a blend ranks better than either (on a validation part of ML-100k u1's training
+rows, see bench/ranking.py --tune). For user u:
+
+    score(u, j) = (x_u B)_j / max|x_u B| + weight * (s_u R)_j / max|s_u R|
+
+with x_u the user's binary row, B EASE's weights, s_u their k-neighbour similarity row and R the
+ratings matrix. The per-user scales go into the user row, so scoring is still one matrix product
+against the stacked item side [B; R] (n_items + n_users rows).
+
+Memory: EASE's and user kNN's (see those files): X, R (n_users, n_items) and B (n_items, n_items).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from collabkit.models.base import ModelConfig, register
+from collabkit.models.ease import EASE
+from collabkit.models.knn import KNN_OPTIONS, UserKNN
+from collabkit.models.ranking_base import Opt, RankingModel
+
+EASE_KEYS = ("l2", "dropout")
+KNN_KEYS = ("k", "shrink")
+
+
+@register("easeknn")
+class EASEUserKNN(RankingModel):
+    """EASE (binary) + user kNN (on ratings), blended per user. Options: EASE's `l2`, `dropout`;
+    user kNN's `k`, `shrink`; `weight` of the kNN part. Defaults chosen on a validation part of
+    ML-100k u1's training rows (bench/ranking.py --tune)."""
+
+    options_spec = {
+        "l2": Opt(500.0, low=0.0, open_low=True, help="EASE's ridge penalty"),
+        "dropout": Opt(0.0, low=0.0, high=0.95, help="EASE's EDLAE dropout"),
+        "k": Opt(50, low=1, help="user kNN neighbours"),
+        "shrink": KNN_OPTIONS["shrink"],
+        "weight": Opt(1.0, low=0.0, help="weight of the user kNN part (0: EASE alone)"),
+    }
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.ease = EASE(self._part(config, "ease", {k: self.opts[k] for k in EASE_KEYS}))
+        knn_opts = {**{k: self.opts[k] for k in KNN_KEYS}, "values": "rating"}
+        self.knn = UserKNN(self._part(config, "userknn", knn_opts))
+
+    @staticmethod
+    def _part(config: ModelConfig, model: str, options: dict[str, Any]) -> ModelConfig:
+        return ModelConfig(model=model, n_users=config.n_users, n_items=config.n_items, options=options)
+
+    def fit_direct(self, x: Tensor, y: Tensor) -> None:
+        self.check_fit_input(x, y)
+        self.ease.fit_direct(x, y)
+        self.knn.fit_direct(x, y)
+
+    def user_vectors(self) -> Tensor:
+        return self.ease.user_vectors()  # (n_users, n_items) binary rows
+
+    def item_vectors(self) -> Tensor:
+        return self.ease.item_vectors()  # (n_items, n_users) interaction columns
+
+    def _blend_rows(self, binary: Tensor, neighbours: Tensor) -> Tensor:
+        """(B, n_items + n_users) [x_u / scale, weight * s_u / scale]: see the module docstring."""
+        e_scale = (binary @ self.ease.weights).abs().amax(1, keepdim=True).clamp_min(1e-12)  # (B, 1)
+        k_scale = (neighbours @ self.knn.interactions).abs().amax(1, keepdim=True).clamp_min(1e-12)
+        return torch.cat([binary / e_scale, float(self.opts["weight"]) * neighbours / k_scale], 1)
+
+    def user_rows(self, user_idx: Tensor) -> Tensor:
+        return self._blend_rows(self.ease.user_rows(user_idx), self.knn.user_rows(user_idx))
+
+    def item_side(self, item_idx: Tensor) -> Tensor:
+        return torch.cat([self.ease.item_side(item_idx), self.knn.item_side(item_idx)], 0)  # (n_i + n_u, m)
+
+    def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
+        """(n_items + n_users,) the new user's row from both parts' exact fold-ins (no solve)."""
+        binary = self.ease.fold_in(item_idx, ratings, prior, strength)
+        neighbours = self.knn.fold_in(item_idx, ratings, prior, strength)
+        return self._blend_rows(binary[None], neighbours[None])[0]
