@@ -148,3 +148,11 @@ def test_help_for_every_command() -> None:
     for cmd in ["train", "evaluate", "crossval", "predict"]:
         result = runner.invoke(app, [cmd, "--help"])
         assert result.exit_code == 0 and "--json" in result.output
+
+
+def test_crossval_with_ranking_reports_ranking_per_fold(ratings_csv: Path) -> None:
+    result = runner.invoke(app, ["crossval", "--data", str(ratings_csv), "--k", "2", "--epochs", "1",
+                                 "--ranking", "--top-k", "5", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    res = json.loads(result.stdout)
+    assert all(0 <= f["ndcg@5"] <= 1 for f in res["folds"]) and "precision@5" in res["summary"]

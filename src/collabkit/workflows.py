@@ -166,6 +166,7 @@ class TrainResult:
     history: list[dict[str, float]]
     world_size: int = 1
     out: str | None = None
+    ranking: dict[str, Any] | None = None  # evaluate_ranking on the held-out rows, when asked
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -263,6 +264,7 @@ def train(
     checkpoint_every: int | None = None,
     run_info: dict[str, Any] | None = None,
     resume: bool = False,
+    ranking_k: int | None = None,
 ) -> TrainResult:
     """Train `config.model` with one-cycle on a split of `table`, score its held-out rows, save to `out`.
 
@@ -309,11 +311,16 @@ def train(
     trained.train_y = torch.from_numpy(table["rating"].to_numpy(dtype=np.float32)[run.train_rows])
     valid_rows = table.iloc[run.valid_rows]
     valid = score_rows(trained, valid_rows) if len(valid_rows) else {}
+    ranking = None
+    if ranking_k is not None and len(valid_rows):
+        from collabkit.ranking import evaluate_ranking
+
+        ranking = evaluate_ranking(trained, valid_rows, k=ranking_k)
     result = TrainResult(
         model=config.model, data=data, split=config.split, recipe=config.recipe,
         settings=run.settings, sources=run.sources, n_train=len(run.train_rows), n_valid=len(run.valid_rows),
         valid=valid, fit_seconds=fit_seconds, history=trained.history,
-        world_size=distributed.world_size(),
+        world_size=distributed.world_size(), ranking=ranking,
     )  # fmt: skip
     if out is not None and distributed.is_main():
         from collabkit.persist import save_model
@@ -500,16 +507,20 @@ def cross_validate(
     *,
     data_name: str = "table",
     on_fold: Callable[[TrainResult], None] | None = None,
+    ranking_k: int | None = None,
 ) -> CrossValidation:
-    """Train and score `config` on each split; the figures of every fold and their mean ± std."""
+    """Train and score `config` on each split; the figures of every fold and their mean ± std.
+
+    With `ranking_k`, each fold's ranking metrics at k (see `collabkit.ranking`) join its row.
+    """
     if not splits:
         raise CollabkitError("cross-validation needs at least one split")
     folds = []
     line = ""
     for spec in splits:
-        res = train(table, replace(config, split=spec), data_name=data_name, log=None)
+        res = train(table, replace(config, split=spec), data_name=data_name, log=None, ranking_k=ranking_k)
         line = line or res.settings_line()
-        row = {"fold": spec.describe(), **res.valid}
+        row = {"fold": spec.describe(), **res.valid, **((res.ranking or {}).get("metrics") or {})}
         folds.append(row)
         if on_fold is not None:
             on_fold(res)

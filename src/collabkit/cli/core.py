@@ -376,6 +376,11 @@ def crossval(
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
     timestamp_col: TimeCol = None,
+    ranking: Annotated[
+        bool,
+        typer.Option("--ranking", help="Also precision, recall, NDCG, MAP and hit rate at --top-k per fold."),
+    ] = False,
+    top_k: Annotated[int, typer.Option("--top-k", help="List length for --ranking.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """Train and evaluate on each fold; report every fold and the mean and standard deviation."""
@@ -399,9 +404,9 @@ def crossval(
                 return
             if res is first[0]:
                 typer.echo(res.settings_line())
+            figures = {**res.valid, **((res.ranking or {}).get("metrics") or {})}
             typer.echo(
-                f"{res.split.describe():<22}"
-                + "  ".join(_fmt(m, v) for m, v in res.valid.items() if m != "n")
+                f"{res.split.describe():<22}" + "  ".join(_fmt(m, v) for m, v in figures.items() if m != "n")
             )
 
         first: list[Any] = [None]
@@ -411,7 +416,9 @@ def crossval(
                 first[0] = res
             show(res)
 
-        cv = cross_validate(table, config, specs, data_name=data, on_fold=on_fold)
+        cv = cross_validate(
+            table, config, specs, data_name=data, on_fold=on_fold, ranking_k=top_k if ranking else None
+        )
         if not as_json:
             typer.echo(
                 "mean"
