@@ -238,3 +238,94 @@ def test_unreadable_file_is_a_data_error(tmp_path: Path, monkeypatch: pytest.Mon
     f.write_text("user,item,rating\n1,2,4\n")
     monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)  # as if chmod 000 (root ignores it)
     assert "permission denied" in _one_data_error(f)
+
+
+# --- the Parquet cache of big files: damage is found and rebuilt, an unwritable folder costs speed ---
+
+
+def _cached_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, pd.DataFrame]:
+    import collabkit.data as data
+
+    monkeypatch.setenv("COLLABKIT_HOME", str(tmp_path / "home"))
+    f = tmp_path / "r.csv"
+    rows = [f"{u},{i},{(u + i) % 5 + 1},{u * 1000 + i}" for u in range(1, 60) for i in range(1, 40)]
+    f.write_text("user,item,rating,when\n" + "\n".join(rows) + "\n")
+    first = data.load_ratings(f, timestamp="when", cache=True)
+    (cached,) = (tmp_path / "home" / "tables").glob("r-*.parquet")
+    return f, cached, first
+
+
+def _load_counting_parses(f: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[pd.DataFrame, int]:
+    import collabkit.data as data
+
+    calls = []
+    real = data.read_ratings
+
+    def counting(*args: object, **kwargs: object) -> pd.DataFrame:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(data, "read_ratings", counting)
+    table = data.load_ratings(f, timestamp="when", cache=True)
+    monkeypatch.setattr(data, "read_ratings", real)
+    return table, len(calls)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "bit flip, same size and mtime", "no record"])
+def test_damaged_parquet_cache_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    import os
+
+    f, cached, first = _cached_once(tmp_path, monkeypatch)
+    capsys.readouterr()
+    blob = bytearray(cached.read_bytes())
+    st = cached.stat()
+    if damage == "truncated":
+        cached.write_bytes(blob[: len(blob) // 2])
+    elif damage == "garbage":
+        cached.write_bytes(b"\x00" * len(blob))
+    elif damage == "no record":
+        cached.with_name(cached.name + ".manifest.json").unlink()
+    else:
+        blob[len(blob) // 3] ^= 0xFF
+        cached.write_bytes(bytes(blob))
+        os.utime(cached, ns=(st.st_atime_ns, st.st_mtime_ns))
+    table, parses = _load_counting_parses(f, monkeypatch)
+    pd.testing.assert_frame_equal(table, first)
+    assert parses == 1
+    err = capsys.readouterr().err
+    if damage == "no record":
+        assert err == ""  # an older collabkit's cache: rebuilt quietly
+    else:
+        assert err.count("\n") == 1 and f"the cached table {cached} is damaged" in err and "rebuilding" in err
+    again, parses = _load_counting_parses(f, monkeypatch)  # the rebuilt cache is used, silently
+    pd.testing.assert_frame_equal(again, first)
+    assert parses == 0 and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("code", ["EROFS", "ENOSPC", "EACCES"])
+def test_unwritable_cache_folder_only_costs_speed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], code: str
+) -> None:
+    import errno
+    import os
+    import tempfile
+
+    import collabkit.data as data
+
+    monkeypatch.setenv("COLLABKIT_HOME", str(tmp_path / "home"))
+    f = tmp_path / "r.csv"
+    f.write_text("user,item,rating\n1,a,4.5\n2,b,3\n")
+    number = getattr(errno, code)
+
+    def refuse(*args: object, **kwargs: object) -> None:  # chmod does not stop root: refuse here
+        raise OSError(number, os.strerror(number), str(tmp_path / "home" / "tables"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    for _ in range(2):
+        table = data.load_ratings(f, cache=True)
+        assert table["rating"].tolist() == [4.5, 3.0]
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "warning: cannot cache the table" in err and "slower" in err
+    assert not list((tmp_path / "home").rglob("*.parquet"))

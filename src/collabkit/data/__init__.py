@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from collabkit.data.cache import read_parquet_cache, write_parquet_cache
 from collabkit.data.tables import read_ratings
 
 CACHE_MIN_BYTES = 64 * 2**20
@@ -29,7 +29,8 @@ def load_ratings(
 
     A big text file (64 MiB or more; `cache=True` forces it, `False` never) is parsed once and kept
     as Parquet under the cache folder, keyed by its path, size, modification time and the columns
-    asked for; later loads read the Parquet copy, which is many times faster.
+    asked for; later loads read the Parquet copy, which is many times faster. A damaged copy is
+    reported and rebuilt; a cache folder that cannot be written costs speed, never an error.
     """
     from collabkit.data.datasets import MOVIELENS, load_movielens
 
@@ -57,16 +58,10 @@ def load_ratings(
         [str(path.resolve()), stat.st_size, stat.st_mtime_ns, user, item, rating, timestamp, sep]
     )
     cached = cache_dir() / "tables" / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
-    if cached.exists():
-        return pd.read_parquet(cached)
-    table = parse()
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-    try:
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, cached)
-    finally:
-        tmp.unlink(missing_ok=True)
+    table = read_parquet_cache(cached, source=str(path))
+    if table is None:
+        table = parse()
+        write_parquet_cache(table, cached)  # a folder that cannot be written: one warning, no cache
     return table
 
 
