@@ -14,11 +14,11 @@ from collabkit.collab import load_learner
 from collabkit.train.callbacks import (
     Callback,
     CancelFitException,
-    CheckpointCallback,
     CSVLogger,
     EarlyStoppingCallback,
     SaveModelCallback,
 )
+from collabkit.train.checkpoint import CheckpointCallback
 from collabkit.train.schedule import one_cycle_lr
 
 

@@ -274,7 +274,8 @@ def train(
     resumed command needs to load the same data (written beside the checkpoint).
     """
     from collabkit.persist import check_destination
-    from collabkit.train.callbacks import CheckpointCallback, SaveModelCallback
+    from collabkit.train.callbacks import SaveModelCallback
+    from collabkit.train.checkpoint import CheckpointCallback
 
     if out is not None:
         check_destination(Path(out))

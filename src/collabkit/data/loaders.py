@@ -171,7 +171,7 @@ class CollabDataLoaders:
         Shown once (displayed in a notebook, printed elsewhere) and None returned; `show=False`
         returns the table instead.
         """
-        from collabkit.train.learner import _shown
+        from collabkit.train.recorder import shown
 
         x, y = self.one_batch()
         x, y = x[:max_n].cpu(), y[:max_n].cpu()
@@ -182,7 +182,7 @@ class CollabDataLoaders:
                 self.rating_name: y.tolist(),
             }
         )
-        return _shown(frame, show)
+        return shown(frame, show)
 
     def titles_of(self, item_idx: list[int]) -> list[Any]:
         """Titles of item indices where the table has a `title` column, else the raw item ids."""

@@ -181,7 +181,8 @@ class Recommender:
         strength = self.model.default_fold_in_strength if strength is None else float(strength)
         if not np.isfinite(strength) or strength < 0:
             raise CollabkitError(f"strength must be a finite number of at least 0, got {strength}")
-        rated = {self.parse_item(k): self._check_rating(k, v) for k, v in ratings.items()}
+        scale = self.trained.rating_range()
+        rated = {self.parse_item(k): check_rating(k, v, scale) for k, v in ratings.items()}
         idx = self.items.encode(list(rated), "error")
         used = self.item_counts.numpy()[idx] > 0
         ignored = [item for item, ok in zip(rated, used, strict=True) if not ok]
@@ -304,19 +305,6 @@ class Recommender:
         """(d,) the average trained user's row: the prior of fold-in and the row of `popular`."""
         return self._mean_rows
 
-    def _check_rating(self, key: Any, value: Any) -> float:
-        try:
-            r = float(value)
-        except (TypeError, ValueError):
-            raise CollabkitError(f"rating {value!r} for item {key!r} is not a number") from None
-        if not np.isfinite(r):
-            raise CollabkitError(f"rating {value!r} for item {key!r} is not a finite number")
-        lo_hi = self.trained.rating_range()
-        if lo_hi is not None and not lo_hi[0] <= r <= lo_hi[1]:
-            scale = "" if lo_hi is None else f"; the model's ratings run from {lo_hi[0]:g} to {lo_hi[1]:g}"
-            raise CollabkitError(f"rating {value!r} for item {key!r} is outside the model's scale{scale}")
-        return r
-
     def _require_ratings(self, what: str) -> None:
         if self.model.score_kind != "rating":
             raise CollabkitError(
@@ -336,3 +324,19 @@ class Recommender:
     @cached_property
     def _titles(self) -> np.ndarray:
         return np.array([self.title(i) for i in self.items], dtype=object)
+
+
+def check_rating(key: Any, value: Any, scale: tuple[float, float] | None) -> float:
+    """`value` as a finite rating within the model's scale (its training ratings' range)."""
+    try:
+        r = float(value)
+    except (TypeError, ValueError):
+        raise CollabkitError(f"rating {value!r} for item {key!r} is not a number") from None
+    if not np.isfinite(r):
+        raise CollabkitError(f"rating {value!r} for item {key!r} is not a finite number")
+    if scale is not None and not scale[0] <= r <= scale[1]:
+        raise CollabkitError(
+            f"rating {value!r} for item {key!r} is outside the model's scale; "
+            f"the model's ratings run from {scale[0]:g} to {scale[1]:g}"
+        )
+    return r

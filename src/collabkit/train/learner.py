@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,12 @@ from collabkit.data.loaders import CollabDataLoaders, DataLoader
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import rmse
 from collabkit.models import CollabModel
+from collabkit.train import checkpoint
 from collabkit.train.callbacks import Callback, CancelFitException
+from collabkit.train.checkpoint import Resume
 from collabkit.train.fused import FusedDotTrainer, supports_fused
 from collabkit.train.optim import FastAdamW, make_adam, set_hyper
+from collabkit.train.recorder import Recorder, Summary, metric_name, results_table, shown, summary_text
 from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
 
 Metric = Callable[[Tensor, Tensor], float]
@@ -47,10 +49,6 @@ class MSELossFlat(nn.Module):
 def _fmt_time(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m:02d}:{s:02d}"
-
-
-def _metric_name(m: Any) -> str:
-    return getattr(m, "__name__", type(m).__name__)
 
 
 class Learner:
@@ -99,8 +97,8 @@ class Learner:
         self._opt_state: dict[str, Tensor] | None = (
             None  # loaded by load(with_opt=True), used by the next fit
         )
-        self._resume: _Resume | None = None  # where a loaded checkpoint stopped inside an epoch
-        self._interrupted: _Resume | None = None
+        self._resume: Resume | None = None  # where a loaded checkpoint stopped inside an epoch
+        self._interrupted: Resume | None = None
         self._gen_state: Tensor | None = None
         self._fit_rows: list[dict[str, float]] = []
 
@@ -207,7 +205,7 @@ class Learner:
         resume = self._resume
         self._resume = None
         if self._opt_state is not None:
-            _load_opt_state(self._opt, self._opt_state)
+            checkpoint.load_opt_state(self._opt, self._opt_state)
             self._opt_state = None
         if fast is not None:
             fast.t = start_epoch * self.n_iter + (resume.batch if resume else 0)
@@ -215,7 +213,7 @@ class Learner:
         try:
             with _threads_for_batch(self.dls.bs):
                 self._event("before_fit")
-                names = ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.metrics), "time"]
+                names = ["epoch", "train_loss", "valid_loss", *map(metric_name, self.metrics), "time"]
                 self._log_row(names, header=True)
                 return self._epochs(start_epoch, train_step, fast.sync if fast else None, names, resume)
         except CancelFitException:
@@ -232,7 +230,7 @@ class Learner:
         train_step: Callable[[Tensor, Tensor, int], Tensor],
         after_epoch: Callable[[], None] | None,
         names: list[str],
-        resume: _Resume | None,
+        resume: Resume | None,
     ) -> list[dict[str, float]]:
         new_rows = self._fit_rows = []
         per_batch = any(cb.wants("after_batch") for cb in self.cbs)
@@ -268,7 +266,7 @@ class Learner:
             except KeyboardInterrupt:
                 if after_epoch is not None:
                     after_epoch()
-                self._interrupted = _Resume(
+                self._interrupted = Resume(
                     e, self.iter if batch_losses else skip, loss_sum.detach().cpu(), n_seen
                 )
                 self._event("after_interrupt")
@@ -348,12 +346,12 @@ class Learner:
         """valid_loss and each metric on `dl` (the validation set by default)."""
         dl = self.dls.valid if dl is None else dl
         if dl.n == 0:
-            return {"valid_loss": float("nan"), **{_metric_name(m): float("nan") for m in self.metrics}}
+            return {"valid_loss": float("nan"), **{metric_name(m): float("nan") for m in self.metrics}}
         out, y = self._outputs(dl)
         with torch.inference_mode():
             res = {"valid_loss": float(self.loss_func(out, y))}
         for m in self.metrics:
-            res[_metric_name(m)] = float(m(out, y))
+            res[metric_name(m)] = float(m(out, y))
         return res
 
     def get_preds(self, ds_idx: int = 1, dl: DataLoader | None = None) -> tuple[Tensor, Tensor]:
@@ -414,98 +412,28 @@ class Learner:
         self.lr_find_result = found
         return found.suggestions
 
-    # -- showing ---------------------------------------------------------------------------
+    # -- showing (the work is in collabkit.train.recorder) -------------------------------------
     def show_results(self, n: int = 9, ds_idx: int = 1, show: bool = True) -> pd.DataFrame | None:
         """`n` held-out rows with the true and predicted rating, by title where the data has titles.
 
         Shown once (displayed in a notebook, printed elsewhere) and None returned; `show=False`
         returns the table instead.
         """
-        dl = self.dls[ds_idx]
-        x, y = dl.x[:n].cpu(), dl.y[:n].cpu()
-        users = self.dls.user_vocab.decode(x[:, 0].tolist())
-        items = self.dls.item_vocab.decode(x[:, 1].tolist())
-        preds = self.predict(pd.DataFrame({self.dls.user_name: users, self.dls.item_name: items}))
-        frame = pd.DataFrame(
-            {
-                self.dls.user_name: users,
-                self.dls.item_name: self.dls.titles_of(x[:, 1].tolist()),
-                self.dls.rating_name: y.tolist(),
-                f"{self.dls.rating_name}_pred": np.round(preds, 4),
-            }
-        )
-        return _shown(frame, show)
+        return shown(results_table(self, n, ds_idx), show)
 
     def summary(self) -> Summary:
         """The model's layers and parameter counts, the loss, the optimiser and the callbacks."""
-        lines = [f"{type(self.model).__name__} (input: a (batch, 2) tensor of user and item indices)", ""]
-        lines.append(f"{'layer':<34}{'shape':<22}{'parameters':>12}  trainable")
-        total = trainable = 0
-        for name, p in self.model.named_parameters():
-            total += p.numel()
-            trainable += p.numel() if p.requires_grad else 0
-            lines.append(f"{name:<34}{str(tuple(p.shape)):<22}{p.numel():>12,}  {p.requires_grad}")
-        lines += [
-            "",
-            f"Total parameters: {total:,} ({trainable:,} trainable)",
-            f"Loss: {type(self.loss_func).__name__}",
-            f"Optimiser: AdamW (beta2 0.99, eps 1e-5), weight decay {self.wd:g}"
-            + (", fused dot step" if self.fused is not False and self._fusable() else ""),
-            f"Callbacks: {', '.join(map(repr, self.cbs)) or 'none'} (and the recorder)",
-            f"Epochs trained: {self.epoch}",
-        ]
-        return Summary("\n".join(lines))
+        return summary_text(self)
 
-    # -- persistence -----------------------------------------------------------------------
-    def _file(self, name: str | Path) -> Path:
-        p = Path(name)
-        if p.suffix != ".safetensors":
-            p = p.with_name(p.name + ".safetensors")
-        return p if p.is_absolute() else self.path / self.model_dir / p
-
+    # -- persistence (the work is in collabkit.train.checkpoint) ------------------------------
     def save(self, file: str | Path, with_opt: bool = False) -> Path:
         """Write the model's weights (and, with `with_opt`, the optimiser's state) to
         `path/model_dir/file.safetensors`, atomically. Returns the file's path."""
-        from safetensors.torch import save_file
-
-        from collabkit.atomic import write_with
-
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        if with_opt:
-            if self._opt is None:
-                raise CollabkitError(
-                    "with_opt=True, but this learner has not trained yet: no optimiser state"
-                )
-            tensors |= {f"opt.{k}": v.detach().cpu().contiguous() for k, v in _opt_state(self._opt).items()}
-        dest = self._file(file)
-        return write_with(
-            dest, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "collabkit-weights"})
-        )
+        return checkpoint.save_weights(self, file, with_opt)
 
     def load(self, file: str | Path, with_opt: bool = False, strict: bool = True) -> Learner:
         """Load weights written by `save` (and the optimiser state for the next fit, with `with_opt`)."""
-        from safetensors.torch import load_file
-
-        src = self._file(file)
-        if not src.is_file():
-            raise CollabkitError(f"{src}: no saved weights here (learn.save({str(file)!r}) writes them)")
-        try:
-            tensors = load_file(str(src))
-        except Exception as e:  # safetensors raises its own error types for damaged files
-            raise CollabkitError(f"{src}: damaged weights file ({str(e)[:80]})") from e
-        state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        try:
-            self.model.load_state_dict(state, strict=strict)
-        except RuntimeError as e:
-            raise CollabkitError(f"{src}: the weights do not fit this model ({str(e)[:160]})") from None
-        self.model.to(self.device)
-        if with_opt:
-            opt = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
-            if not opt:
-                raise CollabkitError(f"{src}: holds no optimiser state (save it with with_opt=True)")
-            if self._opt is not None and not _fused_state(opt) == isinstance(self._opt, FusedDotTrainer):
-                raise CollabkitError(f"{src}: optimiser state of another kind of training step")
-            self._opt_state = opt
+        checkpoint.load_weights(self, file, with_opt, strict)
         return self
 
     def export(self, fname: str | Path = "export") -> str:
@@ -522,49 +450,9 @@ class Learner:
             return str(save_model(dest, trained_from_learner(self)))
         return str(save_module(dest, self.model, self.dls, self.history))
 
-    # -- checkpoints ----------------------------------------------------------------------------
-    def checkpoint_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """Everything a resumed fit needs: tensors (weights, optimiser, random states) and numbers."""
-        where = self._interrupted
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        if self._opt is not None:
-            tensors |= {f"opt.{k}": v.detach().cpu().contiguous() for k, v in _opt_state(self._opt).items()}
-        gen = self._gen_state if where is not None and self._gen_state is not None else None
-        tensors["rng.loader"] = (gen if gen is not None else self.dls.train.generator.get_state()).clone()
-        tensors["rng.torch"] = torch.get_rng_state()
-        if where is not None:
-            tensors["resume.loss_sum"] = where.loss_sum.reshape(1).float()
-        meta = {
-            "epoch": len(self.history),  # epochs completed
-            "epoch_in_fit": where.epoch if where is not None else self.epoch_in_fit + 1,
-            "batch": where.batch if where is not None else 0,
-            "n_seen": where.n_seen if where is not None else 0,
-            "history": self.history,
-        }
-        return tensors, meta
-
     def load_checkpoint(self, folder: str | Path) -> int:
         """Restore the checkpoint a `CheckpointCallback` wrote; returns the `start_epoch` to fit from."""
-        from collabkit.train.callbacks import read_checkpoint
-
-        tensors, meta = read_checkpoint(folder)
-        return self.restore_checkpoint(tensors, meta)
-
-    def restore_checkpoint(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> int:
-        """Load a `checkpoint_state`; returns the epoch of the fit's schedule to start from."""
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.model.to(self.device)
-        opt = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
-        self._opt_state = opt or None
-        self.dls.train.generator.set_state(tensors["rng.loader"])
-        torch.set_rng_state(tensors["rng.torch"])
-        self.epoch = int(meta["epoch"])
-        self.history = [dict(r) for r in meta.get("history", [])]
-        batch = int(meta.get("batch", 0))
-        if batch:
-            self._resume = _Resume(int(meta["epoch_in_fit"]), batch, tensors["resume.loss_sum"][0].double(),
-                                   int(meta["n_seen"]))  # fmt: skip
-        return int(meta["epoch_in_fit"])
+        return checkpoint.restore(self, folder)
 
     def __repr__(self) -> str:
         loss = type(self.loss_func).__name__
@@ -638,140 +526,7 @@ def default_metrics(model: nn.Module) -> list[Metric]:
     return model.default_metrics() if isinstance(model, CollabModel) else [rmse]
 
 
-@dataclass
-class _Resume:
-    """Where a fit stopped inside an epoch: its schedule epoch, batches done, and the running loss."""
-
-    epoch: int
-    batch: int
-    loss_sum: Tensor
-    n_seen: int
-
-
-class Summary(str):
-    """Text that shows as itself in a notebook (no quotes) and prints as itself."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-class Recorder:
-    """What happened in training: per-epoch values, per-batch losses and learning rates, and plots.
-
-    `values` rows are [train_loss, valid_loss, *metrics] (fastai's layout); `losses` are each batch's
-    mean loss and `lrs` each batch's learning rate, for every fit of this learner.
-    """
-
-    def __init__(self, learn: Learner) -> None:
-        self.learn = learn
-        self.losses: list[float] = []
-        self.lrs: list[float] = []
-        self.iters: list[int] = []  # len(losses) at the end of each epoch
-
-    @property
-    def metric_names(self) -> list[str]:
-        return ["epoch", "train_loss", "valid_loss", *map(_metric_name, self.learn.metrics), "time"]
-
-    @property
-    def values(self) -> list[list[float]]:
-        names = self.metric_names[1:-1]
-        return [[row.get(n, float("nan")) for n in names] for row in self.learn.history]
-
-    def add_batches(self, losses: list[Tensor], sizes: list[int], first_step: int) -> None:
-        """One epoch's batch losses (summed over each batch, as tensors: no sync per step)."""
-        if not losses:
-            return
-        per_batch = (torch.stack(losses).double().cpu() / torch.tensor(sizes, dtype=torch.float64)).tolist()
-        total = max(1, self.learn.n_epoch * self.learn.n_iter)
-        self.losses += per_batch
-        self.lrs += [self.learn.hyper((first_step + i) / total)[0] for i in range(len(per_batch))]
-        self.iters.append(len(self.losses))
-
-    def plot_loss(self, skip_start: int = 5, with_valid: bool = True) -> Any:
-        """Training loss per batch, and validation loss per epoch; returns the matplotlib figure."""
-        import matplotlib
-
-        matplotlib.use("Agg") if not _in_notebook() else None
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(range(skip_start, len(self.losses)), self.losses[skip_start:], label="train")
-        if with_valid and self.iters:
-            valid = [row.get("valid_loss", float("nan")) for row in self.learn.history[-len(self.iters) :]]
-            ax.plot(self.iters, valid, marker="o", label="valid")
-        ax.set_xlabel("batch")
-        ax.set_ylabel("loss")
-        ax.legend()
-        return fig
-
-    def plot_sched(self) -> Any:
-        """The learning rate of every batch; returns the matplotlib figure."""
-        import matplotlib
-
-        matplotlib.use("Agg") if not _in_notebook() else None
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(self.lrs)
-        ax.set_xlabel("batch")
-        ax.set_ylabel("learning rate")
-        return fig
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython  # type: ignore[attr-defined]
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def _shown(frame: pd.DataFrame, show: bool) -> pd.DataFrame | None:
-    """Display a table once: in a notebook as a table, elsewhere printed; None when shown."""
-    if not show:
-        return frame
-    if _in_notebook():
-        from IPython.display import display  # type: ignore[import-not-found]
-
-        display(frame)
-    else:
-        print(frame.to_string(index=False))
-    return None
-
-
 def _as_list(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
     if cbs is None:
         return []
     return [cbs] if isinstance(cbs, Callback) else list(cbs)
-
-
-def _opt_state(opt: Any) -> dict[str, Tensor]:
-    """The optimiser's moments and step counts as named tensors."""
-    if isinstance(opt, FusedDotTrainer):
-        return {"fused.m": opt.m, "fused.v": opt.v, "fused.steps": opt.steps.reshape(1)}
-    out = {}
-    for gi, g in enumerate(opt.param_groups):
-        for pi in range(len(g["params"])):
-            out[f"{gi}.{pi}.exp_avg"] = g["exp_avg"][pi]
-            out[f"{gi}.{pi}.exp_avg_sq"] = g["exp_avg_sq"][pi]
-            out[f"{gi}.{pi}.step"] = g["step"][pi].reshape(1)
-    return out
-
-
-def _fused_state(state: dict[str, Tensor]) -> bool:
-    return "fused.m" in state
-
-
-def _load_opt_state(opt: Any, state: dict[str, Tensor]) -> None:
-    """Put saved moments into a fresh optimiser of the same kind and shapes."""
-    if isinstance(opt, FusedDotTrainer) != _fused_state(state):
-        raise CollabkitError(
-            "the saved optimiser state is of another kind of training step (fused vs autograd)"
-        )
-    mine = _opt_state(opt)
-    if set(mine) != set(state) or any(mine[k].shape != state[k].shape for k in mine):
-        raise CollabkitError("the saved optimiser state does not fit this model's parameters")
-    with torch.no_grad():
-        for k, v in state.items():
-            mine[k].copy_(v.to(mine[k].device))

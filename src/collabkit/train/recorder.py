@@ -1,0 +1,152 @@
+"""What training did, shown: the recorder and its plots, the results table, the summary.
+
+Tables show once: in a notebook they are displayed, elsewhere printed, and None is returned
+(`show=False` returns them instead), so a notebook cell does not show the same table twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from collabkit.train.learner import Learner
+
+
+class Summary(str):
+    """Text that shows as itself in a notebook (no quotes) and prints as itself."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class Recorder:
+    """What happened in training: per-epoch values, per-batch losses and learning rates, and plots.
+
+    `values` rows are [train_loss, valid_loss, *metrics] (fastai's layout); `losses` are each batch's
+    mean loss and `lrs` each batch's learning rate, for every fit of this learner.
+    """
+
+    def __init__(self, learn: Learner) -> None:
+        self.learn = learn
+        self.losses: list[float] = []
+        self.lrs: list[float] = []
+        self.iters: list[int] = []  # len(losses) at the end of each epoch
+
+    @property
+    def metric_names(self) -> list[str]:
+        return ["epoch", "train_loss", "valid_loss", *map(metric_name, self.learn.metrics), "time"]
+
+    @property
+    def values(self) -> list[list[float]]:
+        names = self.metric_names[1:-1]
+        return [[row.get(n, float("nan")) for n in names] for row in self.learn.history]
+
+    def add_batches(self, losses: list[Tensor], sizes: list[int], first_step: int) -> None:
+        """One epoch's batch losses (summed over each batch, as tensors: no sync per step)."""
+        if not losses:
+            return
+        per_batch = (torch.stack(losses).double().cpu() / torch.tensor(sizes, dtype=torch.float64)).tolist()
+        total = max(1, self.learn.n_epoch * self.learn.n_iter)
+        self.losses += per_batch
+        self.lrs += [self.learn.hyper((first_step + i) / total)[0] for i in range(len(per_batch))]
+        self.iters.append(len(self.losses))
+
+    def plot_loss(self, skip_start: int = 5, with_valid: bool = True) -> Any:
+        """Training loss per batch, and validation loss per epoch; returns the matplotlib figure."""
+        import matplotlib
+
+        matplotlib.use("Agg") if not in_notebook() else None
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(range(skip_start, len(self.losses)), self.losses[skip_start:], label="train")
+        if with_valid and self.iters:
+            valid = [row.get("valid_loss", float("nan")) for row in self.learn.history[-len(self.iters) :]]
+            ax.plot(self.iters, valid, marker="o", label="valid")
+        ax.set_xlabel("batch")
+        ax.set_ylabel("loss")
+        ax.legend()
+        return fig
+
+    def plot_sched(self) -> Any:
+        """The learning rate of every batch; returns the matplotlib figure."""
+        import matplotlib
+
+        matplotlib.use("Agg") if not in_notebook() else None
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(self.lrs)
+        ax.set_xlabel("batch")
+        ax.set_ylabel("learning rate")
+        return fig
+
+
+def in_notebook() -> bool:
+    try:
+        from IPython import get_ipython  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def shown(frame: pd.DataFrame, show: bool) -> pd.DataFrame | None:
+    """Display a table once: in a notebook as a table, elsewhere printed; None when shown."""
+    if not show:
+        return frame
+    if in_notebook():
+        from IPython.display import display  # type: ignore[import-not-found]
+
+        display(frame)
+    else:
+        print(frame.to_string(index=False))
+    return None
+
+
+def metric_name(m: Any) -> str:
+    return getattr(m, "__name__", type(m).__name__)
+
+
+def results_table(learn: Learner, n: int = 9, ds_idx: int = 1) -> pd.DataFrame:
+    """`n` rows of a set with the true and the predicted rating (titles where known)."""
+    dl = learn.dls[ds_idx]
+    x, y = dl.x[:n].cpu(), dl.y[:n].cpu()
+    users = learn.dls.user_vocab.decode(x[:, 0].tolist())
+    items = learn.dls.item_vocab.decode(x[:, 1].tolist())
+    preds = learn.predict(pd.DataFrame({learn.dls.user_name: users, learn.dls.item_name: items}))
+    frame = pd.DataFrame(
+        {
+            learn.dls.user_name: users,
+            learn.dls.item_name: learn.dls.titles_of(x[:, 1].tolist()),
+            learn.dls.rating_name: y.tolist(),
+            f"{learn.dls.rating_name}_pred": np.round(preds, 4),
+        }
+    )
+    return frame
+
+
+def summary_text(learn: Learner) -> Summary:
+    """The model's layers and parameter counts, the loss, the optimiser and the callbacks."""
+    lines = [f"{type(learn.model).__name__} (input: a (batch, 2) tensor of user and item indices)", ""]
+    lines.append(f"{'layer':<34}{'shape':<22}{'parameters':>12}  trainable")
+    total = trainable = 0
+    for name, p in learn.model.named_parameters():
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+        lines.append(f"{name:<34}{str(tuple(p.shape)):<22}{p.numel():>12,}  {p.requires_grad}")
+    lines += [
+        "",
+        f"Total parameters: {total:,} ({trainable:,} trainable)",
+        f"Loss: {type(learn.loss_func).__name__}",
+        f"Optimiser: AdamW (beta2 0.99, eps 1e-5), weight decay {learn.wd:g}"
+        + (", fused dot step" if learn.fused is not False and learn._fusable() else ""),
+        f"Callbacks: {', '.join(map(repr, learn.cbs)) or 'none'} (and the recorder)",
+        f"Epochs trained: {learn.epoch}",
+    ]
+    return Summary("\n".join(lines))
