@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import http.server
 import io
+import json
 import socket
 import threading
 import zipfile
@@ -98,6 +100,10 @@ def _zip(files: dict[str, str | bytes]) -> bytes:
     return buf.getvalue()
 
 
+def _sha256(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
 def _files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
@@ -122,6 +128,12 @@ class FakeGroupLens:
                 size=len(data),
             )  # fmt: skip
             self.monkeypatch.setitem(MOVIELENS, name, patched)
+        if (
+            name == "ml-100k"
+        ):  # this stand-in's u.data is the one to expect, as GroupLens's is for the real one
+            self.monkeypatch.setattr(
+                datasets, "ML100K_UDATA_SHA256", _sha256(RELEASES[name][0]["ml-100k/u.data"])
+            )
         return data
 
 
@@ -404,3 +416,206 @@ def test_real_ml100k_from_the_recbole_wheel(tmp_path: Path, monkeypatch: pytest.
     assert df.loc[df["item"] == 50, "title"].iloc[0] == "Star Wars (1977)"
     assert df.attrs["source"] == datasets.RECBOLE_SOURCE
     assert tuple(df.iloc[0][["user", "item", "rating", "timestamp"]]) == (196, 242, 3.0, 881250949)
+
+
+# --- a damaged cache is found on use, reported in one line and rebuilt --------------------------
+
+
+def _damage_message(err: str, what: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "is damaged" in lines[0] and what in lines[0] and "rebuilding" in lines[0], err
+
+
+@pytest.mark.parametrize("parquet", [True, False], ids=["with parquet", "without parquet"])
+def test_truncated_u_data_is_rebuilt_from_the_kept_zip(
+    grouplens: FakeGroupLens, capsys: pytest.CaptureFixture[str], parquet: bool
+) -> None:
+    grouplens.publish("ml-100k")
+    load_movielens("ml-100k", progress=False)
+    folder = grouplens.cache / "ml-100k"
+    if not parquet:
+        (folder / "collabkit-ratings-v1.parquet").unlink()
+    u_data = folder / "u.data"
+    u_data.write_bytes(u_data.read_bytes()[:-20])  # a torn write: the last row and a half gone
+    capsys.readouterr()
+    df = load_movielens("ml-100k", progress=False)
+    assert _rows(df) == ML100K_ROWS  # all three rows, not the two left in the damaged file
+    _damage_message(capsys.readouterr().err, "u.data")
+    assert grouplens.requests == ["/ml-100k.zip"]  # rebuilt from the kept zip, not downloaded again
+    assert load_movielens("ml-100k", progress=False).shape == df.shape
+    assert capsys.readouterr().err == ""  # and the rebuilt folder passes quietly
+
+
+@pytest.mark.parametrize("damage", ["truncated", "same size, new bytes", "manifest garbled"])
+def test_damaged_ratings_file_fails_its_manifest(
+    grouplens: FakeGroupLens, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    grouplens.publish("ml-1m")
+    load_movielens("ml-1m", progress=False)
+    folder = grouplens.cache / "ml-1m"
+    manifest = json.loads((folder / "collabkit-manifest.json").read_text())
+    assert manifest["ratings"]["rows"] == 3 and manifest["ratings"]["size"] == len(ML1M["ml-1m/ratings.dat"])
+    (folder / "collabkit-ratings-v1.parquet").unlink()
+    ratings = folder / "ratings.dat"
+    text = ratings.read_text()
+    if damage == "truncated":
+        ratings.write_text(text[: len(text) // 2])
+    elif damage == "same size, new bytes":
+        ratings.write_text(text.replace("::5::", "::1::"))
+    else:
+        (folder / "collabkit-manifest.json").write_text("{not json")
+    capsys.readouterr()
+    assert _rows(load_movielens("ml-1m", progress=False)) == ML1M_ROWS
+    _damage_message(capsys.readouterr().err, "ml-1m")
+    assert len(grouplens.requests) == 1
+
+
+def test_damaged_release_without_its_zip_is_downloaded_again(
+    grouplens: FakeGroupLens, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grouplens.publish("ml-latest-small")
+    load_movielens("ml-latest-small", progress=False)
+    (grouplens.cache / "ml-latest-small.zip").unlink()
+    ratings = grouplens.cache / "ml-latest-small" / "ratings.csv"
+    ratings.write_text(ratings.read_text()[:40])
+    capsys.readouterr()
+    assert _rows(load_movielens("ml-latest-small", progress=False)) == ML_SMALL_ROWS
+    _damage_message(capsys.readouterr().err, "ratings.csv")
+    assert len(grouplens.requests) == 2
+
+
+def test_damaged_offline_copy_is_rebuilt_by_the_offline_route(
+    grouplens: FakeGroupLens,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    wheel = _fake_wheel(tmp_path / "recbole-1.2.1-py3-none-any.whl")
+    fetched: list[object] = []
+    monkeypatch.setattr(datasets, "_pip_download", lambda *args: fetched.append(args) or wheel)
+    monkeypatch.setattr(datasets, "ML100K_UDATA_SHA256", _sha256(RECBOLE_UDATA))
+    load_movielens("ml-100k", offline=True, progress=False)
+    u_data = grouplens.cache / "ml-100k" / "u.data"
+    u_data.write_text(RECBOLE_UDATA.splitlines()[0] + "\n")
+    capsys.readouterr()
+    assert len(load_movielens("ml-100k", offline=True, progress=False)) == 3
+    _damage_message(capsys.readouterr().err, "u.data")
+    assert len(fetched) == 2 and grouplens.requests == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit flip", "rows record"])
+def test_damaged_parquet_copy_is_rebuilt_from_the_ratings_file(
+    grouplens: FakeGroupLens, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    grouplens.publish("ml-1m")
+    first = load_movielens("ml-1m", progress=False)
+    parquet = grouplens.cache / "ml-1m" / "collabkit-ratings-v1.parquet"
+    blob = bytearray(parquet.read_bytes())
+    if damage == "truncated":
+        parquet.write_bytes(bytes(blob[:-100]))
+    elif damage == "bit flip":
+        blob[len(blob) // 4] ^= 0x10
+        parquet.write_bytes(bytes(blob))
+    else:
+        record = parquet.with_name(parquet.name + ".manifest.json")
+        doc = json.loads(record.read_text())
+        record.write_text(json.dumps({**doc, "rows": 2}))
+    capsys.readouterr()
+    pd.testing.assert_frame_equal(load_movielens("ml-1m", progress=False), first)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the cached table {parquet} is damaged" in err
+    pd.testing.assert_frame_equal(load_movielens("ml-1m", progress=False), first)
+    assert capsys.readouterr().err == ""
+
+
+def test_folder_from_an_older_collabkit_is_checked_against_the_zip(
+    grouplens: FakeGroupLens, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grouplens.publish("ml-1m")
+    load_movielens("ml-1m", progress=False)
+    folder = grouplens.cache / "ml-1m"
+    (folder / "collabkit-manifest.json").unlink()  # as an older collabkit left it
+    assert _rows(load_movielens("ml-1m", progress=False)) == ML1M_ROWS
+    assert (folder / "collabkit-manifest.json").is_file() and capsys.readouterr().err == ""
+    (folder / "collabkit-manifest.json").unlink()
+    (folder / "collabkit-ratings-v1.parquet").unlink()
+    (folder / "ratings.dat").write_text("2::1193::5::978300760\n")
+    assert _rows(load_movielens("ml-1m", progress=False)) == ML1M_ROWS
+    _damage_message(capsys.readouterr().err, "where the zip holds")
+
+
+def test_damaged_folder_collabkit_did_not_fill_is_left_alone(grouplens: FakeGroupLens) -> None:
+    grouplens.publish("ml-100k")
+    folder = grouplens.cache / "ml-100k"
+    folder.mkdir(parents=True)
+    (folder / "u.data").write_text("1\t2\t3\t4\n")
+    (folder / "u.item").write_text("2|x||||" + _flags("Drama") + "\n")
+    with pytest.raises(CollabkitError, match="collabkit did not fill this folder, so it is left alone"):
+        load_movielens("ml-100k", progress=False)
+    assert (folder / "u.data").read_text() == "1\t2\t3\t4\n" and grouplens.requests == []
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch, root: Path, code: int = errno.EROFS) -> None:
+    """Refuse every new file or folder under `root`, as a read-only (or full) file system does.
+
+    chmod cannot stop root, which these tests may run as, so the refusal is patched in.
+    """
+    import os
+    import tempfile
+
+    def inside(path: object) -> bool:
+        return path is not None and Path(str(path)).resolve().is_relative_to(root.resolve())
+
+    def refuse(path: object) -> OSError:
+        return OSError(code, os.strerror(code), str(path))
+
+    real_mkdir, real_mkstemp, real_mkdtemp = os.mkdir, tempfile.mkstemp, tempfile.mkdtemp
+
+    def mkdir(path: object, *args: object, **kwargs: object) -> None:
+        if inside(path):
+            raise refuse(path)
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    def mkstemp(
+        suffix: object = None, prefix: object = None, dir: object = None, text: bool = False
+    ) -> object:
+        if inside(dir):
+            raise refuse(dir)
+        return real_mkstemp(suffix, prefix, dir, text)  # type: ignore[call-overload]
+
+    def mkdtemp(suffix: object = None, prefix: object = None, dir: object = None) -> object:
+        if inside(dir):
+            raise refuse(dir)
+        return real_mkdtemp(suffix, prefix, dir)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC], ids=["read-only", "full"])
+def test_unwritable_cache_only_costs_speed(
+    grouplens: FakeGroupLens, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], code: int
+) -> None:
+    grouplens.publish("ml-1m")
+    grouplens.cache.mkdir()
+    _read_only(monkeypatch, grouplens.cache, code)
+    assert _rows(load_movielens("ml-1m", progress=False)) == ML1M_ROWS  # nothing cached: a temporary folder
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "warning: cannot write the cache folder" in err[0] and "nothing is kept" in err[0]
+    )
+    assert _files_under(grouplens.cache) == []
+
+
+def test_cached_release_in_an_unwritable_folder_is_read_without_its_parquet(
+    grouplens: FakeGroupLens, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grouplens.publish("ml-1m")
+    load_movielens("ml-1m", progress=False)
+    (grouplens.cache / "ml-1m" / "collabkit-ratings-v1.parquet").unlink()
+    _read_only(monkeypatch, grouplens.cache)
+    capsys.readouterr()
+    assert _rows(load_movielens("ml-1m", progress=False)) == ML1M_ROWS
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "warning: cannot cache the table" in err[0]

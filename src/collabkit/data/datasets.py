@@ -5,12 +5,20 @@ is extracted. ML-100k also has an offline route, the copy inside the recbole 1.2
 wheel on PyPI, because it is the dataset the chapter, the docs and the slow tests use.
 
 Cache layout under ``cache_dir()``: ``<name>.zip`` (verified download),
-``<name>/`` (the release's files) and ``<name>/collabkit-ratings-v1.parquet``
-(the parsed table, so the second load is fast).
+``<name>/`` (the release's files), ``<name>/collabkit-manifest.json`` (sha256, size and
+rows of the ratings file as extracted) and ``<name>/collabkit-ratings-v1.parquet`` (the
+parsed table, so the second load is fast, with its own record beside it).
+
+Every use re-checks the cache cheaply: ML-100k's ``u.data`` against GroupLens's sha256,
+other releases' ratings file against the manifest (size and mtime, hashed when they
+differ), the Parquet copy against its record and page CRCs. A damaged file is reported in
+one line on stderr and rebuilt (from the kept zip, else downloaded or the offline route);
+a cache folder that cannot be written only costs speed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import http.client
@@ -23,6 +31,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +40,8 @@ from typing import Literal
 
 import pandas as pd
 
+from collabkit.atomic import atomic_path, fsync_dir
+from collabkit.data import cache
 from collabkit.errors import CollabkitError, DataError
 
 __all__ = [
@@ -57,6 +68,8 @@ ML100K_GENRES = (
 # fmt: on
 _PARQUET = "collabkit-ratings-v1.parquet"  # bump the version when the parsed layout changes
 _SOURCE_FILE = "collabkit-source.txt"  # which source filled the folder (GroupLens or recbole)
+_MANIFEST = "collabkit-manifest.json"  # the ratings file as extracted: sha256, size, mtime, rows
+_RATINGS_FILE = {"100k": "u.data", "dat": "ratings.dat", "csv": "ratings.csv"}
 _RATING_COLUMNS = ["user", "item", "rating", "timestamp"]
 _RATING_DTYPES = {"user": "int64", "item": "int64", "rating": "float32", "timestamp": "int64"}
 
@@ -169,15 +182,40 @@ def load_movielens(
         CollabkitError: unknown name, checksum mismatch, or no way to get the files.
     """
     release = _release(name)
-    folder = _ensure_release(release, _root(cache_dir), _is_offline(offline), progress)
+    root, is_offline = _root(cache_dir), _is_offline(offline)
+    try:
+        folder = _ensure_release(release, root, is_offline, progress)
+    except OSError as exc:
+        if not cache.is_unwritable(exc):
+            raise
+        return _load_without_cache(release, root, is_offline, progress, exc)
     parquet = folder / _PARQUET
-    if parquet.exists():
-        df = pd.read_parquet(parquet)
-    else:
+    df = cache.read_parquet_cache(parquet, source=str(folder / _RATINGS_FILE[release.layout]))
+    if df is None:
         df = _READERS[release.layout](folder, release)
-        _write_parquet(df, parquet)
+        cache.write_parquet_cache(df, parquet)  # a folder that cannot be written: one warning
     df.attrs["dataset"] = release.name
     df.attrs["source"] = _source_of(folder)
+    return df
+
+
+def _load_without_cache(
+    release: MovieLensRelease, root: Path, offline: bool, progress: bool, why: OSError
+) -> pd.DataFrame:
+    """Fetch and read the release in a temporary folder when the cache folder cannot be written."""
+    where = why.filename or root
+    cache.say(
+        f"warning: cannot write the cache folder ({where}: {why.strerror or why}); "
+        f"reading {release.name} through a temporary folder, nothing is kept (slower)"
+    )
+    kept = root / release.filename
+    with tempfile.TemporaryDirectory(prefix="collabkit-") as tmp:
+        folder = _ensure_release(
+            release, Path(tmp), offline, progress, zip_path=kept if kept.is_file() else None
+        )
+        df = _READERS[release.layout](folder, release)
+        df.attrs["dataset"] = release.name
+        df.attrs["source"] = _source_of(folder)
     return df
 
 
@@ -272,13 +310,18 @@ def _is_offline(offline: bool | None) -> bool:
     return os.environ.get("COLLABKIT_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _ensure_release(release: MovieLensRelease, root: Path, offline: bool, progress: bool) -> Path:
-    """Return the folder holding the release's files, fetching them if needed."""
+def _ensure_release(
+    release: MovieLensRelease, root: Path, offline: bool, progress: bool, zip_path: Path | None = None
+) -> Path:
+    """Return the folder holding the release's verified files, fetching or rebuilding them if needed."""
     folder = root / release.name
     if _has_files(folder, release):
-        return folder
+        problem = _verify_release(folder, release, zip_path or root / release.filename)
+        if problem is None:
+            return folder
+        _discard_damaged(folder, problem)
     root.mkdir(parents=True, exist_ok=True)
-    zip_path = root / release.filename
+    zip_path = zip_path or root / release.filename
     if zip_path.exists():  # downloaded earlier, or put there by hand
         _check_archive(zip_path, release, _hash_file(zip_path, release.checksum_algo))
     elif offline and release.name == "ml-100k":
@@ -310,6 +353,80 @@ def _has_files(folder: Path, release: MovieLensRelease) -> bool:
     return all((folder / f).is_file() for f in needed)
 
 
+def _verify_release(folder: Path, release: MovieLensRelease, zip_path: Path) -> str | None:
+    """None if the cached ratings file is the one extracted; else what is wrong with it, in words.
+
+    ML-100k's u.data (2 MB) is hashed every time against GroupLens's sha256. Other releases are
+    checked against the manifest written at extraction (size and mtime; hashed when they differ).
+    A folder from an older collabkit has no manifest: it is checked against the kept zip's size and
+    CRC where the zip is there, and its manifest is written then.
+    """
+    ratings = folder / _RATINGS_FILE[release.layout]
+    if release.name == "ml-100k":
+        try:
+            got = cache.sha256_of(ratings)
+        except OSError as e:
+            return f"u.data cannot be read ({e.strerror or e})"
+        if got == ML100K_UDATA_SHA256:
+            return None
+        size = ratings.stat().st_size
+        return (
+            f"u.data ({size:,} bytes) has sha256 {got[:12]}..., not GroupLens's {ML100K_UDATA_SHA256[:12]}..."
+        )
+    record = cache.read_manifest(folder / _MANIFEST)
+    if record is None:
+        problem = _check_against_zip(ratings, release, zip_path)
+        if problem is None:
+            with contextlib.suppress(OSError):  # a read-only cache: check again next time
+                cache.write_manifest(folder / _MANIFEST, {"ratings": _ratings_record(ratings, release)})
+        return problem
+    problem = cache.check_record(ratings, record.get("ratings") or {})
+    return None if problem is None else f"{ratings.name}: {problem}"
+
+
+def _check_against_zip(ratings: Path, release: MovieLensRelease, zip_path: Path) -> str | None:
+    """Compare an extracted ratings file with its member in the kept zip (size, CRC-32)."""
+    if not zip_path.is_file():
+        return None  # nothing to compare with: trust the folder, as older versions did
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            info = zf.getinfo(f"{release.folder}/{ratings.name}")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None
+    size = ratings.stat().st_size
+    if size != info.file_size:
+        return f"{ratings.name}: {size:,} bytes where the zip holds {info.file_size:,}"
+    crc = 0
+    with open(ratings, "rb") as f:
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return None if crc == info.CRC else f"{ratings.name}: CRC-32 differs from the zip's"
+
+
+def _ratings_record(ratings: Path, release: MovieLensRelease) -> dict[str, object]:
+    lines = cache.count_lines(ratings)
+    return cache.file_record(ratings, rows=lines - (release.layout == "csv"))
+
+
+def _discard_damaged(folder: Path, problem: str) -> None:
+    """Move a damaged release folder out of the way (then delete it) so it can be rebuilt.
+
+    Only a folder collabkit filled (it holds the source marker) is deleted; any other is the user's.
+    """
+    if not (folder / _SOURCE_FILE).is_file():
+        raise CollabkitError(
+            f"{folder}: {problem}; collabkit did not fill this folder, so it is left alone: "
+            "move it away or delete it to fetch the release again"
+        )
+    cache.say(f"the cached {folder.name} in {folder} is damaged ({problem}); rebuilding it")
+    aside = folder.with_name(f".{folder.name}.damaged-{os.getpid()}")
+    try:
+        os.replace(folder, aside)
+    except FileNotFoundError:
+        return  # another process moved it first
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _source_of(folder: Path) -> str:
     marker = folder / _SOURCE_FILE
     return marker.read_text(encoding="utf-8").strip() if marker.exists() else f"files in {folder}"
@@ -327,22 +444,20 @@ def _download(release: MovieLensRelease, dest: Path, progress: bool) -> None:
     length = response.headers.get("Content-Length")
     total = int(length) if length and length.isdigit() else release.size
     digest = hashlib.new(release.checksum_algo or "sha256", usedforsecurity=False)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with response, os.fdopen(fd, "wb") as out, _progress(progress, total, url) as advance:
-            try:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    advance(len(chunk))
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Unreachable(url, f"transfer broke off: {exc!r}") from exc
+    with response, atomic_path(dest) as tmp:  # renamed onto dest only once verified
+        with open(tmp, "wb") as out, _progress(progress, total, url) as advance:
+            while True:
+                try:
+                    chunk = response.read(1 << 20)
+                except (OSError, http.client.HTTPException) as exc:  # the network, not our disk
+                    raise _Unreachable(url, f"transfer broke off: {exc!r}") from exc
+                if not chunk:
+                    break
+                out.write(chunk)  # a full or read-only disk raises OSError here, not _Unreachable
+                digest.update(chunk)
+                advance(len(chunk))
         _check_archive(tmp, release, digest.hexdigest(), shown=dest)
         tmp.chmod(0o644)  # mkstemp makes it private; the cache may be shared
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -408,6 +523,11 @@ def _extract(zip_path: Path, release: MovieLensRelease, folder: Path) -> None:
                 f"{zip_path}: no {release.folder}/ folder with the expected files; "
                 f"is it the {release.name} zip from {release.url}?"
             )
+        ratings = unpacked / _RATINGS_FILE[release.layout]
+        with open(ratings, "rb+") as f:
+            os.fsync(f.fileno())  # the manifest must not describe data still in memory
+        if release.name != "ml-100k":  # ML-100k's u.data is checked against GroupLens's own sha256
+            cache.write_manifest(unpacked / _MANIFEST, {"ratings": _ratings_record(ratings, release)})
         (unpacked / _SOURCE_FILE).write_text(f"grouplens ({release.url})\n", encoding="utf-8")
         _move_into_place(unpacked, folder)
     finally:
@@ -418,6 +538,7 @@ def _move_into_place(staging: Path, folder: Path) -> None:
     staging.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
     try:
         os.replace(staging, folder)
+        fsync_dir(folder.parent)
     except OSError as exc:
         if (folder / _SOURCE_FILE).exists():
             return  # another process finished the same folder first; its copy is as good as ours
@@ -564,18 +685,3 @@ _READERS: dict[str, Callable[[Path, MovieLensRelease], pd.DataFrame]] = {
     "dat": _read_dat_release,
     "csv": _read_csv_release,
 }
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    """Cache the table atomically; a cache folder we cannot write only costs speed."""
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError:
-        return
-    os.close(fd)
-    try:
-        df.to_parquet(tmp_name, index=False)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
