@@ -1,4 +1,4 @@
-"""The ranking families (ease, popular, itemknn, userknn, ials, easeknn) on a table with a known answer.
+"""The ranking families (ease, popular, itemknn, userknn, ials, easeknn, bpr) on a table with a known answer.
 
 Two groups of users each like a block of ten items; every user leaves one item of their block
 unrated and has their last rating (also in their block) held out. A ranking model must put the
@@ -29,6 +29,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "userknn": {"k": 8, "values": "rating"},
     "ials": {"factors": 2, "iterations": 10, "reg": 0.1, "alpha": 5.0},  # the table's true rank
     "easeknn": {"l2": 5.0, "k": 8},
+    "bpr": {"factors": 4, "epochs": 40, "bs": 16, "lr": 0.05, "reg": 0.001},
 }
 FACTOR_MODELS = list(OPTIONS)
 BLOCK_A = list(range(100, 110))

@@ -32,6 +32,7 @@ from collabkit.models.popular import Popular as Popular  # isort: skip
 from collabkit.models.knn import ItemKNN as ItemKNN, UserKNN as UserKNN  # isort: skip
 from collabkit.models.ials import ImplicitALS as ImplicitALS  # isort: skip
 from collabkit.models.blend import EASEUserKNN as EASEUserKNN  # isort: skip
+from collabkit.models.bpr import BPR as BPR  # isort: skip
 
 ModelName = Literal["dot", "dotbias", "nn", "classifier"]  # the chapter's models
 
