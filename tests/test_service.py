@@ -409,6 +409,9 @@ def test_api_key_from_the_environment(model: tuple[Path, pd.DataFrame]) -> None:
         cli_app, ["serve", str(model[0]), "--host", "0.0.0.0"], env={"COLLABKIT_API_KEY": ""}
     )
     assert refused.exit_code == 2 and "--api-key" in refused.output
+    for bad in (["--workers", "0"], ["--threads", "0"], ["--port", "70000"]):
+        result = runner.invoke(cli_app, ["serve", str(model[0]), *bad])
+        assert result.exit_code == 2 and bad[0] in result.output
 
 
 def test_genres_from_a_file(tmp_path: Path, model: tuple[Path, pd.DataFrame]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,6 +85,16 @@ def serve(
             "none, or a CSV/TSV/Parquet file with item and genres columns.",
         ),
     ] = "auto",
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            help="PyTorch threads: 1 is fastest for one request's small products (more only contend).",
+        ),
+    ] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Worker processes, each with its own copy of the model.")
+    ] = 1,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "warning",
 ) -> None:
     """Serve MODEL over HTTP: JSON endpoints (see /docs) and a web page to explore it at /."""
@@ -95,21 +106,59 @@ def serve(
                 f"--host {host} is reachable from other machines: give --api-key (or COLLABKIT_API_KEY), "
                 "or --insecure to serve without one"
             )
+        if threads < 1:
+            raise CollabkitError(f"--threads must be at least 1, got {threads}")
+        if workers < 1:
+            raise CollabkitError(f"--workers must be at least 1, got {workers}")
         import uvicorn
 
-        from collabkit.recommend import Recommender
-        from collabkit.service import create_app
-        from collabkit.service.app import bundle_of
-
-        rec = Recommender.load(model_dir)
-        data = getattr(bundle_of(rec), "data", None)
-        item_genres, note = load_genres(genres, getattr(data, "name", None))
-        service = create_app(rec, api_key=api_key, genres=item_genres)
+        service, name, note = build_app(model_dir, api_key, genres, threads)  # errors show here, once
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"collabkit: {note}", err=True)
         typer.echo(
-            f"collabkit: serving the {bundle_of(rec).name} model from {model_dir} at http://{shown}:{port}/ "
-            f"(API at /docs{', key required' if api_key else ''}); Ctrl-C stops",
+            f"collabkit: serving the {name} model from {model_dir} at http://{shown}:{port}/ "
+            f"(API at /docs{', key required' if api_key else ''}; {workers} worker"
+            f"{'s' if workers > 1 else ''}); Ctrl-C stops",
             err=True,
         )
-    uvicorn.run(service, host=host, port=port, log_level=log_level, access_log=False)
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "access_log": False}
+    if workers == 1:
+        uvicorn.run(service, **options)
+        return
+    del service  # each worker process loads its own copy
+    os.environ.update(
+        {
+            "COLLABKIT_SERVE_MODEL": str(model_dir),
+            "COLLABKIT_SERVE_GENRES": genres,
+            "COLLABKIT_SERVE_THREADS": str(threads),
+            "COLLABKIT_API_KEY": api_key or "",
+        }
+    )
+    uvicorn.run("collabkit.cli.serve:app_from_env", factory=True, workers=workers, **options)
+
+
+def build_app(model_dir: Path, api_key: str | None, genres: str, threads: int) -> tuple[Any, str, str]:
+    """The service for a model folder: (the app, the model's name, where its genres came from)."""
+    import torch
+
+    from collabkit.recommend import Recommender
+    from collabkit.service import create_app
+    from collabkit.service.app import bundle_of
+
+    torch.set_num_threads(threads)
+    rec = Recommender.load(model_dir)
+    bundle = bundle_of(rec)
+    item_genres, note = load_genres(genres, getattr(getattr(bundle, "data", None), "name", None))
+    return create_app(rec, api_key=api_key, genres=item_genres), bundle.name, note
+
+
+def app_from_env() -> Any:
+    """The app each worker process builds under --workers, from the COLLABKIT_SERVE_* variables."""
+    env = os.environ
+    app, _, _ = build_app(
+        Path(env["COLLABKIT_SERVE_MODEL"]),
+        env.get("COLLABKIT_API_KEY") or None,
+        env.get("COLLABKIT_SERVE_GENRES", "auto"),
+        int(env.get("COLLABKIT_SERVE_THREADS", "1")),
+    )
+    return app

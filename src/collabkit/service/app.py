@@ -4,7 +4,8 @@
 user or for a new user's ratings, similar items, predictions, explained predictions, title search,
 the embedding map, the biases and the model's own settings and training history. `GET /` is the web
 page in `static/`, served by the same process. Every answer is deterministic: the same request gives
-the same bytes.
+the same bytes. The routes are `async`: a model call takes well under a millisecond, so it runs
+on the event loop (no thread-pool hop, and one request at a time touches the Recommender's caches).
 
 Errors are JSON with a `detail`: 404 for an unknown user or item (and for a title naming several
 items, with the `candidates`), 422 for bad parameters or any other `CollabkitError`, 413 for a body
@@ -16,7 +17,6 @@ from __future__ import annotations
 import hmac
 import json
 import math
-import threading
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -301,11 +301,11 @@ class _Service:
         self.rec = rec
         self.bundle = bundle_of(rec)
         self.genres = dict(genres or {})
-        self.lock = threading.Lock()  # the Recommender keeps caches; one request at a time uses it
         counts = np.asarray(
             rec.item_counts.cpu().numpy() if hasattr(rec.item_counts, "cpu") else rec.item_counts
         )
         self.counts = counts
+        self.index = {item: k for k, item in enumerate(rec.items)}
         trained = np.flatnonzero(counts > 0)
         trained = trained[trained != 0]
         self.trained_idx = trained
@@ -333,7 +333,8 @@ class _Service:
         return None if b is None else b.detach().float().cpu().numpy().reshape(-1)
 
     def item_index(self, item: Any) -> int:
-        return int(self.rec.items.encode([item])[0])
+        """The index of a raw item id (a dict made once: the vocabulary's own encode is per-list)."""
+        return self.index[item]
 
     def embedding_map(self) -> dict[str, Any]:
         """The PCA map of the most rated items, computed on first use and kept."""
@@ -503,7 +504,7 @@ def create_app(
 
     # -- routes ---------------------------------------------------------------------------------
     @app.get("/health", response_model=Health)
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         """Liveness, and what is loaded: the model's name and catalogue size (no key needed)."""
         return {
             "status": "ok",
@@ -515,14 +516,13 @@ def create_app(
         }
 
     @app.get("/recommend", response_model=Recommendations, responses=ERRORS)
-    def recommend_user(
+    async def recommend_user(
         user: str = Query(..., max_length=200, description="Raw id of a user the model trained on."),
         n: int = Query(10, ge=1, le=MAX_N),
     ) -> dict[str, Any]:
         """The n best items a known user has not rated, best first."""
-        with svc.lock:
-            uid = rec.parse_user(user)
-            recs = rec.recommend(uid, n)
+        uid = rec.parse_user(user)
+        recs = rec.recommend(uid, n)
         return {
             "user": plain(uid),
             "score_kind": recs.score_kind,
@@ -533,11 +533,10 @@ def create_app(
         }
 
     @app.post("/recommend", response_model=NewUserRecommendations, responses=ERRORS)
-    def recommend_new(body: RatingsIn) -> dict[str, Any]:
+    async def recommend_new(body: RatingsIn) -> dict[str, Any]:
         """Recommendations for a new user folded in from their ratings (titles or ids), each with a why."""
-        with svc.lock:
-            new = rec.fold_in(body.ratings)
-            recs = rec.recommend_for_ratings(new, body.n)
+        new = rec.fold_in(body.ratings)
+        recs = rec.recommend_for_ratings(new, body.n)
         rated = [(item, float(r)) for item, r in new.rated.items()]
         ignored = set(new.ignored)
         used = [(item, r) for item, r in rated if item not in ignored]
@@ -566,15 +565,14 @@ def create_app(
         }
 
     @app.get("/similar", response_model=Similar, responses=ERRORS)
-    def similar(
+    async def similar(
         item: str = Query(..., max_length=500, description="An item id or a title naming one item."),
         n: int = Query(5, ge=1, le=MAX_N),
         min_count: int = Query(1, ge=1, description="Only neighbours with at least this many ratings."),
     ) -> dict[str, Any]:
         """The n items whose vectors point most nearly the same way (cosine similarity)."""
-        with svc.lock:
-            iid = rec.parse_item(item)
-            near = rec.similar_items(iid, n, min_count=min_count)
+        iid = rec.parse_item(item)
+        near = rec.similar_items(iid, n, min_count=min_count)
         return {
             "item": plain(iid),
             "title": rec.title(iid),
@@ -591,17 +589,16 @@ def create_app(
         }
 
     @app.get("/predict", response_model=Prediction, responses=ERRORS)
-    def predict(
+    async def predict(
         user: str = Query(..., max_length=200), item: str = Query(..., max_length=500)
     ) -> dict[str, Any]:
         """The rating the model predicts `user` gives `item`."""
-        with svc.lock:
-            uid, iid = rec.parse_user(user), rec.parse_item(item)
-            rating = float(rec.predict(users=[uid], items=[iid])[0])
+        uid, iid = rec.parse_user(user), rec.parse_item(item)
+        rating = float(rec.predict(users=[uid], items=[iid])[0])
         return {"user": plain(uid), "item": plain(iid), "title": rec.title(iid), "rating": rating}
 
     @app.get("/items", response_model=Items)
-    def items(
+    async def items(
         q: str = Query("", max_length=200, description="Text the title contains (any case); empty: all."),
         limit: int = Query(20, ge=1, le=MAX_LIMIT),
     ) -> dict[str, Any]:
@@ -623,15 +620,14 @@ def create_app(
         }
 
     @app.get("/explain", response_model=Explanation, responses=ERRORS)
-    def explain(
+    async def explain(
         user: str = Query(..., max_length=200),
         item: str = Query(..., max_length=500),
         top: int = Query(5, ge=1, le=MAX_N),
     ) -> dict[str, Any]:
         """A predicted rating split into the biases and the largest factor products (dot models)."""
-        with svc.lock:
-            uid, iid = rec.parse_user(user), rec.parse_item(item)
-            e = interpret.explain_prediction(svc.bundle, uid, iid)
+        uid, iid = rec.parse_user(user), rec.parse_item(item)
+        e = interpret.explain_prediction(svc.bundle, uid, iid)
         products = np.asarray(e.factor_products, dtype=np.float64)
         order = np.argsort(-np.abs(products), kind="stable")
         shown, rest = order[:top], order[top:]
@@ -653,13 +649,12 @@ def create_app(
         }
 
     @app.get("/map", response_model=EmbeddingMap, responses=ERRORS)
-    def embedding_map() -> dict[str, Any]:
+    async def embedding_map() -> dict[str, Any]:
         """The items on the first two principal components of their vectors, with titles and genres."""
-        with svc.lock:
-            return svc.embedding_map()
+        return svc.embedding_map()
 
     @app.get("/biases", response_model=Biases, responses=ERRORS)
-    def biases(
+    async def biases(
         n: int = Query(10, ge=1, le=MAX_N),
         min_count: int | None = Query(None, ge=1, description="Only items with this many ratings; "
                                       "default: 20, or fewer for a small catalogue."),
@@ -667,8 +662,7 @@ def create_app(
         """The items most and least liked beyond anyone's taste (the highest and lowest item biases)."""
         if min_count is None:
             min_count = int(max(1, min(20, np.median(svc.trained_counts) if len(svc.trained_counts) else 1)))
-        with svc.lock:
-            table = interpret.item_biases(svc.bundle, n, min_count)
+        table = interpret.item_biases(svc.bundle, n, min_count)
         rows = {side: [] for side in ("highest", "lowest")}  # type: dict[str, list[dict[str, Any]]]
         for r in table.to_dict("records"):
             rows[r["side"]].append(
@@ -678,7 +672,7 @@ def create_app(
         return {"min_count": min_count, **rows}
 
     @app.get("/model", response_model=ModelInfo)
-    def model_info() -> dict[str, Any]:
+    async def model_info() -> dict[str, Any]:
         """The model's settings, training data, held-out figures and epoch history."""
         b = svc.bundle
         config = plain(b.config)
@@ -697,7 +691,7 @@ def create_app(
 
     # -- the page -------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
+    async def page() -> FileResponse:
         response = FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
         if api_key:  # the page's own requests then carry the key
             response.set_cookie(KEY_COOKIE, api_key, httponly=True, samesite="strict")

@@ -409,7 +409,7 @@ const map = {
       g.beginPath();
       g.arc(s.x, s.y, this.radius(p), 0, 2 * Math.PI);
       g.fillStyle = this.colour(p);
-      g.globalAlpha = this.selected === null || this.isMarked(p) ? 0.85 : 0.25;
+      g.globalAlpha = this.selected === null || this.isMarked(p) || i === this.hover || i === this.focus ? 0.85 : 0.25;
       g.fill();
     }
     g.globalAlpha = 1;
