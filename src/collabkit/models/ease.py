@@ -46,10 +46,9 @@ class EASE(RankingModel):
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         self.check_fit_input(x, y)
         dev = self.interactions.device
-        xs = interaction_matrix(
-            x, y, self.n_users, self.n_items, dev, self.opts["values"]
-        )  # (n_users, n_items)
-        gram = (xs.T.double() @ xs.double()).cpu()  # (n_items, n_items); float64: a stable inverse
+        # (n_users, n_items)
+        xs = interaction_matrix(x, y, self.n_users, self.n_items, dev, self.opts["values"])
+        gram = xs.T.double() @ xs.double()  # (n_items, n_items); float64: a stable inverse
         p = float(self.opts["dropout"])
         penalty = float(self.opts["l2"]) + p / (1.0 - p) * gram.diagonal()
         gram.diagonal().add_(penalty)
@@ -57,7 +56,7 @@ class EASE(RankingModel):
         b = -inv / inv.diagonal()[None, :]  # B_ij = -P_ij / P_jj
         b.fill_diagonal_(0.0)
         self.interactions.copy_(xs)
-        self.weights.copy_(b.float().to(dev))
+        self.weights.copy_(b.float())
 
     def user_vectors(self) -> Tensor:
         return self.interactions  # (n_users, n_items): cosine = users who picked the same items
