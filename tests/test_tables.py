@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -329,3 +330,96 @@ def test_unwritable_cache_folder_only_costs_speed(
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "warning: cannot cache the table" in err and "slower" in err
     assert not list((tmp_path / "home").rglob("*.parquet"))
+
+
+# --- properties (hypothesis): what the reader accepts round-trips; a mutated file never crashes it ---
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY = settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+_ID_CHARS = st.characters(
+    blacklist_categories=("Cc", "Cs", "Zl", "Zp")
+)  # no control characters or line breaks
+text_ids = st.text(_ID_CHARS, min_size=1, max_size=8).filter(lambda s: s == s.strip() and s != "")
+int_ids = st.integers(min_value=-(10**12), max_value=10**12).map(str)
+ratings_values = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False, width=32)
+
+
+@st.composite
+def rating_tables(draw: st.DrawFn) -> pd.DataFrame:
+    n = draw(st.integers(min_value=1, max_value=30))
+    ids = st.one_of(int_ids, text_ids)
+    return pd.DataFrame(
+        {
+            "user": draw(st.lists(draw(st.sampled_from([int_ids, ids])), min_size=n, max_size=n)),
+            "item": draw(st.lists(draw(st.sampled_from([int_ids, ids])), min_size=n, max_size=n)),
+            "rating": draw(st.lists(ratings_values, min_size=n, max_size=n)),
+        }
+    )
+
+
+@PROPERTY
+@given(table=rating_tables(), sep=st.sampled_from([",", "\t", "|"]))
+def test_any_table_the_reader_accepts_round_trips(tmp_path: Path, table: pd.DataFrame, sep: str) -> None:
+    f = tmp_path / "r.csv"
+    table.to_csv(f, index=False, sep=sep)
+    back = read_ratings(f, sep=sep)  # non-empty ids without outer spaces and finite ratings: all valid
+    assert len(back) == len(table)
+    for col in ("user", "item"):
+        assert [str(v) for v in back[col]] == [str(v) for v in table[col]]
+    assert back["rating"].tolist() == table["rating"].astype("float32").tolist()
+
+
+VALID = b"user,item,rating,when\n1,10,4,100\n2,10,3.5,101\n 3,007,5,102\n2,11,1,103\n"
+
+
+@st.composite
+def mutated_files(draw: st.DrawFn) -> bytes:
+    data = bytearray(VALID)
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        op = draw(
+            st.sampled_from(["truncate", "inject", "drop delimiter", "swap columns", "junk rows", "crlf"])
+        )
+        at = draw(st.integers(min_value=0, max_value=len(data)))
+        if op == "truncate":
+            data = data[:at]
+        elif op == "inject":
+            data[at:at] = draw(st.binary(min_size=1, max_size=12))
+        elif op == "drop delimiter" and b"," in data:
+            commas = [i for i, b in enumerate(data) if b == ord(",")]
+            del data[commas[draw(st.integers(min_value=0, max_value=len(commas) - 1))]]
+        elif op == "swap columns":
+            a, b = draw(st.permutations(range(4)))[:2]
+            rows = [line.split(b",") for line in bytes(data).split(b"\n")]
+            for row in rows:
+                if len(row) > max(a, b):
+                    row[a], row[b] = row[b], row[a]
+            data = bytearray(b"\n".join(b",".join(row) for row in rows))
+        elif op == "junk rows":
+            junk = draw(st.lists(st.text(max_size=20), min_size=1, max_size=3))
+            data += "\n".join(junk).encode("utf-8", "surrogatepass") + b"\n"
+        elif op == "crlf":
+            data = bytearray(bytes(data).replace(b"\n", b"\r\n"))
+    return bytes(data)
+
+
+@PROPERTY
+@given(blob=mutated_files(), timestamp=st.sampled_from([None, "when"]))
+def test_a_mutated_file_gives_a_table_or_a_data_error(
+    tmp_path: Path, blob: bytes, timestamp: str | None
+) -> None:
+    f = tmp_path / "r.csv"
+    f.write_bytes(blob)
+    try:
+        table = read_ratings(f, timestamp=timestamp)
+    except DataError as e:
+        message = str(e)
+        assert "\n" not in message and message.startswith(str(f)) and len(message) < len(str(f)) + 200
+        return
+    assert len(table) > 0 and table["rating"].dtype == "float32"
+    assert bool(np.isfinite(table["rating"].to_numpy()).all())
+    for col in ("user", "item"):
+        assert not table[col].isna().any() and all(str(v).strip() == str(v) != "" for v in table[col])
