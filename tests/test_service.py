@@ -374,6 +374,18 @@ def test_the_service_stays_up_after_bad_requests(client: TestClient) -> None:
     assert client.get("/recommend?user=1&n=3").status_code == 200
 
 
+def test_an_unexpected_failure_is_a_json_500_and_the_service_stays_up(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(rec)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        monkeypatch.setattr(rec, "recommend", lambda *a, **k: 1 / 0)
+        r = c.get("/recommend?user=1")
+        assert r.status_code == 500 and "ZeroDivisionError" in r.json()["detail"]
+        monkeypatch.undo()
+        assert c.get("/recommend?user=1").status_code == 200
+
+
 # -- the API key ----------------------------------------------------------------------------------
 
 

@@ -489,6 +489,10 @@ def create_app(
     async def bad_input(_: Request, e: CollabkitError) -> JSONResponse:
         return JSONResponse({"detail": str(e)}, status_code=422)
 
+    @app.exception_handler(Exception)
+    async def failed(_: Request, e: Exception) -> JSONResponse:  # logged by uvicorn; the service stays up
+        return JSONResponse({"detail": f"internal error ({type(e).__name__}); see the server's log"}, 500)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
         errors = [
