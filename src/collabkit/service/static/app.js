@@ -66,7 +66,7 @@ let minCount = 1; // neighbours with fewer ratings are mostly noise; set from th
 
 async function loadModel() {
   const [health, info] = await Promise.all([api("health"), api("model")]);
-  const data = info.data ? ` trained on ${info.data.name}` : "";
+  const data = info.data ? ` trained on ${String(info.data.name).split(/[\\/]/).pop()}` : "";
   $("model-line").textContent =
     `${info.model} model${data}: ${plural(health.n_items, "item")}, ${plural(health.n_users, "user")}`;
   document.title = `collabkit: ${info.model} model`;
