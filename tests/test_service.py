@@ -333,6 +333,34 @@ def test_bad_parameters_are_422(client: TestClient, path: str) -> None:
     assert isinstance(r.json()["detail"], str) and r.json()["detail"]
 
 
+def test_what_a_deep_model_cannot_answer_is_422_with_the_reason(
+    model: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    csv = tmp_path / "ratings.csv"
+    model[1].to_csv(csv, index=False)
+    args = [
+        "train",
+        "--data",
+        str(csv),
+        "--model",
+        "nn",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "nn"),
+        "-q",
+    ]
+    assert CliRunner().invoke(cli_app, args).exit_code == 0
+    with TestClient(create_app(tmp_path / "nn")) as c:
+        explain = c.get("/explain", params={"user": "1", "item": "110"})
+        assert explain.status_code == 422 and "no additive explanation" in explain.json()["detail"]
+        biases = c.get("/biases")
+        assert biases.status_code == 422 and "no item biases" in biases.json()["detail"]
+        posted = c.post("/recommend", json={"ratings": {"110": 5}, "n": 3}).json()["recommendations"]
+        assert len(posted) == 3 and all(x["why"]["bias"] is None for x in posted)
+        assert c.get("/recommend", params={"user": "1", "n": 3}).status_code == 200
+
+
 def test_bad_bodies_are_422(client: TestClient) -> None:
     out_of_scale = client.post("/recommend", json={"ratings": {"110": 9}})
     assert out_of_scale.status_code == 422 and "outside the model's scale" in out_of_scale.json()["detail"]
