@@ -232,6 +232,23 @@ def test_spaces_around_ids_do_not_make_new_ids(tmp_path: Path) -> None:
     assert "line 3, column 'user': empty user id" in _one_data_error(blank_id)
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("user,item,rating\n1,2,4\n\n\n1,3,five\n", "line 5, column 'rating': 'five' is not"),  # blank lines
+        ('user,item,rating\n"a\nb",2,4\n1,3,five\n', "line 4, column 'rating'"),  # a quoted line break
+        ("user,item,rating\r\n1,2,4\r\n\r\n1,3,five\r\n", "line 4, column 'rating'"),
+        ("user,item,rating\n1,2,4\njunk\n1,3,5\n", "line 3: expected 3 fields, found 1"),  # short row
+        ("user::item::rating\n1::2::4\n\n1::3::five\n", "line 4, column 'rating'"),
+    ],
+    ids=["blank lines", "quoted line break", "crlf", "short row", "double colon"],
+)
+def test_bad_cells_are_located_on_the_right_line(tmp_path: Path, text: str, where: str) -> None:
+    f = tmp_path / ("r.dat" if "::" in text else "r.csv")
+    f.write_bytes(text.encode())
+    assert where in _one_data_error(f)
+
+
 def test_unreadable_file_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 

@@ -11,6 +11,7 @@ import os
 import re
 import stat
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +138,46 @@ def read_table(
     return frame, str(path), 2 if header else 1
 
 
+def _locate(path: Path, sep: str, pos: int, header: bool) -> int:
+    """The file line where data row `pos` starts, counted as pandas reads (blank lines skipped, quoted
+    line breaks kept). A row before it whose width differs from the header's is the real problem
+    (pandas pads short rows with empty cells), so that one is raised instead."""
+    want: int | None = None
+    row = -1 if header else 0
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as f:
+        if len(sep) == 1:
+            reader = csv.reader(f, delimiter=sep)
+            start = 1
+            for record in reader:
+                if record and any(record):
+                    want = len(record) if want is None else want
+                    if len(record) != want:
+                        raise DataError(f"expected {want} fields, found {len(record)}", path=path, line=start)
+                    if row == pos:
+                        return start
+                    row += 1
+                start = reader.line_num + 1
+        else:
+            for number, text in enumerate(f, start=1):
+                cells = text.rstrip("\r\n")
+                if cells:
+                    width = len(cells.split(sep))
+                    want = width if want is None else want
+                    if width != want:
+                        raise DataError(f"expected {want} fields, found {width}", path=path, line=number)
+                    if row == pos:
+                        return number
+                    row += 1
+    return pos + (2 if header else 1)
+
+
 def _numeric(
-    frame: pd.DataFrame, column: str, path: str | None, first_line: int, *, integer: bool = False
+    frame: pd.DataFrame,
+    column: str,
+    path: str | None,
+    locate: Callable[[int], int | None],
+    *,
+    integer: bool = False,
 ) -> pd.Series:
     """The column as float64, or a DataError naming the first bad cell.
 
@@ -168,7 +207,7 @@ def _numeric(
         raise DataError(
             f"{excerpt(col.iloc[pos])} is not {kind}",
             path=path,
-            line=first_line + pos if path else None,
+            line=locate(pos),
             column=column,
         )
     return pd.Series(num, index=col.index)
@@ -280,6 +319,18 @@ def read_ratings(
                     out[c] = fast[c].to_numpy()
             return out
     frame, path, first = read_table(source, sep=sep, header=header)
+
+    def locate(pos: int) -> int | None:
+        """Line of data row `pos` (only worked out for an error, so it costs nothing otherwise)."""
+        if path is None:
+            return None
+        if Path(path).suffix == ".parquet":
+            return first + pos
+        try:
+            return _locate(Path(path), sep or _guess_sep(Path(path)), pos, header)
+        except (OSError, csv.Error):
+            return first + pos
+
     _require_columns(frame, wanted, path)
     if len(frame) == 0:
         raise DataError("the table has no rows: no ratings", path=path)
@@ -291,13 +342,13 @@ def read_ratings(
         empty = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
         if empty.any():
             pos = int(np.flatnonzero(empty)[0])
-            raise DataError(f"empty {name} id", path=path, line=first + pos if path else None, column=col)
+            raise DataError(f"empty {name} id", path=path, line=locate(pos), column=col)
         if path is not None and not pd.api.types.is_numeric_dtype(values):
             values = _ids_as_ints(values)
         out[name] = values.to_numpy()
-    out["rating"] = _numeric(frame, rating, path, first).astype("float32").to_numpy()
+    out["rating"] = _numeric(frame, rating, path, locate).astype("float32").to_numpy()
     if timestamp:
-        out["timestamp"] = _numeric(frame, timestamp, path, first, integer=True).astype("int64").to_numpy()
+        out["timestamp"] = _numeric(frame, timestamp, path, locate, integer=True).astype("int64").to_numpy()
     rest = [c for c in frame.columns if c not in wanted and c not in out.columns]
     for c in rest:
         out[c] = frame[c].to_numpy()
