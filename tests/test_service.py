@@ -266,6 +266,7 @@ def test_openapi_docs_and_the_page(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'src="static/app.js"' in page.text and "cdn" not in page.text.lower()
+    assert "default-src 'self'" in page.headers["content-security-policy"]
     for asset in ("static/app.js", "static/style.css"):
         assert client.get(f"/{asset}").status_code == 200
 

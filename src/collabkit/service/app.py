@@ -43,6 +43,13 @@ KEY_HEADER = "x-api-key"
 KEY_COOKIE = "collabkit_key"
 
 ItemId = int | str
+PAGE_HEADERS = {  # the page loads only its own files and talks only to this service
+    "cache-control": "no-cache",
+    "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
 
 
 # -- response and request models ----------------------------------------------------------------
@@ -696,7 +703,7 @@ def create_app(
     # -- the page -------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        response = FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
+        response = FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
         if api_key:  # the page's own requests then carry the key
             response.set_cookie(KEY_COOKIE, api_key, httponly=True, samesite="strict")
         return response
