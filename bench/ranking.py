@@ -142,6 +142,15 @@ def summarise(model: str, data: str, runs: list[dict[str, Any]]) -> dict[str, An
     return row
 
 
+def shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A table row for printing: the ranking figures as `mean±std` where there are several folds."""
+    out = dict(row)
+    for key in COLUMNS[2:7]:
+        if f"{key}_std" in row:
+            out[key] = f"{row[key]:.3f}±{row[f'{key}_std']:.3f}"
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(SETTINGS), help="comma-separated families")
@@ -188,8 +197,24 @@ def main() -> None:
             rows.append(summarise(model, data, per))
             print(f"  {model} on {data}: ndcg@10 {rows[-1]['ndcg@10']:.4f}", flush=True)
     print()
-    print_table(rows, COLUMNS)
+    print_table([shown(r) for r in rows], COLUMNS)
+    paired = paired_with(runs, "ease")
+    if paired:
+        print("\nNDCG@10 minus ease's on the same split (the folds' own spread cancels):")
+        for (data, model), diffs in paired.items():
+            print(f"  {data}  {model:8s} " + " ".join(f"{d:+.4f}" for d in diffs))
     write_json(args.json, {"settings": SETTINGS, "rows": rows, "runs": runs})
+
+
+def paired_with(runs: list[dict[str, Any]], base: str) -> dict[tuple[str, str], list[float]]:
+    """Per (data, model): its NDCG@10 minus `base`'s on each split both ran on."""
+    ref = {(r["data"], r["split"]): r["ndcg@10"] for r in runs if r["model"] == base}
+    out: dict[tuple[str, str], list[float]] = {}
+    for r in runs:
+        key = (r["data"], r["split"])
+        if r["model"] != base and key in ref:
+            out.setdefault((r["data"], r["model"]), []).append(r["ndcg@10"] - ref[key])
+    return out
 
 
 if __name__ == "__main__":
