@@ -440,3 +440,14 @@ def test_a_mutated_file_gives_a_table_or_a_data_error(
     assert bool(np.isfinite(table["rating"].to_numpy()).all())
     for col in ("user", "item"):
         assert not table[col].isna().any() and all(str(v).strip() == str(v) != "" for v in table[col])
+
+
+def test_lists_and_dicts_are_not_ids(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user": [1, [2, 3]], "item": [1, 2], "rating": [4.0, 5.0]})
+    with pytest.raises(
+        DataError, match=r"column 'user': user id '\[2, 3\]' is a list; ids must be numbers or text"
+    ):
+        read_ratings(frame)
+    p = tmp_path / "r.parquet"
+    pd.DataFrame({"user": [1, 2], "item": [{"a": 1}, {"b": 2}], "rating": [4.0, 5.0]}).to_parquet(p)
+    assert "item id" in _one_data_error(p) and "ids must be numbers or text" in _one_data_error(p)

@@ -221,11 +221,24 @@ def _ids_as_ints(values: pd.Series) -> pd.Series:
     return pd.Series(pc.cast(text, pa.int64()).to_numpy(), index=values.index)  # C++ cast: 10x pandas
 
 
+def _all_text(values: pd.Series) -> bool:
+    return isinstance(values.dtype, pd.StringDtype) or all(isinstance(v, str) for v in values)
+
+
+def _usable_id(value: object) -> bool:
+    """A list, dict or array cannot be an id (it has no stable hash); a number or text can."""
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _strip_ids(values: pd.Series) -> pd.Series:
     """Text ids without the spaces around them: " 2" and "2" are one id."""
     if pd.api.types.is_numeric_dtype(values):
         return values
-    if isinstance(values.dtype, pd.StringDtype) or all(isinstance(v, str) for v in values):
+    if _all_text(values):
         return values.str.strip()
     return values
 
@@ -339,6 +352,17 @@ def read_ratings(
         values = frame[col]
         if path is not None:
             values = _strip_ids(values)
+        if values.dtype == object and not _all_text(values):
+            unusable = np.array([not _usable_id(v) for v in values], dtype=bool)
+            if unusable.any():
+                pos = int(np.flatnonzero(unusable)[0])
+                raise DataError(
+                    f"{name} id {excerpt(values.iloc[pos])} is a {type(values.iloc[pos]).__name__}; "
+                    "ids must be numbers or text",
+                    path=path,
+                    line=locate(pos),
+                    column=col,
+                )
         empty = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
         if empty.any():
             pos = int(np.flatnonzero(empty)[0])
