@@ -34,7 +34,7 @@ class EASE(RankingModel):
 
     options_spec = {
         "l2": Opt(500.0, low=0.0, open_low=True, help="ridge penalty on B"),
-        "dropout": Opt(0.0, low=0.0, high=0.95, help="EDLAE dropout share (0: plain EASE)"),
+        "dropout": Opt(0.0, low=0.0, high=0.95, help="EDLAE dropout share, 0 for plain EASE"),
         "values": VALUES,
     }
 

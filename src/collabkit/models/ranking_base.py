@@ -86,7 +86,7 @@ class RankingModel(CollabModel):
         """Every option of the family: the given ones checked, the others at their defaults."""
         unknown = sorted(set(config.options) - set(cls.options_spec))
         if unknown:
-            allowed = ", ".join(cls.options_spec) or "none"
+            allowed = "; ".join(f"{k}={o.default} ({o.help})" for k, o in cls.options_spec.items()) or "none"
             raise CollabkitError(f"{cls.name}: unknown option(s) {unknown}; it takes: {allowed}")
         return {
             k: (spec.check(cls.name, k, config.options[k]) if k in config.options else spec.default)
