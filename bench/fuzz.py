@@ -1,0 +1,359 @@
+"""Fuzzing: collabkit's readers against thousands of mutated files; each must give a checked result or
+collabkit's own one-line error, never another exception, a hang or a wrong table.
+
+    .venv/bin/python bench/fuzz.py [--target table] [--n 3000] [--seconds 120] [--seed 0] \
+        [--keep DIR] [--json out.json]
+
+For `--target table`, valid ratings files (comma, tab, pipe and `::` separated, with and without a
+timestamp column) are mutated by one to three random operations (truncate, inject bytes or tricky
+tokens, drop or double a delimiter, swap columns, junk rows, flip bits, ...) and read with
+`collabkit.read_ratings`. Each outcome is classed:
+
+    accepted     a table came back with finite float32 ratings, no empty or space-padded ids, rows > 0
+    refused      a DataError: one line naming the file, quoting at most a short excerpt
+    bad message  a DataError that is not one short line naming the file
+    bad table    a table came back that breaks one of the promises above
+    crash        any other exception
+    hang         no answer within --case-seconds
+
+Prints counts by operation and outcome; exits 1 on any bad message, bad table, crash or hang (files
+kept under --keep for reproduction). Other targets plug into TARGETS (see `Target`): the model-folder
+loader is meant to go there as `--target model`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import print_table, write_json
+
+OUTCOMES = ["accepted", "refused", "bad message", "bad table", "crash", "hang"]
+FAILURES = {"bad message", "bad table", "crash", "hang"}
+MESSAGE_SLACK = 200  # characters a refusal may add to the file's path
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One thing to fuzz: valid inputs to start from, how to read one, and how to judge the result.
+
+    seeds: (name, bytes, read options) of valid inputs; mutate: bytes + rng -> (operation, bytes);
+    read: (path, options) -> result; check: result -> None or what is wrong with it; expected: the
+    error types that count as a clean refusal.
+    """
+
+    seeds: Callable[[], list[tuple[str, bytes, dict[str, Any]]]]
+    mutate: Callable[[bytes, np.random.Generator], tuple[str, bytes]]
+    read: Callable[[Path, dict[str, Any]], Any]
+    check: Callable[[Any], str | None]
+    expected: tuple[type[BaseException], ...]
+    suffix: str = ".csv"
+
+
+# --- the table reader -----------------------------------------------------------------------------
+
+TOKENS = [b"True", b"false", b"0x5", b"0X1F", b"nan", b"NaN", b"inf", b"-Infinity", b"1e39", b"1e400",
+          b"", b" ", b"\x00", b'"', b'""', b"'", b"1_000", b"\xef\xbb\xbf", b"\xff\xfe", b"-", b"+", b".",
+          b"e5", b"\xd9\xa3", b"NA", b"null", b"#", b"9" * 30, b"a" * 300, b"\r", b"\t", b"::", b"|",
+          b"\\"]  # fmt: skip
+
+
+def _table_seeds() -> list[tuple[str, bytes, dict[str, Any]]]:
+    rng = np.random.default_rng(7)
+    rows = [(int(u), int(i), float(r) / 2, 880_000_000 + int(t)) for u, i, r, t in
+            zip(rng.integers(1, 40, 60), rng.integers(1, 30, 60), rng.integers(1, 11, 60),
+                rng.integers(0, 10**6, 60), strict=True)]  # fmt: skip
+    seeds = []
+    for name, sep in (("comma", ","), ("tab", "\t"), ("pipe", "|"), ("double colon", "::")):
+        lines = [sep.join(["user", "item", "rating", "when"])]
+        lines += [sep.join(str(v) for v in row) for row in rows]
+        blob = ("\n".join(lines) + "\n").encode()
+        seeds.append((name, blob, {"timestamp": "when"}))
+        seeds.append((name + ", no timestamp", blob, {}))
+    text_ids = "user,item,rating\n" + "".join(f"u{u:03d},film {i},{r}\n" for u, i, r, _ in rows)
+    seeds.append(("text ids", text_ids.encode(), {}))
+    return seeds
+
+
+def _lines(data: bytes) -> list[bytes]:
+    return data.split(b"\n")
+
+
+def _mutate_table(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
+    ops = []
+    for _ in range(1 if rng.random() < 0.6 else int(rng.integers(2, 4))):  # mostly one, to see each alone
+        op = str(rng.choice(OPERATIONS))
+        data = MUTATORS[op](bytearray(data), rng)
+        ops.append(op)
+    return (ops[0] if len(set(ops)) == 1 else "several"), data
+
+
+def _at(data: bytearray, rng: np.random.Generator) -> int:
+    return int(rng.integers(0, len(data) + 1))
+
+
+def _truncate(d: bytearray, rng: np.random.Generator) -> bytes:
+    return bytes(d[: _at(d, rng)])
+
+
+def _inject_bytes(d: bytearray, rng: np.random.Generator) -> bytes:
+    at = _at(d, rng)
+    d[at:at] = rng.integers(0, 256, int(rng.integers(1, 16)), dtype=np.uint8).tobytes()
+    return bytes(d)
+
+
+def _inject_token(d: bytearray, rng: np.random.Generator) -> bytes:
+    """Replace one random cell with a tricky token (or put it anywhere)."""
+    lines = _lines(bytes(d))
+    token = TOKENS[int(rng.integers(len(TOKENS)))]
+    n = int(rng.integers(len(lines)))
+    for sep in (b"::", b"\t", b"|", b","):
+        if sep in lines[n]:
+            cells = lines[n].split(sep)
+            cells[int(rng.integers(len(cells)))] = token
+            lines[n] = sep.join(cells)
+            return b"\n".join(lines)
+    at = _at(d, rng)
+    d[at:at] = token
+    return bytes(d)
+
+
+def _drop_delimiter(d: bytearray, rng: np.random.Generator) -> bytes:
+    spots = [i for i, b in enumerate(d) if b in b",\t|:"]
+    if spots:
+        del d[spots[int(rng.integers(len(spots)))]]
+    return bytes(d)
+
+
+def _double_delimiter(d: bytearray, rng: np.random.Generator) -> bytes:
+    spots = [i for i, b in enumerate(d) if b in b",\t|:"]
+    if spots:
+        at = spots[int(rng.integers(len(spots)))]
+        d[at:at] = d[at : at + 1]
+    return bytes(d)
+
+
+def _swap_columns(d: bytearray, rng: np.random.Generator) -> bytes:
+    sep = next((s for s in (b"::", b"\t", b"|", b",") if s in d), b",")
+    rows = [line.split(sep) for line in _lines(bytes(d))]
+    a, b = (int(x) for x in rng.permutation(4)[:2])
+    for row in rows:
+        if len(row) > max(a, b):
+            row[a], row[b] = row[b], row[a]
+    return b"\n".join(sep.join(row) for row in rows)
+
+
+def _junk_rows(d: bytearray, rng: np.random.Generator) -> bytes:
+    junk = [bytes(rng.integers(32, 127, int(rng.integers(0, 40)), dtype=np.uint8)) for _ in range(3)]
+    lines = _lines(bytes(d))
+    at = int(rng.integers(len(lines) + 1))
+    return b"\n".join(lines[:at] + junk + lines[at:])
+
+
+def _flip_bits(d: bytearray, rng: np.random.Generator) -> bytes:
+    for _ in range(int(rng.integers(1, 8))):
+        if d:
+            d[int(rng.integers(len(d)))] ^= 1 << int(rng.integers(8))
+    return bytes(d)
+
+
+def _line_endings(d: bytearray, rng: np.random.Generator) -> bytes:
+    new = [b"\r\n", b"\r", b"\n\n", b""][int(rng.integers(4))]
+    return bytes(d).replace(b"\n", new)
+
+
+def _header(d: bytearray, rng: np.random.Generator) -> bytes:
+    lines = _lines(bytes(d))
+    choice = int(rng.integers(4))
+    if choice == 0:
+        return b"\n".join(lines[1:])  # no header
+    if choice == 1:
+        return lines[0] + b"\n"  # header only
+    if choice == 2:
+        return b"\n".join([lines[0], *lines])  # header twice
+    return b"\xef\xbb\xbf" + bytes(d)  # a byte-order mark
+
+
+def _empty(d: bytearray, rng: np.random.Generator) -> bytes:
+    return [b"", b"\n", b" ", b"\x00" * 64][int(rng.integers(4))]
+
+
+def _repeat_lines(d: bytearray, rng: np.random.Generator) -> bytes:
+    lines = _lines(bytes(d))
+    n = int(rng.integers(len(lines)))
+    return b"\n".join(lines[: n + 1] + [lines[n]] * int(rng.integers(1, 50)) + lines[n + 1 :])
+
+
+MUTATORS: dict[str, Callable[[bytearray, np.random.Generator], bytes]] = {
+    "truncate": _truncate,
+    "inject bytes": _inject_bytes,
+    "inject token": _inject_token,
+    "drop delimiter": _drop_delimiter,
+    "double delimiter": _double_delimiter,
+    "swap columns": _swap_columns,
+    "junk rows": _junk_rows,
+    "flip bits": _flip_bits,
+    "line endings": _line_endings,
+    "header": _header,
+    "empty": _empty,
+    "repeat lines": _repeat_lines,
+}
+OPERATIONS = list(MUTATORS)
+
+
+def _read_table(path: Path, options: dict[str, Any]) -> Any:
+    from collabkit import read_ratings
+
+    return read_ratings(path, **options)
+
+
+def _check_table(table: Any) -> str | None:
+    if len(table) == 0:
+        return "no rows"
+    if str(table["rating"].dtype) != "float32" or not np.isfinite(table["rating"].to_numpy()).all():
+        return "a rating that is not a finite float32"
+    for col in ("user", "item"):
+        for v in table[col]:
+            if v is None or (isinstance(v, float) and v != v) or str(v).strip() != str(v) or str(v) == "":
+                return f"a bad {col} id {str(v)[:40]!r}"
+    return None
+
+
+def _table_target() -> Target:
+    from collabkit.errors import DataError
+
+    return Target(_table_seeds, _mutate_table, _read_table, _check_table, (DataError,))
+
+
+# The model-folder loader (collabkit.persist) plugs in here as "model", by whoever owns persist.py.
+TARGETS: dict[str, Callable[[], Target]] = {"table": _table_target}
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+
+class _Hang(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _Hang
+
+
+def _judge(target: Target, path: Path, options: dict[str, Any], case_seconds: int) -> tuple[str, str]:
+    """(outcome, detail) of reading one file."""
+    signal.alarm(case_seconds)
+    try:
+        result = target.read(path, options)
+    except _Hang:
+        return "hang", f"no answer within {case_seconds} s"
+    except target.expected as e:
+        message = str(e)
+        if (
+            "\n" in message
+            or not message.startswith(str(path))
+            or len(message) > len(str(path)) + MESSAGE_SLACK
+        ):
+            return "bad message", message[:300]
+        return "refused", message[len(str(path)) :][:120]
+    except Exception as e:  # the failures this script exists to find
+        return "crash", f"{type(e).__name__}: {' '.join(str(e).split())[:200]} @ {_where(e)}"
+    finally:
+        signal.alarm(0)
+    problem = target.check(result)
+    return ("bad table", problem) if problem else ("accepted", "")
+
+
+def _reason(detail: str) -> str:
+    """A refusal's kind: its words with the location, quoted excerpts and numbers taken out."""
+    words = re.sub(r"^(, line \d+)?(, column '[^']*')?: ", "", detail)
+    return re.sub(r"\d+", "N", re.sub(r"'.*'", "...", words))[:70]
+
+
+def _where(e: BaseException) -> str:
+    frames = traceback.extract_tb(e.__traceback__)
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--target", choices=list(TARGETS), default="table")
+    parser.add_argument("--n", type=int, default=3000, help="mutated files to try")
+    parser.add_argument(
+        "--seconds", type=float, default=120.0, help="stop after this long even if --n is not reached"
+    )
+    parser.add_argument("--case-seconds", type=int, default=10, help="a read longer than this is a hang")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", help="copy failing files here, for reproduction")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    target = TARGETS[args.target]()
+    seeds = target.seeds()
+    rng = np.random.default_rng(args.seed)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    counts: Counter[tuple[str, str]] = Counter()
+    reasons: Counter[str] = Counter()
+    failures: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="collabkit-fuzz-") as tmp:
+        for done in range(1, args.n + 1):  # noqa: B007  (done is read after the loop)
+            name, blob, options = seeds[int(rng.integers(len(seeds)))]
+            op, mutated = target.mutate(blob, rng)
+            path = Path(tmp) / f"case{target.suffix}"
+            path.write_bytes(mutated)
+            outcome, detail = _judge(target, path, options, args.case_seconds)
+            counts[(op, outcome)] += 1
+            if outcome == "refused":
+                reasons[_reason(detail)] += 1
+            if outcome in FAILURES:
+                case = {"case": done, "seed": name, "operation": op, "options": options, "outcome": outcome,
+                        "detail": detail, "bytes": mutated[:400].decode("latin-1")}  # fmt: skip
+                failures.append(case)
+                if args.keep:
+                    Path(args.keep).mkdir(parents=True, exist_ok=True)
+                    (Path(args.keep) / f"{outcome.replace(' ', '-')}-{done}{target.suffix}").write_bytes(
+                        mutated
+                    )
+            if time.perf_counter() - start > args.seconds:
+                break
+    seconds = time.perf_counter() - start
+
+    ops = sorted({op for op, _ in counts})
+    rows = [{"operation": op, **{o: counts[(op, o)] for o in OUTCOMES}} for op in ops]
+    totals = {o: sum(counts[(op, o)] for op in ops) for o in OUTCOMES}
+    rows.append({"operation": "total", **totals})
+    print(
+        f"{args.target}: {done} mutated files in {seconds:.1f} s ({done / seconds:.0f}/s), seed {args.seed}"
+    )
+    print_table(rows, ["operation", *OUTCOMES])
+    print("\nmost common refusals:")
+    for reason, n in reasons.most_common(8):
+        print(f"  {n:5d}  {reason}")
+    for case in failures[:10]:
+        where = f"case {case['case']}, {case['seed']}, {case['operation']}"
+        print(f"\n{case['outcome']} ({where}): {case['detail']}")
+    write_json(
+        args.json,
+        {"target": args.target, "files": done, "seconds": seconds, "seed": args.seed, "totals": totals,
+         "by_operation": rows[:-1], "refusals": dict(reasons.most_common(20)), "failures": failures[:50]},
+    )  # fmt: skip
+    sys.exit(1 if any(totals[o] for o in FAILURES) else 0)
+
+
+if __name__ == "__main__":
+    main()
