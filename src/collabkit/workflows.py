@@ -279,6 +279,10 @@ def train(
 
     if out is not None:
         check_destination(Path(out))
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or checkpoint_every < 1):
+        raise CollabkitError(
+            f"checkpoint every must be a whole number of epochs, at least 1; got {checkpoint_every}"
+        )
     if (checkpoint_every or resume) and out is None:
         raise CollabkitError("checkpoints need --out: they are written inside the model's folder")
     run = _prepare(table, config, log)
