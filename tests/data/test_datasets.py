@@ -619,3 +619,13 @@ def test_cached_release_in_an_unwritable_folder_is_read_without_its_parquet(
     assert _rows(load_movielens("ml-1m", progress=False)) == ML1M_ROWS
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "warning: cannot cache the table" in err[0]
+
+
+def test_user_table_from_an_unwritable_cache(
+    grouplens: FakeGroupLens, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grouplens.publish("ml-1m")
+    grouplens.cache.mkdir()
+    _read_only(monkeypatch, grouplens.cache)
+    assert movielens_users("ml-1m", progress=False)["user"].tolist() == [1, 2]
+    assert "warning: cannot write the cache folder" in capsys.readouterr().err

@@ -188,19 +188,32 @@ def load_movielens(
     except OSError as exc:
         if not cache.is_unwritable(exc):
             raise
-        return _load_without_cache(release, root, is_offline, progress, exc)
+        return _without_cache(release, root, is_offline, progress, exc, _parse_release)
     parquet = folder / _PARQUET
     df = cache.read_parquet_cache(parquet, source=str(folder / _RATINGS_FILE[release.layout]))
     if df is None:
-        df = _READERS[release.layout](folder, release)
+        df = _parse_release(folder, release)
         cache.write_parquet_cache(df, parquet)  # a folder that cannot be written: one warning
     df.attrs["dataset"] = release.name
     df.attrs["source"] = _source_of(folder)
     return df
 
 
-def _load_without_cache(
-    release: MovieLensRelease, root: Path, offline: bool, progress: bool, why: OSError
+def _parse_release(folder: Path, release: MovieLensRelease) -> pd.DataFrame:
+    """The release's table parsed from its files, labelled with the release and its source."""
+    df = _READERS[release.layout](folder, release)
+    df.attrs["dataset"] = release.name
+    df.attrs["source"] = _source_of(folder)
+    return df
+
+
+def _without_cache(
+    release: MovieLensRelease,
+    root: Path,
+    offline: bool,
+    progress: bool,
+    why: OSError,
+    read: Callable[[Path, MovieLensRelease], pd.DataFrame],
 ) -> pd.DataFrame:
     """Fetch and read the release in a temporary folder when the cache folder cannot be written."""
     where = why.filename or root
@@ -213,10 +226,7 @@ def _load_without_cache(
         folder = _ensure_release(
             release, Path(tmp), offline, progress, zip_path=kept if kept.is_file() else None
         )
-        df = _READERS[release.layout](folder, release)
-        df.attrs["dataset"] = release.name
-        df.attrs["source"] = _source_of(folder)
-    return df
+        return read(folder, release)
 
 
 def movielens_users(
@@ -235,7 +245,17 @@ def movielens_users(
     if not release.has_users:
         with_users = ", ".join(r.name for r in MOVIELENS.values() if r.has_users)
         raise CollabkitError(f"{name} has no user table; only {with_users} ship one")
-    folder = _ensure_release(release, _root(cache_dir), _is_offline(offline), progress)
+    root, is_offline = _root(cache_dir), _is_offline(offline)
+    try:
+        folder = _ensure_release(release, root, is_offline, progress)
+    except OSError as exc:
+        if not cache.is_unwritable(exc):
+            raise
+        return _without_cache(release, root, is_offline, progress, exc, _read_users)
+    return _read_users(folder, release)
+
+
+def _read_users(folder: Path, release: MovieLensRelease) -> pd.DataFrame:
     columns = ["user", "age", "gender", "occupation", "zip_code"]
     if release.layout == "100k":
         return pd.read_csv(
