@@ -120,6 +120,15 @@ def test_save_then_load_gives_identical_recommendations(
 
 
 @pytest.mark.parametrize("name", [*FACTOR_MODELS, "popular"])
+def test_pair_scores_are_the_engines_scores(name: str, saved: dict[str, Path]) -> None:
+    rec = Recommender.load(saved[name])
+    top = rec.recommend(3, n=5)
+    u = int(rec.users.o2i[3])
+    x = torch.tensor([[u, int(rec.items.o2i[i])] for i in top.items])
+    assert rec.model(x).numpy() == pytest.approx(top.scores, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", [*FACTOR_MODELS, "popular"])
 def test_predict_is_refused(name: str, saved: dict[str, Path]) -> None:
     rec = Recommender.load(saved[name])
     with pytest.raises(CollabkitError, match="does not predict ratings"):
