@@ -451,3 +451,11 @@ def test_lists_and_dicts_are_not_ids(tmp_path: Path) -> None:
     p = tmp_path / "r.parquet"
     pd.DataFrame({"user": [1, 2], "item": [{"a": 1}, {"b": 2}], "rating": [4.0, 5.0]}).to_parquet(p)
     assert "item id" in _one_data_error(p) and "ids must be numbers or text" in _one_data_error(p)
+
+
+def test_not_utf8_names_the_line_and_offset_in_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "r.csv"
+    f.write_bytes(("user,item,rating\n" + "1,a,4\n" * 20000 + "1,caf\xe9,4\n").encode("latin-1"))
+    assert _one_data_error(f) == (
+        f"{f}, line 20002: not UTF-8 text (byte 0xE9 at offset 120,022); save the file as UTF-8"
+    )

@@ -6,6 +6,7 @@ line and column where they apply) and quotes at most a short excerpt of the bad 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 import re
@@ -84,6 +85,32 @@ def _one_line(text: object, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> DataError:
+    """Where a file stops being UTF-8 (line and byte), found by decoding it again from the start:
+    the parser reads in blocks, so its own offset is into a block, not the file."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as e:
+                    bad = chunk[e.start : e.start + 1].hex().upper()
+                    line += chunk.count(b"\n", 0, e.start)
+                    where = f"byte 0x{bad} at offset {offset + e.start:,}"
+                    return DataError(
+                        f"not UTF-8 text ({where}); save the file as UTF-8",
+                        path=path,
+                        line=line,
+                    )
+                offset += len(chunk)
+                line += chunk.count(b"\n")
+    except OSError:
+        pass
+    return DataError(f"not UTF-8 text ({error.reason}); save the file as UTF-8", path=path)
+
+
 def read_table(
     source: TableSource, *, sep: str | None = None, header: bool = True
 ) -> tuple[pd.DataFrame, str | None, int]:
@@ -100,7 +127,8 @@ def read_table(
         try:
             return pd.read_parquet(path), str(path), 1
         except Exception as e:  # pyarrow raises several types for a damaged file
-            raise DataError(f"not a readable Parquet file ({_one_line(e)})", path=path) from e
+            words = str(e).replace(f"Could not open Parquet input source '{path}': ", "")
+            raise DataError(f"not a readable Parquet file ({_one_line(words)})", path=path) from e
     if path.stat().st_size == 0:
         raise DataError("the file is empty: no ratings", path=path)
     sep = sep or _guess_sep(path)
@@ -128,7 +156,7 @@ def read_table(
             raise DataError(f"expected {want} fields, found {saw}", path=path, line=line) from e
         raise DataError(f"cannot parse as a {sep!r}-separated table ({_one_line(e)})", path=path) from e
     except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from e
+        raise _not_utf8(path, e) from e
     except (csv.Error, ValueError, OverflowError) as e:  # the python engine's own complaints (NUL bytes...)
         raise DataError(f"cannot parse as a {sep!r}-separated table ({_one_line(e)})", path=path) from e
     except OSError as e:
