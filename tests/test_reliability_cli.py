@@ -62,6 +62,7 @@ FAILURES: list[tuple[str, Callable[[], BaseException], int, str]] = [
     ("is a dir", _os(errno.EISDIR, "/d"), 2, "/d: is a folder where a file was expected"),
     ("not a dir", _os(errno.ENOTDIR, "/f/x"), 2, "/f/x: a part of this path is a file"),
     ("exists", _os(errno.EEXIST, "/e"), 2, "/e: already exists"),
+    ("temporary name", _os(errno.EROFS, "/ro/.m.k2x9_q.tmp"), 2, "/ro/m: the file system is read-only"),
     ("missing", _os(errno.ENOENT, "/n"), 2, "/n: no such file or folder"),
     ("rename", _os(errno.EXDEV, "/a", "/b"), 2, "/a -> /b: invalid cross-device link"),
     ("json", lambda: json.JSONDecodeError("Expecting value", "{", 1), 2, "not valid JSON (Expecting value"),
@@ -194,7 +195,7 @@ def test_read_only_out_folder_is_one_line(
         locked.chmod(0o755)
     assert result.exit_code == 2, (result.output, result.exception)  # type: ignore[attr-defined]
     line = _one_line(result)
-    assert str(locked) in line and ("read-only" in line or "permission denied" in line)
+    assert f"{locked / 'm'}: " in line and ("read-only" in line or "permission denied" in line)
     assert list(locked.iterdir()) == []
 
 
@@ -239,3 +240,10 @@ def test_damaged_model_folder_is_one_line(tmp_path: Path, ratings_csv: Path) -> 
     result = runner.invoke(app, ["predict", str(model), "--user", "1", "--item", "100"])
     assert result.exit_code == 2, (result.output, result.exception)
     _one_line(result)
+
+
+def test_out_under_a_file_says_so(tmp_path: Path, ratings_csv: Path) -> None:
+    result = _train(ratings_csv, ratings_csv / "m")
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert _one_line(result) == f"collabkit: error: {ratings_csv}: is a file where a folder was expected"
+    assert ratings_csv.is_file()

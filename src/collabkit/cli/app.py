@@ -8,6 +8,7 @@ import errno
 import json
 import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -70,8 +71,19 @@ def describe_os_error(e: OSError) -> str:
     if e.errno == errno.EPIPE:
         return "the output was closed before collabkit finished writing (broken pipe)"
     words = _OS_WORDS.get(e.errno or -1) or (e.strerror or type(e).__name__).lower()
-    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    if e.errno == errno.EEXIST and e.filename is not None and os.path.isfile(e.filename):
+        words = "is a file where a folder was expected"  # mkdir of a path whose part is a file
+    paths = [_shown_path(p) for p in (e.filename, e.filename2) if p is not None]
     return f"{' -> '.join(paths)}: {words}" if paths else f"{words} ({_one_line(e, 200)})"
+
+
+def _shown_path(path: object) -> str:
+    """The path to show: a temporary `.NAME.XXXX.tmp` beside a destination is shown as the destination,
+    which is the path the user gave."""
+    text = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
+    head, name = os.path.split(text)
+    found = re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{6,}\.(?:tmp|part)", name)
+    return os.path.join(head, found.group(1)) if found else text
 
 
 @contextmanager
