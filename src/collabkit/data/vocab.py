@@ -66,7 +66,12 @@ class Vocab(Sequence[Any]):
     def encode(self, values: Iterable[Any], unknown: UnknownPolicy = "na") -> np.ndarray:
         """Indices (int64) of raw ids; unknown ids become 0 or raise, by `unknown`."""
         arr = values if isinstance(values, (pd.Series, np.ndarray)) else list(values)
-        codes = self._index.get_indexer(arr).astype(np.int64) + 1
+        if len(arr) <= 16 and all(type(v) in (int, str) for v in arr):
+            # a request's few ids: a dict look-up beats pandas' indexer set-up (bools and floats,
+            # which compare equal to ints in a dict, take pandas' way)
+            codes = np.array([0 if v == NA else self.o2i.get(v, 0) for v in arr], dtype=np.int64)
+        else:
+            codes = self._index.get_indexer(arr).astype(np.int64) + 1
         if unknown == "error" and (codes == 0).any():
             bad = np.asarray(arr, dtype=object)[codes == 0][0]
             raise UnknownIdError(

@@ -314,12 +314,17 @@ class Recommender:
 
     def _batch(self, users: list[Any], idx: np.ndarray, scores: np.ndarray) -> BatchRecommendations:
         safe = np.where(idx >= 0, idx, 0)
-        ids = np.empty(len(self.items), dtype=object)
-        ids[:] = list(self.items)
-        ids[0] = None
+        ids = self._ids
         titles = self._titles[safe]
         titles[idx < 0] = None
         return BatchRecommendations(users, idx, ids[safe], titles, scores, score_kind=self.model.score_kind)
+
+    @cached_property
+    def _ids(self) -> np.ndarray:
+        ids = np.empty(len(self.items), dtype=object)
+        ids[:] = list(self.items)
+        ids[0] = None  # `#na#` is padding, never an answer
+        return ids
 
     @cached_property
     def _titles(self) -> np.ndarray:
