@@ -14,11 +14,13 @@ import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from collabkit.errors import DataError
 
@@ -284,6 +286,13 @@ def _require_columns(frame: pd.DataFrame, names: list[str], path: str | None) ->
         )
 
 
+def _arrow_ids(ids: pa.ChunkedArray) -> np.ndarray:
+    """Ids as int64 when every one is a plain integer ("42"; not "007", "4.0"), else as text."""
+    if pc.all(pc.match_substring_regex(ids, r"^-?(?:0|[1-9][0-9]{0,17})$")).as_py():
+        return pc.cast(ids, pa.int64()).to_numpy()
+    return ids.to_numpy(zero_copy_only=False)
+
+
 def _read_fast(
     path: Path, wanted: list[str], sep: str | None, header: bool, integer_cols: list[str]
 ) -> pd.DataFrame | None:
@@ -291,39 +300,56 @@ def _read_fast(
 
     Clean means: the columns exist, ratings are finite decimal numbers, timestamps decimal integers,
     no empty ids. Anything else returns None, and the careful reader finds and reports the first bad
-    cell. Numbers are read as text and cast here, because pyarrow's own inference reads "True" as a
-    boolean and "0x5" as 5.
+    cell. Column types are given to the parser itself: its float parser refuses "True" and "0x5"
+    (its type inference, and pandas' wrapper of it, would read them as 1 and 5). Its integer parser
+    takes hex, so timestamps are read as text and checked.
     """
     sep = sep or _guess_sep(path)
-    if len(sep) != 1 or not header or path.suffix == ".parquet":
+    if len(sep) != 1 or not header or path.suffix == ".parquet" or len(set(wanted)) != len(wanted):
         return None
+    user, item, rating = wanted[:3]
+    types = {
+        user: pa.string(),
+        item: pa.string(),
+        rating: pa.float64(),
+        **dict.fromkeys(integer_cols, pa.string()),
+    }
     try:
-        as_text = dict.fromkeys([*wanted[:3], *integer_cols], "string[pyarrow]")  # "007" must stay "007"
-        frame = pd.read_csv(path, sep=sep, engine="pyarrow", dtype=as_text)
+        table = pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter=sep),
+            convert_options=pacsv.ConvertOptions(column_types=types),
+        )
+        names = table.column_names  # decoded here: a name that is not UTF-8 raises
     except Exception:  # any parse problem: let the careful path say exactly where
         return None
-    if len(frame) == 0 or any(c not in frame.columns for c in wanted):
+    if table.num_rows == 0 or len(set(names)) != len(names) or any(c not in names for c in wanted):
         return None
+    columns: dict[str, Any] = {}
     try:
-        rating = pc.cast(pa.array(frame[wanted[2]]), pa.float64())  # decimal, inf and nan only; no hex
-        ratings = rating.to_numpy(zero_copy_only=False)
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite = bool(np.isfinite(ratings.astype("float32")).all())
-        if rating.null_count or not finite:
+        if table[rating].null_count:  # an empty cell, or nan
             return None
-        frame[wanted[2]] = ratings
+        ratings = table[rating].to_numpy()
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not np.isfinite(ratings.astype("float32")).all():
+                return None
+        for c in (user, item):
+            ids = pc.utf8_trim_whitespace(table[c])  # " 2" and "2" are one id
+            if ids.null_count or pc.any(pc.equal(ids, "")).as_py():
+                return None
+            columns[c] = _arrow_ids(ids)
+        columns[rating] = ratings
         for c in integer_cols:
-            text = pa.array(frame[c])
+            text = table[c]
             if text.null_count or pc.any(pc.match_substring(text, "x", ignore_case=True)).as_py():
                 return None
-            frame[c] = pc.cast(text, pa.int64()).to_numpy()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+            columns[c] = pc.cast(text, pa.int64()).to_numpy()
+        rest = table.drop_columns(wanted).to_pandas()
+    except (pa.ArrowException, OverflowError, ValueError):  # ValueError includes UnicodeDecodeError
         return None
-    for c in wanted[:2]:
-        ids = frame[c].str.strip()
-        if ids.isna().any() or (ids == "").any():
-            return None
-        frame[c] = _ids_as_ints(ids)
+    frame = pd.DataFrame(columns)
+    for c in rest.columns:
+        frame[c] = rest[c].to_numpy()
     return frame
 
 
