@@ -63,6 +63,12 @@ FAILURES: list[tuple[str, Callable[[], BaseException], int, str]] = [
     ("not a dir", _os(errno.ENOTDIR, "/f/x"), 2, "/f/x: a part of this path is a file"),
     ("exists", _os(errno.EEXIST, "/e"), 2, "/e: already exists"),
     ("temporary name", _os(errno.EROFS, "/ro/.m.k2x9_q.tmp"), 2, "/ro/m: the file system is read-only"),
+    (
+        "broken pipe",
+        lambda: BrokenPipeError(errno.EPIPE, "Broken pipe"),
+        2,
+        "output was closed before collabkit",
+    ),
     ("missing", _os(errno.ENOENT, "/n"), 2, "/n: no such file or folder"),
     ("rename", _os(errno.EXDEV, "/a", "/b"), 2, "/a -> /b: invalid cross-device link"),
     ("json", lambda: json.JSONDecodeError("Expecting value", "{", 1), 2, "not valid JSON (Expecting value"),
