@@ -459,3 +459,10 @@ def test_not_utf8_names_the_line_and_offset_in_the_file(tmp_path: Path) -> None:
     assert _one_data_error(f) == (
         f"{f}, line 20002: not UTF-8 text (byte 0xE9 at offset 120,022); save the file as UTF-8"
     )
+
+
+def test_a_wide_header_is_listed_in_short(tmp_path: Path) -> None:
+    f = tmp_path / "wide.csv"
+    f.write_text(",".join(f"column_number_{i}" for i in range(500)) + "\n" + ",".join("1" * 500) + "\n")
+    message = _one_data_error(f)
+    assert message.endswith("more)") and len(message) < len(str(f)) + 200

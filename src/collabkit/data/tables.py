@@ -276,9 +276,14 @@ def _strip_ids(values: pd.Series) -> pd.Series:
 def _require_columns(frame: pd.DataFrame, names: list[str], path: str | None) -> None:
     missing = [n for n in names if n not in frame.columns]
     if missing:
-        shown = [excerpt(c)[1:-1] for c in frame.columns[:12]]
-        if len(frame.columns) > 12:
-            shown.append(f"... ({len(frame.columns) - 12} more)")
+        shown, width = [], 0
+        for c in frame.columns:  # as many names as fit in about 120 characters
+            name = excerpt(c)[1:-1]
+            if shown and width + len(name) > 120:
+                shown.append(f"... ({len(frame.columns) - len(shown)} more)")
+                break
+            shown.append(name)
+            width += len(name) + 2
         raise DataError(
             f"no column {excerpt(missing[0])}; the table has: {', '.join(shown)}",
             path=path,
