@@ -276,7 +276,8 @@ def _strip_ids(values: pd.Series) -> pd.Series:
 def _require_columns(frame: pd.DataFrame, names: list[str], path: str | None) -> None:
     missing = [n for n in names if n not in frame.columns]
     if missing:
-        shown, width = [], 0
+        shown: list[str] = []
+        width = 0
         for c in frame.columns:  # as many names as fit in about 120 characters
             name = excerpt(c)[1:-1]
             if shown and width + len(name) > 120:
