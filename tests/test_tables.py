@@ -466,3 +466,17 @@ def test_a_wide_header_is_listed_in_short(tmp_path: Path) -> None:
     f.write_text(",".join(f"column_number_{i}" for i in range(500)) + "\n" + ",".join("1" * 500) + "\n")
     message = _one_data_error(f)
     assert message.endswith("more)") and len(message) < len(str(f)) + 200
+
+
+@pytest.mark.parametrize("sep", [",", "::"], ids=["fast path", "careful path"])
+def test_a_wide_table_is_read_without_fragmenting(tmp_path: Path, sep: str) -> None:
+    import warnings
+
+    f = tmp_path / ("wide.csv" if sep == "," else "wide.dat")
+    names = ["user", "item", "rating", *(f"extra_{i}" for i in range(300))]
+    f.write_text(sep.join(names) + "\n" + sep.join(["1", "2", "4", *("7" * 300)]) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas warns when a frame is built column by column
+        table = read_ratings(f)
+    assert list(table.columns) == ["user", "item", "rating", *names[3:]]
+    assert str(table["extra_299"].iloc[0]) == "7"

@@ -353,10 +353,9 @@ def _read_fast(
         rest = table.drop_columns(wanted).to_pandas()
     except (pa.ArrowException, OverflowError, ValueError):  # ValueError includes UnicodeDecodeError
         return None
-    frame = pd.DataFrame(columns)
     for c in rest.columns:
-        frame[c] = rest[c].to_numpy()
-    return frame
+        columns.setdefault(c, rest[c].to_numpy())
+    return pd.DataFrame(columns)  # built at once: column by column fragments a wide table
 
 
 def read_ratings(
@@ -383,14 +382,14 @@ def read_ratings(
         check_regular_file(Path(source))  # before any reader opens it: a FIFO would hang
         fast = _read_fast(Path(source), wanted, sep, header, [timestamp] if timestamp else [])
         if fast is not None:
-            out = pd.DataFrame({"user": fast[user].to_numpy(), "item": fast[item].to_numpy()})
-            out["rating"] = fast[rating].to_numpy(dtype="float32")
+            tidy = {"user": fast[user].to_numpy(), "item": fast[item].to_numpy()}
+            tidy["rating"] = fast[rating].to_numpy(dtype="float32")
             if timestamp:
-                out["timestamp"] = fast[timestamp].to_numpy(dtype="int64")
+                tidy["timestamp"] = fast[timestamp].to_numpy(dtype="int64")
             for c in fast.columns:
-                if c not in wanted and c not in out.columns:
-                    out[c] = fast[c].to_numpy()
-            return out
+                if c not in wanted and c not in tidy:
+                    tidy[c] = fast[c].to_numpy()
+            return pd.DataFrame(tidy)
     frame, path, first = read_table(source, sep=sep, header=header)
 
     def locate(pos: int) -> int | None:
@@ -433,7 +432,5 @@ def read_ratings(
     out["rating"] = _numeric(frame, rating, path, locate).astype("float32").to_numpy()
     if timestamp:
         out["timestamp"] = _numeric(frame, timestamp, path, locate, integer=True).astype("int64").to_numpy()
-    rest = [c for c in frame.columns if c not in wanted and c not in out.columns]
-    for c in rest:
-        out[c] = frame[c].to_numpy()
-    return out
+    rest = {c: frame[c].to_numpy() for c in frame.columns if c not in wanted and c not in out.columns}
+    return pd.concat([out, pd.DataFrame(rest, index=out.index)], axis=1) if rest else out
