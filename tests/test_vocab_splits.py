@@ -127,3 +127,40 @@ def test_ml100k_splits_refuse_another_table_of_100k_rows() -> None:
     table["user"] = table["user"] % 500 + 1  # 100,000 rows, but not ML-100k's users
     with pytest.raises(CollabkitError, match="defined on ML-100k"):
         ml100k_split(table, "u1")
+
+
+@given(
+    st.lists(st.integers(-50, 50), min_size=1, max_size=30, unique=True),
+    st.lists(st.integers(-100, 100), min_size=1, max_size=30),
+)
+def test_unknown_ids_are_never_a_silent_index(known: list[int], asked: list[int]) -> None:
+    v = Vocab.from_values(known)
+    idx = v.encode(asked)  # fastai's policy: unknown -> 0, the `#na#` row, and only unknowns
+    assert all((i == 0) == (a not in known) for a, i in zip(asked, idx, strict=True))
+    if any(a not in known for a in asked):
+        with pytest.raises(UnknownIdError):
+            v.encode(asked, "error")
+    else:
+        assert v.decode(v.encode(asked, "error")) == asked
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(20, 120),
+    st.sampled_from(["random", "kfold", "last", "time"]),
+    st.integers(0, 10_000),
+)
+def test_every_split_partitions_the_rows_and_keeps_test_pairs_out_of_training(
+    n: int, kind: str, seed: int
+) -> None:
+    from collabkit.data.splits import SplitSpec
+
+    rng = np.random.default_rng(seed)
+    pairs = rng.choice(12 * 15, size=min(n, 12 * 15), replace=False)
+    table = pd.DataFrame(
+        {"user": pairs // 15, "item": pairs % 15, "rating": 3.0, "timestamp": rng.integers(0, 50, len(pairs))}
+    )
+    train, test = make_split(table, SplitSpec(kind, seed=seed, k=3, fold=seed % 3, last_n=1))
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(len(table)))  # each row once
+    key = table["user"] * 100 + table["item"]
+    assert not set(key.iloc[train]) & set(key.iloc[test])
