@@ -156,3 +156,33 @@ def test_crossval_with_ranking_reports_ranking_per_fold(ratings_csv: Path) -> No
     assert result.exit_code == 0, result.output
     res = json.loads(result.stdout)
     assert all(0 <= f["ndcg@5"] <= 1 for f in res["folds"]) and "precision@5" in res["summary"]
+
+
+def test_task_ranking_picks_the_ranking_model_and_says_what_it_uses(
+    ratings_csv: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["train", "--data", str(ratings_csv), "--task", "ranking", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("easeknn (scores, fitted in closed form") and "l2 500" in result.output
+    assert "no rating error" in result.output
+    res = runner.invoke(app, ["evaluate", str(out), "--data", str(ratings_csv), "--ranking", "--json"])
+    assert res.exit_code == 0, res.output
+    assert 0 < json.loads(res.stdout)["ranking"]["metrics"]["ndcg@10"] <= 1
+    bad = runner.invoke(
+        app, ["train", "--data", str(ratings_csv), "--task", "stars", "--out", str(tmp_path / "x")]
+    )
+    assert bad.exit_code == 2 and "unknown task 'stars'" in bad.stderr
+
+
+def test_interpret_a_model_without_vectors_says_so(ratings_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p"
+    assert (
+        runner.invoke(
+            app, ["train", "--data", str(ratings_csv), "--model", "popular", "--out", str(out)]
+        ).exit_code
+        == 0
+    )
+    res = runner.invoke(app, ["interpret", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert any("no neighbours" in note for note in json.loads(res.stdout)["notes"])

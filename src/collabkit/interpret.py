@@ -640,7 +640,14 @@ def interpret_model(
         most = torch.argsort(counts, descending=True, stable=True)[:3].tolist()
         queries = [saved.items[i] for i in most if i != 0 and counts[i] > 0]
     neighbours = {}
-    for q in queries:
+    try:
+        saved.model.item_vectors()
+    except CollabkitError as e:  # a family with nothing to compare (popular): say so, show the rest
+        notes.append(f"no neighbours: {e}")
+        queries_for_neighbours: list[Any] = []
+    else:
+        queries_for_neighbours = queries
+    for q in queries_for_neighbours:
         neighbours[item_title(saved, q)] = similar_items_table(saved, q, n_neighbours, min_count)
     example = None
     top_user = int(torch.argmax(saved.user_counts))

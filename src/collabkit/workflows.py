@@ -25,7 +25,7 @@ from collabkit.data.loaders import CollabDataLoaders
 from collabkit.data.splits import SplitSpec, make_split
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import mae, mse, rmse, summarize_folds
-from collabkit.models import CollabModel, check_model_name
+from collabkit.models import CollabModel, ModelConfig, check_model_name, family
 from collabkit.train import distributed
 from collabkit.train.learner import set_seed
 
@@ -59,6 +59,19 @@ FAST = {
     "nn": Recipe(bs=512, epochs=5, lr=5e-3, wd=0.1, keep_best=True),
     "classifier": Recipe(bs=512, epochs=5, lr=5e-3, wd=0.1, keep_best=True),
 }
+
+
+# The model each task gets by default. ranking: easeknn (EASE blended with user kNN) had the best
+# NDCG@10 on ML-100k u1..u5 with hyperparameters chosen on a validation part of u1's training rows,
+# and fits in about a second (bench/ranking.py); ials ties it on NDCG but fits ~10x slower.
+DEFAULT_MODEL = {"rating": "dotbias", "ranking": "easeknn"}
+
+
+def model_for_task(task: str) -> str:
+    """The model `collabkit train --task TASK` uses when no --model is given."""
+    if task not in DEFAULT_MODEL:
+        raise CollabkitError(f"unknown task {task!r}; expected one of: {', '.join(DEFAULT_MODEL)}")
+    return DEFAULT_MODEL[task]
 
 
 def recipe_for(model: str, name: str = "fast") -> Recipe:
@@ -243,7 +256,15 @@ def _prepare(table: pd.DataFrame, config: TrainConfig, log: Callable[[str], None
         "options": config.options,
     }
     if log is not None:
-        log(settings_line(config.model, config.recipe, settings, sources, config.split))
+        fam = family(config.model)
+        if fam.trains_by_gradient:
+            log(settings_line(config.model, config.recipe, settings, sources, config.split))
+        else:  # no epochs, batches or learning rate: say the settings it does use
+            opts = ", ".join(f"{k} {v}" for k, v in fam.describe_config(learn_config(table, config)).items())
+            log(
+                f"{config.model} ({fam.score_kind}s, fitted in closed form or by its own solver): {opts}; "
+                f"split {config.split.describe()}; seed {config.seed}"
+            )
         if recipe.keep_best:
             log(f"keeping the best epoch by the loss on {len(watch_rows):,} training rows held aside")
     learn = collab_learner(
@@ -358,6 +379,12 @@ def find_lr(
         "losses": found.losses,
         "plot": None if plot_path is None else str(plot_path),
     }
+
+
+def learn_config(table: pd.DataFrame, config: TrainConfig) -> ModelConfig:
+    """The ModelConfig a run of `config` builds (for saying its settings before it trains)."""
+    return ModelConfig(config.model, 2, 2, n_factors=config.n_factors, layers=config.layers,
+                       y_range=None, options=dict(config.options), levels=[1.0, 2.0])  # fmt: skip
 
 
 def check_y_range(y_range: tuple[float, float], ratings: np.ndarray) -> None:

@@ -106,7 +106,17 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 def train(
     out: Annotated[Path | None, typer.Option("--out", help="Folder to save the trained model in.")] = None,
     data: DataOpt = "ml-100k",
-    model: ModelOpt = "dotbias",
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            help="rating (how many stars: dotbias) or ranking (what to watch next: easeknn); "
+            "picks the model when --model is not given.",
+        ),
+    ] = "rating",
+    model: Annotated[
+        str | None, typer.Option("--model", help=" | ".join(model_names()) + "; default: by --task")
+    ] = None,
     recipe: RecipeOpt = "fast",
     factors: FactorsOpt = 50,
     layers: LayersOpt = "100,50",
@@ -151,7 +161,7 @@ def train(
 ) -> None:
     """Train a model on a split of the data, print its settings and epoch table, and save it to --out."""
     with clean_errors():
-        from collabkit.workflows import TrainConfig
+        from collabkit.workflows import TrainConfig, model_for_task
         from collabkit.workflows import train as run_train
 
         if resume is not None:
@@ -165,6 +175,7 @@ def train(
         else:
             if out is None:
                 raise CollabkitError("give --out, the folder to save the model in (or --resume RUN_DIR)")
+            model = model or model_for_task(task)
             spec = split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
             config = _config(
                 model, recipe, factors, layers, epochs, lr, wd, bs, y_range, spec, seed, device, step, option
@@ -193,6 +204,8 @@ def train(
                 fallback = result.valid.get("fallback")
                 if fallback:
                     figures += f"; {fallback} rows with no training ratings scored at the training mean"
+                if not figures and "note" in result.valid:
+                    figures = f"no rating error: {result.valid['note']}; see evaluate --ranking"
                 typer.echo(f"saved {result.model} model to {result.out} (held-out {figures or 'none'})")
             emit(result.to_dict(), as_json)
 
@@ -329,9 +342,9 @@ def evaluate(
         )  # fmt: skip
         if not as_json:
             typer.echo(f"split {result.split}: {result.n:,} held-out rows")
-            typer.echo(
-                "  ".join(_fmt(key, val) for key, val in result.metrics.items() if key not in ("n", "note"))
-            )
+            line = "  ".join(_fmt(k, v) for k, v in result.metrics.items() if k not in ("n", "note"))
+            if line:
+                typer.echo(line)
             if result.metrics.get("fallback"):
                 typer.echo(f"{result.metrics['fallback']} rows have a user or item with no training ratings: "
                            "scored at the training mean")  # fmt: skip
