@@ -146,9 +146,7 @@ class Recommender:
         cand = self.candidates(min_count, items, exclude)
         u_idx = self._trained_users(users, unknown)
         known = u_idx > 0
-        rows = torch.from_numpy(u_idx[known])
-        idx, sc = self.engine.rank(self.model.user_rows(rows.to(self.engine.device)), n, cand,
-                                   rows if exclude_seen else None)  # fmt: skip
+        idx, sc = self._rank_users(torch.from_numpy(u_idx[known]), n, cand, exclude_seen)
         out_idx = np.full((len(users), idx.shape[1]), -1, dtype=np.int64)
         out_sc = np.full((len(users), idx.shape[1]), np.nan, dtype=np.float32)
         out_idx[known], out_sc[known] = idx, sc
@@ -257,6 +255,22 @@ class Recommender:
         cand[0] = False
         idx, sims = cosine_neighbours(self.model.user_vectors(), u_idx.tolist(), check_n(n), cand)
         return SimilarUsers([self.users[int(i)] for i in idx], sims.astype(np.float32))
+
+    def _rank_users(
+        self, users: Tensor, n: int, cand: Tensor, exclude_seen: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`engine.rank` over users' rows built a slice at a time: a ranking model's row is as wide
+        as the catalogue (or the user base), too big to build for every user at once."""
+        step = max(256, self.engine.score_budget // max(1, len(self.items)))
+        parts = [
+            self.engine.rank(
+                self.model.user_rows(chunk.to(self.engine.device)), n, cand, chunk if exclude_seen else None
+            )  # fmt: skip
+            for chunk in users.split(step)
+        ]
+        if not parts:
+            return self.engine.rank(self._mean_row()[None][:0], n, cand)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     # -- shared pieces ---------------------------------------------------------------------------
     def candidates(
