@@ -153,8 +153,11 @@ def test_evaluate_ranking(tmp_path: Path, ratings: pd.DataFrame) -> None:
         "map@5",
         "hit_rate@5",
         "coverage@5",
+        "mean_popularity@5",
     }
-    assert all(0 <= v <= 1 for v in rk["metrics"].values()) and rk["users"]["counted"] > 0
+    shares = {k: v for k, v in rk["metrics"].items() if not k.startswith("mean_popularity")}
+    assert all(0 <= v <= 1 for v in shares.values()) and rk["users"]["counted"] > 0
+    assert rk["metrics"]["mean_popularity@5"] >= 1  # training ratings of a recommended item
     assert "rmse" in res["metrics"]
     text = runner.invoke(app, ["evaluate", str(out), "--data", str(csv), "--ranking"])
     assert (

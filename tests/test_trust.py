@@ -248,3 +248,18 @@ def test_a_split_that_leaves_no_training_rows_is_refused(ratings: pd.DataFrame) 
         CollabDataLoaders.from_df(late, split="time", valid_pct=0.2)
     train_rows, valid_rows = make_split(ratings, SplitSpec("time", valid_pct=0.25))
     assert len(valid_rows) and len(train_rows)
+
+
+def test_a_popularity_penalty_recommends_less_popular_items(ratings: pd.DataFrame) -> None:
+    rec = _model_with_an_untrained_item(ratings)
+    users = sorted(rec.users[1:])[:30]
+    counts = rec.item_counts.numpy()
+    plain = rec.recommend_many(users, n=5)
+    penalised = rec.recommend_many(users, n=5, popularity_penalty=2.0)
+    assert (
+        counts[penalised.item_idx[penalised.item_idx > 0]].mean()
+        < counts[plain.item_idx[plain.item_idx > 0]].mean()
+    )
+    assert np.array_equal(rec.recommend_many(users, n=5, popularity_penalty=0.0).item_idx, plain.item_idx)
+    with pytest.raises(CollabkitError, match="popularity_penalty"):
+        rec.recommend(users[0], popularity_penalty=-1)

@@ -108,6 +108,7 @@ def evaluate_ranking(
     relevant_threshold: float = 4.0,
     *,
     min_count: int = 1,  # collabkit.bundle.MIN_COUNT
+    popularity_penalty: float = 0.0,
     user_col: str = "user",
     item_col: str = "item",
     rating_col: str = "rating",
@@ -158,7 +159,12 @@ def evaluate_ranking(
     relevant = [rel_sets.get(u, np.zeros(0, np.int64)) for u in ranked]
     n_relevant = n_rel_by_user.reindex(ranked, fill_value=0).to_numpy(dtype=np.int64)
 
-    top = rec.recommend_many([rec.users[int(u)] for u in ranked], k, min_count=min_count)
+    top = rec.recommend_many(
+        [rec.users[int(u)] for u in ranked], k, min_count=min_count, popularity_penalty=popularity_penalty
+    )
+    counts = rec.item_counts.numpy()
+    shown = top.item_idx[top.item_idx > 0]
+    mean_popularity = float(counts[shown].mean()) if len(shown) else float("nan")
     hits = hits_matrix(top.item_idx, relevant)
     counted = n_relevant > 0
     cand = (rec.item_counts >= int(min_count)).numpy()
@@ -183,6 +189,7 @@ def evaluate_ranking(
         f"map@{k}": mean(average_precision_at_k(hits, n_relevant)),
         f"hit_rate@{k}": mean(hit_rate_at_k(hits)),
         f"coverage@{k}": catalogue_coverage(top.item_idx, n_cand),
+        f"mean_popularity@{k}": mean_popularity,  # training ratings of a recommended item, on average
     }
     return {
         "k": k,

@@ -460,6 +460,7 @@ def evaluate_saved(
     allow_overlap: bool = False,
     ranking_k: int | None = None,
     relevant_threshold: float = 4.0,
+    popularity_penalty: float = 0.0,
 ) -> Evaluation:
     """Metrics of a saved model on the held-out rows of its own split (or of `split`) of `table`.
 
@@ -506,7 +507,13 @@ def evaluate_saved(
     if ranking_k is not None:
         from collabkit.ranking import evaluate_ranking
 
-        result.ranking = evaluate_ranking(trained, rows, k=ranking_k, relevant_threshold=relevant_threshold)
+        result.ranking = evaluate_ranking(
+            trained,
+            rows,
+            k=ranking_k,
+            relevant_threshold=relevant_threshold,
+            popularity_penalty=popularity_penalty,
+        )
     return result
 
 

@@ -324,6 +324,13 @@ def evaluate(
     relevant: Annotated[
         float, typer.Option("--relevant", help="Held-out rating that counts as relevant, with --ranking.")
     ] = 4.0,
+    popularity_penalty: Annotated[
+        float,
+        typer.Option(
+            "--popularity-penalty",
+            help="With --ranking: trade accuracy for coverage (0: none; see Recommender.recommend_many).",
+        ),
+    ] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Rating error (MSE, RMSE, MAE; classifier accuracy) of a saved model on held-out rows.
@@ -339,6 +346,7 @@ def evaluate(
         result = evaluate_saved(
             model_dir, table, spec, allow_overlap=allow_overlap,
             ranking_k=top_k if ranking else None, relevant_threshold=relevant,
+            popularity_penalty=popularity_penalty,
         )  # fmt: skip
         if not as_json:
             typer.echo(f"split {result.split}: {result.n:,} held-out rows")

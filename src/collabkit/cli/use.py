@@ -38,6 +38,14 @@ def recommend(
             "chosen by bench/coldstart.py); lower is more personal.",
         ),
     ] = None,
+    popularity_penalty: Annotated[
+        float,
+        typer.Option(
+            "--popularity-penalty",
+            help="With --user: lower popular items' scores by this many "
+            "standard deviations per standard deviation of log popularity (0: none).",
+        ),
+    ] = 0.0,
     include_seen: Annotated[
         bool, typer.Option("--include-seen", help="With --user: also list items the user rated in training.")
     ] = False,
@@ -57,7 +65,8 @@ def recommend(
         result: dict[str, Any] = {"model_dir": str(model_dir), "model": rec.trained.name}
         if user is not None:
             uid = rec.parse_user(user)
-            recs = rec.recommend(uid, n, exclude_seen=not include_seen, min_count=min_count)
+            recs = rec.recommend(uid, n, exclude_seen=not include_seen, min_count=min_count,
+                                 popularity_penalty=popularity_penalty)  # fmt: skip
             result |= {"mode": "user", "user": uid}
             heading = f"top {len(recs)} for user {uid}" + (" (rated items included)" if include_seen else "")
         elif rate:

@@ -72,7 +72,12 @@ class TopN:
         self._prepared: tuple[Tensor, Tensor, Tensor, Any] | None = None  # (mask, cols, col_of, side)
 
     def rank(
-        self, rows: Tensor, n: int, candidates: Tensor, seen_users: Tensor | None = None
+        self,
+        rows: Tensor,
+        n: int,
+        candidates: Tensor,
+        seen_users: Tensor | None = None,
+        penalty: Tensor | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-n item indices (-1 padded) and scores (NaN padded) for user rows, best first.
 
@@ -80,6 +85,9 @@ class TopN:
             rows: (R, d) user rows as the model scores them.
             candidates: (n_items,) bool, the items that may be returned.
             seen_users: (R,) user indices whose training items are left out, or None.
+            penalty: (n_items,) subtracted from each row's raw scores in units of that row's
+                standard deviation before ranking (a popularity penalty); the scores returned are
+                still the model's own, so with a penalty they need not be sorted.
         """
         n_rows = len(rows)
         take = min(int(n), int(candidates.sum()))  # clamp before allocating anything of size n
@@ -95,7 +103,13 @@ class TopN:
             if seen_users is not None:
                 r, c = self._seen_columns(seen_users[sl].cpu(), col_of)
                 raw[r.to(self.device), c.to(self.device)] = float("-inf")
-            top, at = raw.topk(take, dim=1)  # sorted, best first
+            if penalty is None:
+                top, at = raw.topk(take, dim=1)  # sorted, best first
+            else:
+                finite = torch.isfinite(raw)
+                spread = torch.where(finite, raw, torch.nan).nan_to_num(0.0).std(dim=1, keepdim=True)
+                _, at = (raw - spread * penalty.to(raw.device)[cols][None, :]).topk(take, dim=1)
+                top = raw.gather(1, at)
             valid = torch.isfinite(top)
             scores = self.model.raw_to_rating(top).float().masked_fill(~valid, float("nan"))
             out_idx[sl] = cols[at].masked_fill(~valid, -1).cpu().numpy()

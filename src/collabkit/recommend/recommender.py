@@ -133,6 +133,7 @@ class Recommender:
         items: Sequence[Any] | None = None,
         exclude: Sequence[Any] | None = None,
         unknown: UnknownUserPolicy = "error",
+        popularity_penalty: float = 0.0,
     ) -> BatchRecommendations:
         """Top-n for many users at once (batch-first): row k is what `recommend(users[k])` answers.
 
@@ -141,12 +142,16 @@ class Recommender:
             min_count: only items with at least this many training ratings.
             items: an allow-list of raw item ids to rank among; `exclude`: items never to return.
             unknown: a user with no training ratings raises ("error") or gets `popular` ("popular").
+            popularity_penalty: trade accuracy for catalogue coverage: each item's score is lowered
+                by this many of the user's score standard deviations times the item's standardised
+                log training count (0: the model's own order). The scores shown stay the model's.
         """
         users, n = list(users), check_n(n)
         cand = self.candidates(min_count, items, exclude)
         u_idx = self._trained_users(users, unknown)
         known = u_idx > 0
-        idx, sc = self._rank_users(torch.from_numpy(u_idx[known]), n, cand, exclude_seen)
+        penalty = self._popularity(popularity_penalty)
+        idx, sc = self._rank_users(torch.from_numpy(u_idx[known]), n, cand, exclude_seen, penalty)
         out_idx = np.full((len(users), idx.shape[1]), -1, dtype=np.int64)
         out_sc = np.full((len(users), idx.shape[1]), np.nan, dtype=np.float32)
         out_idx[known], out_sc[known] = idx, sc
@@ -256,18 +261,27 @@ class Recommender:
         idx, sims = cosine_neighbours(self.model.user_vectors(), u_idx.tolist(), check_n(n), cand)
         return SimilarUsers([self.users[int(i)] for i in idx], sims.astype(np.float32))
 
+    def _popularity(self, weight: float) -> Tensor | None:
+        """(n_items,) weight x standardised log(1 + training count), or None for no penalty."""
+        if not np.isfinite(weight) or weight < 0:
+            raise CollabkitError(f"popularity_penalty must be a finite number of at least 0, got {weight}")
+        if weight == 0:
+            return None
+        logc = torch.log1p(self.item_counts.double())
+        trained = self.item_counts > 0
+        z = (logc - logc[trained].mean()) / logc[trained].std().clamp_min(1e-12)
+        return (weight * z).float()
+
     def _rank_users(
-        self, users: Tensor, n: int, cand: Tensor, exclude_seen: bool
+        self, users: Tensor, n: int, cand: Tensor, exclude_seen: bool, penalty: Tensor | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """`engine.rank` over users' rows built a slice at a time: a ranking model's row is as wide
         as the catalogue (or the user base), too big to build for every user at once."""
         step = max(256, self.engine.score_budget // max(1, len(self.items)))
-        parts = [
-            self.engine.rank(
-                self.model.user_rows(chunk.to(self.engine.device)), n, cand, chunk if exclude_seen else None
-            )  # fmt: skip
-            for chunk in users.split(step)
-        ]
+        parts = []
+        for chunk in users.split(step):
+            rows = self.model.user_rows(chunk.to(self.engine.device))
+            parts.append(self.engine.rank(rows, n, cand, chunk if exclude_seen else None, penalty))
         if not parts:
             return self.engine.rank(self._mean_row()[None][:0], n, cand)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
