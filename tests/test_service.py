@@ -527,3 +527,15 @@ def test_collabkit_serve_answers_over_a_socket(model: tuple[Path, pd.DataFrame])
             proc.kill()
             proc.wait(timeout=5)
     assert proc.returncode is not None
+
+
+def test_docs_page_is_served_from_the_package_not_a_cdn(client: TestClient) -> None:
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
+    assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))]
+    for asset in ("docs-assets/swagger-ui-bundle.js", "docs-assets/swagger-ui.css"):
+        assert asset in page.text and client.get("/" + asset).status_code == 200
+    assert client.get("/openapi.json").json()["paths"]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -479,6 +479,8 @@ def create_app(
         title=f"{title}: {svc.bundle.name} model",
         version=__version__,
         description="Recommendations, similar items, predictions and explanations from a trained model.",
+        docs_url=None,  # FastAPI's own /docs loads Swagger UI from a CDN; ours serves it from the package
+        redoc_url=None,
     )
     app.state.service = svc
     app.add_middleware(_Guard, api_key=api_key or None, max_body=max_body)  # type: ignore[arg-type]
@@ -709,4 +711,24 @@ def create_app(
         return response
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _mount_docs(app)
     return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """`/docs`: FastAPI's Swagger UI page, its script and style served from the swagger-ui-bundle
+    package (nothing fetched from a CDN, so it works offline and under the page's CSP)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title=app.title,
+            swagger_js_url="docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="docs-assets/swagger-ui.css",
+            swagger_favicon_url="data:,",  # no icon rather than one from the internet
+        )
