@@ -77,3 +77,34 @@ def test_the_report_shows_the_training_curve(ratings_csv: Path, tmp_path: Path) 
     assert shown.exit_code == 0, shown.output
     page = (out / "report" / "report.html").read_text(encoding="utf-8")
     assert 'alt="Training and validation loss by epoch" src="data:image/png;base64,' in page
+
+
+def test_a_run_killed_at_a_random_moment_resumes(ratings_csv: Path, tmp_path: Path) -> None:
+    """kill -9 (no chance to clean up) while checkpoints are being written: the last complete
+    checkpoint is intact and `--resume` finishes the run."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "collabkit.cli", "train", "--data", str(ratings_csv), "--epochs", "40",
+           "--bs", "16", "--recipe", "chapter", "--checkpoint-every", "1", "--out", str(run),
+           "-q"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run / "checkpoints" / "checkpoint.safetensors"
+    deadline = time.monotonic() + 60
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.Random(0).uniform(0.05, 0.6))
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    if proc.returncode == 0:  # finished before the kill (a very fast machine): nothing to resume
+        assert load_model(run).config.model == "dotbias"
+        return
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(load_model(run).history) == 40
