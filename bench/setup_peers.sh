@@ -7,6 +7,10 @@
 #   surprise  scikit-surprise 1.1.5 (a wheel; it runs on NumPy 2).
 #   lenskit   torch 2.13.0 first, then LensKit 2025.8.1 (biased ALS is lenskit.als.BiasedMFScorer);
 #             it wants pandas 2, which is why it lives apart from fastai (pandas 3 there).
+#   implicit  implicit's binary wheel (ALS, BPR, item kNN), with NumPy and SciPy: no torch at all;
+#             bench/peers_ranking.py uses its implicit.cpu models only, so it never tries CUDA.
+# Build only some of them by naming them: `bash bench/setup_peers.sh lenskit implicit` (what
+# bench/peers_ranking.py needs); with no argument, all of them.
 # Every install is constrained to torch==2.13.0, so nothing can pull a CUDA build. Safe to run again:
 # an environment is built only if it lacks its ready mark (written when its check passes).
 set -euo pipefail
@@ -24,6 +28,20 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "LensKit 2025.8 needs Python 3.11 or newer; $PY is $("$PY" --version 2>&1). Set PYTHON=python3.11." >&2
   exit 1
 fi
+ALL_ENVS=(fastai surprise lenskit implicit)
+WANT=("$@")
+[ ${#WANT[@]} -gt 0 ] || WANT=("${ALL_ENVS[@]}")
+for name in "${WANT[@]}"; do
+  case " ${ALL_ENVS[*]} " in
+  *" $name "*) ;;
+  *)
+    echo "unknown environment '$name'; known: ${ALL_ENVS[*]}" >&2
+    exit 2
+    ;;
+  esac
+done
+wanted() { case " ${WANT[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac }
+
 mkdir -p "$VENVS"
 CONSTRAINTS=$(mktemp)
 trap 'rm -f "$CONSTRAINTS"' EXIT
@@ -59,7 +77,7 @@ finish() { # finish NAME CHECK: run the check script, which prints the versions;
   echo "$1: ready ($versions)"
 }
 
-if start fastai; then
+if wanted fastai && start fastai; then
   pip_in fastai "$TORCH"
   pip_in fastai "${FASTAI_DEPS[@]}"
   pip_in fastai --no-deps fastai==2.8.12
@@ -71,7 +89,7 @@ assert "torchvision" not in sys.modules, "fastai.collab imported torchvision"
 print(f"fastai {fastai.__version__}, torch {torch.__version__}")'
 fi
 
-if start surprise; then
+if wanted surprise && start surprise; then
   pip_in surprise scikit-surprise==1.1.5 numpy==2.4.6
   finish surprise '
 import numpy, surprise
@@ -79,7 +97,7 @@ from surprise import SVD, SVDpp
 print(f"scikit-surprise {surprise.__version__}, numpy {numpy.__version__}")'
 fi
 
-if start lenskit; then
+if wanted lenskit && start lenskit; then
   pip_in lenskit "$TORCH"
   pip_in lenskit lenskit==2025.8.1
   finish lenskit '
@@ -87,4 +105,15 @@ import pandas, torch, lenskit
 from lenskit.als import BiasedMFScorer
 assert torch.__version__.startswith("2.13.0"), torch.__version__
 print(f"lenskit {lenskit.__version__}, torch {torch.__version__}, pandas {pandas.__version__}")'
+fi
+
+if wanted implicit && start implicit; then
+  pip_in implicit implicit==0.7.3
+  finish implicit '
+import sys, numpy, scipy, implicit
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.bpr import BayesianPersonalizedRanking
+from implicit.nearest_neighbours import CosineRecommender
+assert "torch" not in sys.modules
+print(f"implicit {implicit.__version__}, numpy {numpy.__version__}, scipy {scipy.__version__}")'
 fi
