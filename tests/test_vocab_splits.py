@@ -147,7 +147,7 @@ def test_unknown_ids_are_never_a_silent_index(known: list[int], asked: list[int]
 @settings(max_examples=40, deadline=None)
 @given(
     st.integers(20, 120),
-    st.sampled_from(["random", "kfold", "last", "time"]),
+    st.sampled_from(["random", "kfold", "last", "recent", "time"]),
     st.integers(0, 10_000),
 )
 def test_every_split_partitions_the_rows_and_keeps_test_pairs_out_of_training(
@@ -164,3 +164,16 @@ def test_every_split_partitions_the_rows_and_keeps_test_pairs_out_of_training(
     assert sorted(np.concatenate([train, test]).tolist()) == list(range(len(table)))  # each row once
     key = table["user"] * 100 + table["item"]
     assert not set(key.iloc[train]) & set(key.iloc[test])
+
+
+def test_recent_holds_out_each_users_latest_share(ratings: pd.DataFrame) -> None:
+    from collabkit.data.splits import SplitSpec
+
+    train, test = make_split(ratings, SplitSpec("recent", valid_pct=0.25))
+    sizes = ratings.groupby("user").size()
+    held = ratings.iloc[test].groupby("user").size().reindex(sizes.index, fill_value=0)
+    assert (held == np.floor(0.25 * sizes)).all()
+    latest_train = ratings.iloc[train].groupby("user")["timestamp"].max()
+    earliest_test = ratings.iloc[test].groupby("user")["timestamp"].min()
+    common = earliest_test.index
+    assert (latest_train[common] <= earliest_test).all()

@@ -179,7 +179,8 @@ SplitOpt = Annotated[
     str,
     typer.Option(
         "--split",
-        help="random | u1..u5 | ua | ub (ML-100k's canonical splits) | kfold | last (each user's latest) "
+        help="random | u1..u5 | ua | ub (ML-100k's canonical splits) | kfold "
+        "| last (each user's latest --last-n) | recent (each user's latest --valid-pct) "
         "| time (a cut-off).",
     ),
 ]

@@ -18,7 +18,7 @@ from collabkit.errors import CollabkitError
 
 Split = tuple[np.ndarray, np.ndarray]  # (train rows, valid rows)
 ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
-SplitName = Literal["random", "u1", "u2", "u3", "u4", "u5", "ua", "ub", "kfold", "last", "time"]
+SplitName = Literal["random", "u1", "u2", "u3", "u4", "u5", "ua", "ub", "kfold", "last", "recent", "time"]
 SPLIT_NAMES: tuple[str, ...] = get_args(SplitName)
 
 
@@ -60,6 +60,8 @@ class SplitSpec:
             return f"kfold {self.fold}/{self.k} (seed {self.seed})"
         if self.kind == "last":
             return f"each user's last {self.last_n}"
+        if self.kind == "recent":
+            return f"each user's latest {self.valid_pct:.0%}"
         if self.kind == "time":
             return (
                 f"time from {self.cutoff:g}"
@@ -76,6 +78,11 @@ def check_split(spec: SplitSpec) -> None:
     if spec.kind == "random" and not 0 <= spec.valid_pct < 1:
         raise CollabkitError(
             f"valid_pct must be at least 0 and below 1 for a random split, got {spec.valid_pct}"
+        )
+    if spec.kind == "recent" and not 0 < spec.valid_pct < 1:
+        raise CollabkitError(
+            f"valid_pct must be above 0 and below 1 for a recent split (each user's latest share), "
+            f"got {spec.valid_pct}"
         )
     if spec.kind == "time" and spec.cutoff is None and not 0 < spec.valid_pct < 1:
         raise CollabkitError(
@@ -180,6 +187,20 @@ def last_n_per_user(
     return train, valid
 
 
+def recent_per_user(
+    table: pd.DataFrame, share: float = 0.2, user: str = "user", timestamp: str = "timestamp"
+) -> Split:
+    """Each user's latest `share` of their ratings (rounded down; by timestamp, then file order) is
+    held out: the per-user time split of the ranking literature."""
+    order = np.lexsort((np.arange(len(table)), _timestamps(table, timestamp)))
+    users = pd.Series(table[user].to_numpy()[order])
+    grouped = users.groupby(users.to_numpy(), sort=False)
+    rank_from_end = grouped.cumcount(ascending=False).to_numpy()
+    held = np.floor(share * grouped.transform("size").to_numpy()).astype(np.int64)
+    mask = rank_from_end < held
+    return np.sort(order[~mask]).astype(np.int64), np.sort(order[mask]).astype(np.int64)
+
+
 def time_cutoff(
     table: pd.DataFrame, cutoff: float | None = None, valid_pct: float = 0.2, timestamp: str = "timestamp"
 ) -> Split:
@@ -220,4 +241,6 @@ def make_split(
         return list(kfold(n, spec.k, spec.seed))[spec.fold]
     if spec.kind == "last":
         return last_n_per_user(table, spec.last_n, cols["user"], cols["timestamp"])
+    if spec.kind == "recent":
+        return recent_per_user(table, spec.valid_pct, cols["user"], cols["timestamp"])
     return time_cutoff(table, spec.cutoff, spec.valid_pct, cols["timestamp"])
