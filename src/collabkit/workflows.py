@@ -309,10 +309,6 @@ def train(
     run = _prepare(table, config, log)
     learn, recipe = run.learn, run.recipe
     cbs: list[Any] = []
-    scratch = tempfile.TemporaryDirectory(prefix="collabkit-best-")  # the best epoch's weights, then gone
-    if recipe.keep_best:
-        cbs.append(SaveModelCallback(fname="best"))
-        learn.path = Path(scratch.name)
     ckpt = Path(out) / "checkpoints" if out is not None else None
     if checkpoint_every and ckpt is not None:
         info = {"data": data_name, "config": config.to_dict(), **(run_info or {})}
@@ -323,7 +319,10 @@ def train(
     if not isinstance(net, CollabModel) or net.trains_by_gradient:
         if start_epoch >= recipe.epochs:
             raise CollabkitError(f"the checkpoint in {ckpt} is of a finished run ({start_epoch} epochs)")
-        with scratch:
+        with tempfile.TemporaryDirectory(prefix="collabkit-best-") as scratch:  # the best epoch's weights
+            if recipe.keep_best:
+                cbs.append(SaveModelCallback(fname="best"))
+                learn.path = Path(scratch)
             learn.fit_one_cycle(recipe.epochs, recipe.lr, wd=recipe.wd, cbs=cbs, start_epoch=start_epoch)
     else:  # closed-form or alternating fits: all training pairs at once, no epochs
         net.fit_direct(run.dls.train.x, run.dls.train.y)
