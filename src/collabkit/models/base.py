@@ -94,6 +94,24 @@ class Explanation:
     raw: float
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a family can answer, declared in its file: the command, the service, the page and the
+    report ask this (never `getattr` or a try/except) to offer a feature or refuse it in one line.
+    """
+
+    ratings: bool = True  # predicts ratings (False: ranking scores only; `score_kind` says which)
+    item_vectors: bool = True  # similar items, the embedding map
+    user_vectors: bool = True  # similar users
+    biases: bool = False  # user and item biases in rating units (not counts)
+    fold_in: bool = True  # a new user from a few ratings
+    explain: bool = False  # a pair's score as additive parts
+    lr_find: bool = True  # trained by gradient steps, so the learning-rate finder applies
+
+    def to_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+
 class CollabModel(Module):
     """Base of the built-in models: the protocol (see the module docstring) with general defaults.
 
@@ -107,6 +125,25 @@ class CollabModel(Module):
     score_kind: ClassVar[ScoreKind] = "rating"  # "score": the model ranks, it does not predict stars
     trains_by_gradient: ClassVar[bool] = True  # False: `fit_direct` fits it in closed form
     default_fold_in_strength: ClassVar[float] = 1.0
+    # what the family can answer beyond scoring; `capabilities()` adds `ratings` and `lr_find`
+    has_item_vectors: ClassVar[bool] = True
+    has_user_vectors: ClassVar[bool] = True
+    has_biases: ClassVar[bool] = False
+    can_fold_in: ClassVar[bool] = True
+    can_explain: ClassVar[bool] = False
+
+    @classmethod
+    def capabilities(cls) -> Capabilities:
+        """The family's declared capabilities, in one object."""
+        return Capabilities(
+            ratings=cls.score_kind == "rating",
+            item_vectors=cls.has_item_vectors,
+            user_vectors=cls.has_user_vectors,
+            biases=cls.has_biases,
+            fold_in=cls.can_fold_in,
+            explain=cls.can_explain,
+            lr_find=cls.trains_by_gradient,
+        )
 
     # -- building --------------------------------------------------------------------------------
     @classmethod

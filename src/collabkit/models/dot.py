@@ -22,6 +22,7 @@ class _DotFamily(CollabModel):
     settings_used = ("n_factors", "y_range")
     # chosen by bench/coldstart.py: the best NDCG@10 of 188 simulated new users with 5 ratings each
     default_fold_in_strength = 3.0
+    can_explain = True
 
     def _tables(self) -> DotTables:
         raise NotImplementedError
@@ -127,6 +128,8 @@ class EmbeddingDotBias(_DotFamily):
     The parameter names (`u_weight`, `i_weight`, `u_bias`, `i_bias`) are fastai's, so the chapter's
     interpretation code (`learn.model.i_bias.weight`) runs unchanged.
     """
+
+    has_biases = True
 
     def __init__(self, n_factors: int, n_users: int, n_items: int, y_range: YRange = None) -> None:
         self.y_range = None if y_range is None else (float(y_range[0]), float(y_range[1]))

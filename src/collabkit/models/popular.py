@@ -19,6 +19,8 @@ class Popular(RankingModel):
     """
 
     counts: Tensor  # (n_items,)
+    has_item_vectors = False
+    has_user_vectors = False
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -37,9 +39,6 @@ class Popular(RankingModel):
             "model 'popular' knows only how often each item was rated: it has no item vectors to compare; "
             "use ease, itemknn or ials for similar items"
         )
-
-    def item_biases(self) -> Tensor:
-        return self.counts  # (n_items,) the popularity itself, for tables of most and least rated
 
     def user_rows(self, user_idx: Tensor) -> Tensor:
         return torch.ones(len(user_idx), 1, device=self.counts.device)  # (B, 1)
