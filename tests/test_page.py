@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The service on a free port of 127.0.0.1, in a thread of this process, with genres for the map."""
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """`app` on a free port of 127.0.0.1, in a thread of this process: yields its base URL."""
     import uvicorn
 
-    folder, table = train_tiny_model(tmp_path_factory.mktemp("page"))
-    items = table.drop_duplicates("item")
-    app = create_app(folder, genres=dict(zip(items["item"], items["genres"], strict=True)))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -55,9 +53,20 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the service did not start within 20 s")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dotbias service, with genres for the map."""
+    folder, table = train_tiny_model(tmp_path_factory.mktemp("page"))
+    items = table.drop_duplicates("item")
+    with serving(create_app(folder, genres=dict(zip(items["item"], items["genres"], strict=True)))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,9 @@ from typer.testing import CliRunner
 
 from collabkit.cli import app as cli_app
 from collabkit.recommend import Recommender
-from collabkit.service import MAX_BODY_BYTES, MAX_N, MAX_RATINGS, create_app
-from collabkit.service.app import bundle_of, closest_rated, search_titles
+from collabkit.recommend.why import closest_rated
+from collabkit.service import MAX_BODY_BYTES, MAX_BODY_RATINGS, MAX_RESULTS, create_app
+from collabkit.service.deps import search_titles
 
 TWIN = "Twin Film (1990)"  # the title of items 100 and 101: asking by it is ambiguous
 GENRES = ["Drama", "Comedy", "Action", "Horror"]
@@ -110,12 +111,12 @@ def keyed(rec: Recommender) -> Iterator[TestClient]:
 
 
 def known_user(rec: Recommender) -> Any:
-    counts = bundle_of(rec).user_counts
+    counts = rec.trained.user_counts
     return rec.users[int(np.argmax(counts.numpy()))]
 
 
 def seen_items(rec: Recommender, user: Any) -> set[Any]:
-    b = bundle_of(rec)
+    b = rec.trained
     x = b.train_x.numpy()
     u = int(rec.users.encode([user])[0])
     return {rec.items[int(i)] for i in x[x[:, 0] == u, 1]}
@@ -129,7 +130,7 @@ def test_health_names_the_model_and_its_catalogue(client: TestClient, rec: Recom
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok" and body["model"] == "dotbias"
-    assert body["n_items"] == int((bundle_of(rec).item_counts[1:] > 0).sum()) == 45
+    assert body["n_items"] == int((rec.trained.item_counts[1:] > 0).sum()) == 45
     assert body["n_users"] == 70
 
 
@@ -183,7 +184,7 @@ def test_similar_by_title_and_by_id(client: TestClient, rec: Recommender) -> Non
     assert [x["score"] for x in near] == sorted((x["score"] for x in near), reverse=True)
     direct = rec.similar_items(110, 4)
     assert [x["item"] for x in near] == list(direct.items)
-    counts = bundle_of(rec).item_counts
+    counts = rec.trained.item_counts
     assert all(x["n_ratings"] == int(counts[rec.items.encode([x["item"]])[0]]) for x in near)
     most = client.get("/similar", params={"item": "110", "n": 40, "min_count": 60}).json()["similar_items"]
     assert all(x["n_ratings"] >= 60 for x in most) and len(most) < 40
@@ -251,7 +252,7 @@ def test_biases_and_model_info(client: TestClient, rec: Recommender) -> None:
         >= b["lowest"][0]["bias"]
     )
     info = client.get("/model").json()
-    assert info["model"] == "dotbias" and info["config"]["n_factors"] == 50
+    assert info["model"] == "dotbias" and info["settings"]["n_factors"] == 50
     assert len(info["history"]) == 3 and "valid_loss" in info["history"][0]
     assert info["results"]["settings"]["epochs"] == 3
 
@@ -318,7 +319,7 @@ def test_ambiguous_title_is_404_listing_the_candidates(client: TestClient) -> No
     "path",
     [
         "/recommend?user=1&n=0",
-        f"/recommend?user=1&n={MAX_N + 1}",
+        f"/recommend?user=1&n={MAX_RESULTS + 1}",
         "/recommend?user=1&n=ten",
         "/recommend",
         "/similar?item=110&n=-1",
@@ -371,10 +372,10 @@ def test_bad_bodies_are_422(client: TestClient) -> None:
         ),
         client.post("/recommend", json={"ratings": {"110": "five"}}),
         client.post("/recommend", json={"ratings": {"110": 5}, "n": 0}),
-        client.post("/recommend", json={"ratings": {"110": 5}, "n": MAX_N + 1}),
+        client.post("/recommend", json={"ratings": {"110": 5}, "n": MAX_RESULTS + 1}),
         client.post("/recommend", json={"ratings": {"110": 5}, "extra": 1}),
         client.post("/recommend", json={"ratings": [110, 5]}),
-        client.post("/recommend", json={"ratings": {str(i): 3 for i in range(MAX_RATINGS + 1)}}),
+        client.post("/recommend", json={"ratings": {str(i): 3 for i in range(MAX_BODY_RATINGS + 1)}}),
     ]
     for r in cases:
         assert r.status_code == 422, r.text
@@ -536,6 +537,6 @@ def test_docs_page_is_served_from_the_package_not_a_cdn(client: TestClient) -> N
     assert page.status_code == 200 and "SwaggerUIBundle" in page.text
     urls = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
     assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))]
-    for asset in ("docs-assets/swagger-ui-bundle.js", "docs-assets/swagger-ui.css"):
+    for asset in ("static/swagger-ui-bundle.js", "static/swagger-ui.css"):
         assert asset in page.text and client.get("/" + asset).status_code == 200
     assert client.get("/openapi.json").json()["paths"]

@@ -138,18 +138,20 @@ def serve(
 
 
 def build_app(model_dir: Path, api_key: str | None, genres: str, threads: int) -> tuple[Any, str, str]:
-    """The service for a model folder: (the app, the model's name, where its genres came from)."""
+    """The service for a model folder: (the app, the model's name, where its genres came from).
+
+    Any family serves: the routes its capabilities cannot answer are refused one by one (422).
+    """
     import torch
 
     from collabkit.recommend import Recommender
     from collabkit.service import create_app
-    from collabkit.service.app import bundle_of
 
     torch.set_num_threads(threads)
     rec = Recommender.load(model_dir)
-    bundle = bundle_of(rec)
-    item_genres, note = load_genres(genres, getattr(getattr(bundle, "data", None), "name", None))
-    return create_app(rec, api_key=api_key, genres=item_genres), bundle.name, note
+    trained = rec.trained
+    item_genres, note = load_genres(genres, None if trained.data is None else trained.data.name)
+    return create_app(rec, api_key=api_key, genres=item_genres), trained.name, note
 
 
 def app_from_env() -> Any:

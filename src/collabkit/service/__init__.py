@@ -1,5 +1,11 @@
-"""An HTTP service and a web page over a trained model: `create_app(model)` and `collabkit serve MODEL`."""
+"""An HTTP service and a web page over a trained model: `create_app(model)` and `collabkit serve MODEL`.
 
-from collabkit.service.app import MAX_BODY_BYTES, MAX_N, MAX_RATINGS, create_app
+app.py (the app, its guard and error handlers), routes.py (the routes, on one module-level router),
+schemas.py (request and response bodies, the per-request caps), deps.py (what the routes receive).
+"""
 
-__all__ = ["MAX_BODY_BYTES", "MAX_N", "MAX_RATINGS", "create_app"]
+from collabkit.service.app import create_app
+from collabkit.service.routes import router
+from collabkit.service.schemas import MAX_BODY_BYTES, MAX_BODY_RATINGS, MAX_RESULTS
+
+__all__ = ["MAX_BODY_BYTES", "MAX_BODY_RATINGS", "MAX_RESULTS", "create_app", "router"]

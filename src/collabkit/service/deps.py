@@ -1,0 +1,204 @@
+"""What the routes receive through FastAPI dependencies: the Recommender, the per-app state, and
+the capability gate that refuses a route the model's family cannot answer (422 naming what it lacks).
+
+`ServiceState` is made once per app (`build_state`) and kept on `app.state.service`; a route asks
+for it (or for the Recommender) with `Depends`, so a test can call a route function directly with
+the state passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, HTTPException, Request
+from fastapi.routing import APIRoute
+
+import collabkit.interpret as interpret
+from collabkit.models.base import Capabilities
+from collabkit.recommend import Recommender
+from collabkit.recommend.why import WhyTables, why_tables
+from collabkit.service.schemas import MAP_POINTS
+
+# What a route needs, in the words a refusal uses: "model 'popular' has <LACKS[c]>".
+LACKS: dict[str, str] = {
+    "ratings": "no predicted ratings (it ranks items; its scores are not stars)",
+    "item_vectors": "no item vectors to compare",
+    "user_vectors": "no user vectors to compare",
+    "biases": "no item biases",
+    "fold_in": "no fold-in of a new user",
+    "explain": "no additive explanation of a score",
+}
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready copy: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def search_titles(titles: list[str], counts: np.ndarray, q: str, limit: int) -> tuple[list[int], int]:
+    """Positions of the titles containing `q` (any case), most rated first; and how many match.
+
+    An empty `q` matches everything, so the page can list the most rated items.
+    """
+    needle = q.strip().casefold()
+    hits = [k for k, t in enumerate(titles) if needle in t.casefold()]
+    hits.sort(key=lambda k: (-int(counts[k]), titles[k], k))
+    return hits[:limit], len(hits)
+
+
+def map_points(scores: Any, genres: Mapping[Any, str] | None) -> list[dict[str, Any]]:
+    """Points of an embedding map's `scores` table (item, title, n_ratings, pc1, pc2) with genres."""
+    out = []
+    for row in scores.itertuples(index=False):
+        g = (genres or {}).get(row.item) or ""
+        out.append(
+            {
+                "item": plain(row.item),
+                "title": str(row.title),
+                "n_ratings": int(row.n_ratings),
+                "x": float(row.pc1),
+                "y": float(row.pc2),
+                "genres": [x for x in str(g).split("|") if x],
+            }
+        )
+    return out
+
+
+@dataclass
+class ServiceState:
+    """What every request needs, prepared once when the app is made."""
+
+    rec: Recommender
+    genres: dict[Any, str]
+    capabilities: Capabilities
+    counts: np.ndarray  # (n_items,) training ratings of each item index
+    index: dict[Any, int]  # raw item id -> index (one dict: the vocabulary's encode is per list)
+    trained_idx: np.ndarray  # indices of the items with training ratings: the catalogue
+    item_ids: list[Any]  # their raw ids, titles, counts and mean ratings, in index order
+    titles: list[str]
+    trained_counts: np.ndarray
+    trained_means: np.ndarray
+    n_users: int
+    why: WhyTables
+    _map: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The model's family name."""
+        return self.rec.trained.name
+
+    def item_index(self, item: Any) -> int:
+        """The index of a raw item id."""
+        return self.index[item]
+
+    def embedding_map(self) -> dict[str, Any]:
+        """The PCA map of the most rated items, computed on first use and kept."""
+        if self._map is None:
+            emap = interpret.embedding_map(self.rec.trained, k=2, top=MAP_POINTS)
+            points = map_points(emap.scores, self.genres)
+            tally: dict[str, int] = {}
+            for p in points:
+                for g in p["genres"]:
+                    tally[g] = tally.get(g, 0) + 1
+            axes = [
+                {
+                    "component": int(r["component"]),
+                    "variance_share": float(r["variance_share"]),
+                    "low_end": list(r["low_end"]),
+                    "high_end": list(r["high_end"]),
+                }
+                for r in emap.components.to_dict("records")
+            ]
+            self._map = {
+                "points": points,
+                "axes": axes,
+                "genres": sorted(tally, key=lambda g: (-tally[g], g)),
+            }
+        return self._map
+
+
+def build_state(rec: Recommender, genres: Mapping[Any, str] | None = None) -> ServiceState:
+    """The state of an app serving `rec`: catalogue tables, capabilities and the why-tables, once."""
+    counts = rec.item_counts.cpu().numpy()
+    trained = np.flatnonzero(counts > 0)
+    trained = trained[trained != 0]
+    item_ids = [rec.items[int(i)] for i in trained]
+    return ServiceState(
+        rec=rec,
+        genres=dict(genres or {}),
+        capabilities=type(rec.model).capabilities(),
+        counts=counts,
+        index={item: k for k, item in enumerate(rec.items)},
+        trained_idx=trained,
+        item_ids=item_ids,
+        titles=[rec.title(i) for i in item_ids],
+        trained_counts=counts[trained],
+        trained_means=rec.trained.item_means().cpu().numpy()[trained],
+        n_users=int((rec.user_counts.cpu().numpy() > 0).sum()),
+        why=why_tables(rec),
+    )
+
+
+def get_state(request: Request) -> ServiceState:
+    """The app's `ServiceState` (made by `create_app`)."""
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def get_recommender(state: Annotated[ServiceState, Depends(get_state)]) -> Recommender:
+    """The Recommender the app serves."""
+    return state.rec
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+Rec = Annotated[Recommender, Depends(get_recommender)]
+
+
+def refusal(name: str, capabilities: Capabilities, needs: tuple[str, ...], what: str) -> str | None:
+    """The one-line reason a `name` model cannot answer `what`, or None when it has all it `needs`."""
+    have = capabilities.to_dict()
+    missing = [c for c in needs if not have[c]]
+    if not missing:
+        return None
+    lacks = " and ".join(LACKS.get(c, f"no {c.replace('_', ' ')}") for c in missing)
+    return f"model {name!r} has {lacks}, so it cannot answer {what}; GET /health lists its capabilities"
+
+
+class Requires:
+    """Dependency: refuse the route with 422 unless the model's family has every named capability."""
+
+    def __init__(self, *needs: str) -> None:
+        unknown = set(needs) - set(Capabilities.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown capabilities {sorted(unknown)}; expected some of {sorted(LACKS)}")
+        self.needs = needs
+
+    def __call__(self, request: Request, state: State) -> None:
+        route = request.scope.get("route")
+        path = route.path if isinstance(route, APIRoute) else request.url.path
+        what = f"{request.method} {path}"
+        reason = refusal(state.name, state.capabilities, self.needs, what)
+        if reason is not None:
+            raise HTTPException(status_code=422, detail=reason)
+
+
+def requires(*needs: str) -> dict[str, Any]:
+    """Route keyword arguments gating it on capabilities, named in the OpenAPI description too
+    (`x-requires`), so clients and the contract test read the rule instead of guessing it."""
+    return {"dependencies": [Depends(Requires(*needs))], "openapi_extra": {"x-requires": list(needs)}}

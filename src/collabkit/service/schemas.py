@@ -1,0 +1,202 @@
+"""The service's request and response bodies (pydantic), and its per-request caps.
+
+Names end in `Request`, `Response` or `Entry` (a row of a response), so none clashes with the
+library's result types (`Recommendations`, `Explanation`, `EmbeddingMap`, ...) in a file that
+imports both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_RESULTS = 100  # the longest list one request may ask for (the library allows 10,000)
+MAX_BODY_RATINGS = 200  # the most ratings one request may send for a new user
+MAX_BODY_BYTES = 64 * 1024  # the largest request body
+MAX_SEARCH_RESULTS = 100  # the most titles one search returns
+MAP_POINTS = 1000  # the chapter maps the 1000 most rated items
+
+ItemId = int | str
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model: str
+    n_items: int = Field(description="Items with training ratings: the catalogue that can be recommended.")
+    n_users: int
+    score_kind: str = Field(description="'rating' (predicted stars) or 'score' (a ranking model's score).")
+    capabilities: dict[str, bool] = Field(
+        description="What the model's family can answer; a route needing a missing one answers 422."
+    )
+    version: str
+
+
+class RecommendedEntry(BaseModel):
+    item: ItemId
+    title: str
+    rating: float = Field(description="Predicted rating (a ranking model's score where score_kind says so).")
+
+
+class RatedEntry(BaseModel):
+    item: ItemId
+    title: str
+    rating: float
+
+
+class CloseRatedEntry(BaseModel):
+    item: ItemId
+    title: str
+    similarity: float
+    your_rating: float
+
+
+class WhyEntry(BaseModel):
+    bias: float | None = Field(
+        description="The item's bias: liked (or not) beyond anyone's taste; null: the model has no biases."
+    )
+    closest: list[CloseRatedEntry] = Field(
+        description="The rated items whose vectors point most nearly its way (none without item vectors)."
+    )
+
+
+class NewUserEntry(RecommendedEntry):
+    why: WhyEntry
+
+
+class RecommendResponse(BaseModel):
+    user: ItemId | None = None
+    score_kind: str
+    recommendations: list[RecommendedEntry]
+
+
+class NewUserRecommendResponse(BaseModel):
+    score_kind: str
+    ratings: list[RatedEntry]
+    ignored: list[ItemId] = Field(description="Rated items the model has no training ratings for.")
+    recommendations: list[NewUserEntry]
+
+
+class RatingsRequest(BaseModel):
+    """A new user's ratings, by item id or title, and how many recommendations to return."""
+
+    model_config = ConfigDict(extra="forbid")
+    ratings: dict[str, float] = Field(max_length=MAX_BODY_RATINGS, examples=[{"Star Wars (1977)": 5}])
+    n: int = Field(10, ge=1, le=MAX_RESULTS)
+
+
+class SimilarEntry(BaseModel):
+    item: ItemId
+    title: str
+    score: float = Field(description="Cosine similarity of the item vectors.")
+    n_ratings: int
+
+
+class SimilarResponse(BaseModel):
+    item: ItemId
+    title: str
+    n_ratings: int
+    similar_items: list[SimilarEntry]
+
+
+class PredictResponse(BaseModel):
+    user: ItemId
+    item: ItemId
+    title: str
+    rating: float
+
+
+class CatalogueEntry(BaseModel):
+    item: ItemId
+    title: str
+    n_ratings: int
+    mean_rating: float | None
+
+
+class ItemsResponse(BaseModel):
+    q: str
+    total: int = Field(description="How many items match, of which `items` lists the most rated.")
+    items: list[CatalogueEntry]
+
+
+class FactorEntry(BaseModel):
+    factor: int
+    value: float
+
+
+class ExplainResponse(BaseModel):
+    user: ItemId
+    item: ItemId
+    title: str
+    rating: float
+    raw: float
+    offset: float
+    user_bias: float
+    item_bias: float
+    dot: float
+    top_factors: list[FactorEntry] = Field(description="The largest factor products, by size.")
+    other_factors: float = Field(description="The sum of the other factor products.")
+    y_range: list[float] | None
+    actual: float | None
+    notes: list[str]
+
+
+class MapPointEntry(BaseModel):
+    item: ItemId
+    title: str
+    n_ratings: int
+    x: float
+    y: float
+    genres: list[str]
+
+
+class MapAxisEntry(BaseModel):
+    component: int
+    variance_share: float
+    low_end: list[str]
+    high_end: list[str]
+
+
+class MapResponse(BaseModel):
+    points: list[MapPointEntry]
+    axes: list[MapAxisEntry]
+    genres: list[str] = Field(description="Every genre of the mapped items, most common first.")
+
+
+class BiasEntry(BaseModel):
+    item: ItemId
+    title: str
+    bias: float
+    n_ratings: int
+    mean_rating: float | None
+
+
+class BiasesResponse(BaseModel):
+    min_count: int
+    highest: list[BiasEntry]
+    lowest: list[BiasEntry]
+
+
+class ModelResponse(BaseModel):
+    model: str
+    score_kind: str
+    capabilities: dict[str, bool]
+    settings: dict[str, Any] = Field(description="The settings this family uses, by name.")
+    config: dict[str, Any]
+    data: dict[str, Any] | None
+    results: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+class ErrorResponse(BaseModel):
+    detail: Any
+    candidates: list[dict[str, Any]] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Unknown user or item, or a title naming several items"},
+    422: {
+        "model": ErrorResponse,
+        "description": "Bad parameters, or a question the model's family cannot answer",
+    },
+}
