@@ -5,6 +5,11 @@ the training interactions (so recommendations leave out what a user rated, and a
 check that no test row was trained on), the split it was made with, a fingerprint of the table it
 came from, and its training history and results. `collabkit.persist` saves and loads it;
 `Recommender`, interpretation, evaluation and the report read it.
+
+What every query needs is computed once, on first use, and kept (implicit keeps one `user_items`
+CSR and its item norms the same way): the seen-items matrix, the id resolver, the rating counts and
+means, and the unit item and user vectors. They assume the model and its training rows no longer
+change: after training further, take a new bundle (`trained_from_learner`).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from collabkit.data.resolver import IdResolver
 from collabkit.data.splits import SplitSpec
 from collabkit.data.vocab import Vocab
+from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel, ModelConfig
 
 MIN_COUNT = 1  # an item (or user) needs this many training ratings to be an answer: fewer, and it is noise
@@ -60,12 +67,58 @@ def table_fingerprint(
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class SeenItems:
+    """The training interactions by user, in compressed-row form (CSR), built once per model.
+
+    User `u`'s rated items are `items[indptr[u]:indptr[u + 1]]`, in training order, with their
+    ratings in `ratings` at the same positions.
+    """
+
+    indptr: Tensor  # (n_users + 1,) int64
+    items: Tensor  # (N,) int64 item indices, grouped by user
+    ratings: Tensor  # (N,) float32
+
+    @classmethod
+    def of(cls, train_x: Tensor, train_y: Tensor, n_users: int) -> SeenItems:
+        """The matrix of (N, 2) user/item index pairs and their (N,) ratings."""
+        x = train_x.cpu()
+        order = torch.argsort(x[:, 0], stable=True)  # stable: a user's items keep training order
+        indptr = torch.zeros(n_users + 1, dtype=torch.long)
+        indptr[1:] = torch.cumsum(torch.bincount(x[:, 0], minlength=n_users), 0)
+        return cls(indptr, x[order, 1].contiguous(), train_y.cpu()[order].float().contiguous())
+
+    def row(self, user_idx: int) -> tuple[Tensor, Tensor]:
+        """(item indices, ratings) of one user's training ratings."""
+        lo, hi = int(self.indptr[user_idx]), int(self.indptr[user_idx + 1])
+        return self.items[lo:hi], self.ratings[lo:hi]
+
+    def rating(self, user_idx: int, item_idx: int) -> float | None:
+        """The user's (first) training rating of the item, or None if they gave none."""
+        items, ratings = self.row(user_idx)
+        hit = torch.nonzero(items == item_idx)
+        return float(ratings[int(hit[0, 0])]) if len(hit) else None
+
+    def pairs(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        """(position in `users`, item index) of every training rating of `users` (B,)."""
+        users = users.cpu()
+        starts, ends = self.indptr[users], self.indptr[users + 1]
+        lengths = ends - starts
+        rows = torch.repeat_interleave(torch.arange(len(users)), lengths)
+        shift = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
+        return rows, self.items[shift + torch.arange(len(shift))]
+
+
 @dataclass
 class TrainedModel:
-    """A model with its vocabularies, training interactions, split, data and history."""
+    """A model with its vocabularies, training interactions, split, data and history.
+
+    `config` is None for your own `nn.Module` wrapped by `collabkit.models.custom.CustomModule`:
+    its settings are in your code, not in a family's config.
+    """
 
     model: CollabModel
-    config: ModelConfig
+    config: ModelConfig | None
     users: Vocab
     items: Vocab
     train_x: Tensor  # (N, 2) int64 user/item indices of the training ratings
@@ -78,7 +131,8 @@ class TrainedModel:
 
     @property
     def name(self) -> str:
-        return self.config.model
+        """The model's family name (`custom` for your own module)."""
+        return type(self.model).name
 
     def __repr__(self) -> str:
         data = f" on {self.data.name}" if self.data is not None else ""
@@ -98,18 +152,64 @@ class TrainedModel:
         return torch.bincount(self.train_x[:, 0].cpu(), minlength=len(self.users))
 
     def item_means(self) -> Tensor:
-        """(n_items,) mean training rating of each item index (NaN for an item with none)."""
+        """(n_items,) mean training rating of each item index (NaN for an item with none); kept."""
+        return self._item_means
+
+    def user_means(self) -> Tensor:
+        """(n_users,) mean training rating of each user index (NaN for a user with none); kept."""
+        return self._user_means
+
+    @cached_property
+    def _item_means(self) -> Tensor:
         sums = torch.bincount(
             self.train_x[:, 1].cpu(), weights=self.train_y.double().cpu(), minlength=len(self.items)
         )
         return (sums / self.item_counts).float()
 
-    def user_means(self) -> Tensor:
-        """(n_users,) mean training rating of each user index (NaN for a user with none)."""
+    @cached_property
+    def _user_means(self) -> Tensor:
         sums = torch.bincount(
             self.train_x[:, 0].cpu(), weights=self.train_y.double().cpu(), minlength=len(self.users)
         )
         return (sums / self.user_counts).float()
+
+    @cached_property
+    def global_mean(self) -> float:
+        """The mean training rating (0 with no training rows): the fallback of an impossible prediction."""
+        return float(self.train_y.double().mean()) if len(self.train_y) else 0.0
+
+    @cached_property
+    def seen(self) -> SeenItems:
+        """The training interactions by user (CSR): what recommendations leave out, and the ratings
+        an explanation quotes, without scanning every training row."""
+        return SeenItems.of(self.train_x, self.train_y, len(self.users))
+
+    @cached_property
+    def resolver(self) -> IdResolver:
+        """Raw ids and titles -> the ids the model knows (built once: it indexes every title)."""
+        return IdResolver(self.users, self.items, self.item_titles, self.item_counts.numpy())
+
+    @cached_property
+    def unit_item_vectors(self) -> Tensor:
+        """(n_items, k) float32 item vectors scaled to unit length (cosine neighbours), on the CPU.
+
+        Raises:
+            CollabkitError: the family has no item vectors (see `capabilities()`).
+        """
+        if not type(self.model).capabilities().item_vectors:
+            raise CollabkitError(lacks(self, "item_vectors"))
+        return _unit_rows(self.model.item_vectors())
+
+    @cached_property
+    def unit_user_vectors(self) -> Tensor:
+        """(n_users, k) float32 user vectors scaled to unit length, on the CPU.
+
+        Raises:
+            CollabkitError: the family has no user vectors (see `capabilities()`).
+        """
+        if not type(self.model).capabilities().user_vectors:
+            raise CollabkitError(lacks(self, "user_vectors"))
+        return _unit_rows(self.model.user_vectors())
 
     def rating_range(self) -> tuple[float, float] | None:
         """The lowest and highest rating the model was trained on (None with no training rows)."""
@@ -121,6 +221,34 @@ class TrainedModel:
         """(N,) int64 keys user_idx * n_items + item_idx of the training ratings, sorted."""
         x = self.train_x.cpu().numpy().astype(np.int64)
         return np.unique(x[:, 0] * len(self.items) + x[:, 1])
+
+
+_LACKS = {
+    "ratings": "ranks items but does not predict ratings",
+    "item_vectors": "has no item vectors, so no similar items and no embedding map",
+    "user_vectors": "has no user vectors, so no similar users",
+    "biases": "has no biases in rating units",
+    "fold_in": "cannot fold in a new user from their ratings",
+    "explain": "has no additive explanation: its score does not split into parts that add up",
+}
+_ALTERNATIVE = {
+    "ratings": "use a rating model (dotbias) for stars",
+    "item_vectors": "use dotbias, ease, itemknn or ials for similar items",
+    "user_vectors": "use dotbias or ials for similar users",
+    "biases": "train a 'dotbias' model (collabkit train --model dotbias) to see biases",
+    "fold_in": "recommend for a known user instead",
+    "explain": "explain a 'dot' or 'dotbias' model",
+}
+
+
+def lacks(trained: TrainedModel, capability: str) -> str:
+    """One line saying plainly that the model's family lacks `capability` (a `Capabilities` field)."""
+    return f"model {trained.name!r} {_LACKS[capability]}; {_ALTERNATIVE[capability]}"
+
+
+def _unit_rows(table: Tensor) -> Tensor:
+    t = table.detach().float().cpu()
+    return t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def trained_from_learner(

@@ -1,8 +1,8 @@
 """What a trained model says, in raw ids and titles: biases, an embedding map, neighbours, explanations.
 
-Every function takes a `TrainedModel` (from `collabkit.load_model`) and returns pandas tables, so an
-answer can be printed, saved or tested without knowing indices. These are the chapter's
-"interpreting embeddings and biases" steps as plain functions:
+Every function takes a `TrainedModel` (from `collabkit.load_model`) or the `Recommender` built on
+one, and returns pandas tables, so an answer can be printed, saved or tested without knowing
+indices. These are the chapter's "interpreting embeddings and biases" steps as plain functions:
 
     saved = load_model("runs/dotbias")
     item_biases(saved, n=5)                          # lowest and highest item biases
@@ -12,6 +12,10 @@ answer can be printed, saved or tested without knowing indices. These are the ch
 
 Items (or users) with no training rating are always left out of the tables: their factors and biases
 are only the initial noise, because the model never saw them.
+
+Nothing is recomputed per call: the resolver, the seen-items matrix, the counts and means and the
+unit vectors are the `TrainedModel`'s, made once. What a family cannot give is asked of
+`type(model).capabilities()` and refused (or, in `interpret_model`, noted) in one plain line.
 """
 
 from __future__ import annotations
@@ -27,30 +31,36 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from collabkit.bundle import MIN_COUNT, TrainedModel
-from collabkit.data.resolver import IdResolver
+from collabkit.bundle import MIN_COUNT, TrainedModel, lacks
 from collabkit.errors import CollabkitError, UnknownIdError
 from collabkit.models import predict_ratings
-from collabkit.models.base import model_device
+from collabkit.models.base import Capabilities, model_device
+from collabkit.recommend import Recommender
+from collabkit.recommend.recommender import nearest_items, nearest_users
+
+Model = TrainedModel | Recommender  # what every public function here accepts
 
 # -- ids and titles ---------------------------------------------------------------------------
 
 
-def item_title(saved: TrainedModel, item: Any) -> str:
+def trained_of(model: Model) -> TrainedModel:
+    """The `TrainedModel` behind `model` (a Recommender's, or itself): the one coercion every
+    function here starts with, so they all take whichever the caller holds."""
+    if isinstance(model, Recommender):
+        return model.trained
+    if isinstance(model, TrainedModel):
+        return model
+    raise CollabkitError(f"expected a TrainedModel or a Recommender, got {type(model).__name__}")
+
+
+def capabilities(model: Model) -> Capabilities:
+    """What the model's family declares it can answer."""
+    return type(trained_of(model).model).capabilities()
+
+
+def item_title(saved: Model, item: Any) -> str:
     """The item's title where the model knows one, else its raw id as text."""
-    return str(saved.item_titles.get(item, item))
-
-
-def _resolver(saved: TrainedModel) -> IdResolver:
-    return IdResolver(saved.users, saved.items, saved.item_titles, saved.item_counts.numpy())
-
-
-def _resolve_item(saved: TrainedModel, item: Any) -> Any:
-    return _resolver(saved).item(item)
-
-
-def _resolve_user(saved: TrainedModel, user: Any) -> Any:
-    return _resolver(saved).user(user)
+    return trained_of(saved).resolver.title(item)
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -76,11 +86,18 @@ def _candidates(counts: Tensor, min_count: int, kind: str) -> Tensor:
 # -- biases -----------------------------------------------------------------------------------
 
 
+def _biases(saved: TrainedModel, kind: str) -> Tensor | None:
+    """The family's `kind` biases in rating units, or None where it declares none (or has no such side)."""
+    if not capabilities(saved).biases:
+        return None
+    return saved.model.item_biases() if kind == "item" else saved.model.user_biases()
+
+
 def _require_biases(saved: TrainedModel, kind: str) -> Tensor:
-    bias = saved.model.item_biases() if kind == "item" else saved.model.user_biases()
+    bias = _biases(saved, kind)
     if bias is None:
         raise CollabkitError(
-            f"model {saved.config.model!r} has no {kind} biases; train a 'dotbias' model "
+            f"model {saved.name!r} has no {kind} biases; train a 'dotbias' model "
             "(collabkit train --model dotbias) to see which items are liked beyond their factors"
         )
     return bias
@@ -111,7 +128,7 @@ def _bias_table(
     return pd.DataFrame(rows), torch.cat([low, high])
 
 
-def item_biases(saved: TrainedModel, n: int = 5, min_count: int = MIN_COUNT) -> pd.DataFrame:
+def item_biases(saved: Model, n: int = 5, min_count: int = MIN_COUNT) -> pd.DataFrame:
     """The `n` lowest and `n` highest item biases, with title, training rating count and mean rating.
 
     A bias is what the model adds to an item's rating whatever the user's tastes: a low bias means
@@ -123,6 +140,7 @@ def item_biases(saved: TrainedModel, n: int = 5, min_count: int = MIN_COUNT) -> 
     Raises:
         CollabkitError: the model has no biases (only 'dotbias' has them).
     """
+    saved = trained_of(saved)
     i_bias = _require_biases(saved, "item")
     table, _ = _bias_table(
         i_bias, saved.item_counts, saved.item_means(), saved.items.items, n, min_count, "item"
@@ -131,11 +149,12 @@ def item_biases(saved: TrainedModel, n: int = 5, min_count: int = MIN_COUNT) -> 
     return table
 
 
-def user_biases(saved: TrainedModel, n: int = 5, min_count: int = MIN_COUNT) -> pd.DataFrame:
+def user_biases(saved: Model, n: int = 5, min_count: int = MIN_COUNT) -> pd.DataFrame:
     """The `n` lowest and `n` highest user biases, with each user's rating count and mean rating.
 
     A user's bias is how generously they rate everything; the same layout as `item_biases`.
     """
+    saved = trained_of(saved)
     u_bias = _require_biases(saved, "user")
     table, _ = _bias_table(
         u_bias, saved.user_counts, saved.user_means(), saved.users.items, n, min_count, "user"
@@ -175,7 +194,7 @@ def _short(title: str, limit: int = 28) -> str:
 
 
 def embedding_map(
-    saved: TrainedModel, k: int = 3, top: int = 1000, min_count: int = MIN_COUNT, n_ends: int = 5
+    saved: Model, k: int = 3, top: int = 1000, min_count: int = MIN_COUNT, n_ends: int = 5
 ) -> EmbeddingMap:
     """PCA (centred, as fastai's `pca`) of the item factors of the `top` most rated items.
 
@@ -183,6 +202,9 @@ def embedding_map(
     noise. For the deep models the factors are the item embeddings: they still place items the
     network treats alike close together, but no dot product of them makes the rating.
     """
+    saved = trained_of(saved)
+    if not capabilities(saved).item_vectors:
+        raise CollabkitError(lacks(saved, "item_vectors"))
     i_fac = saved.model.item_vectors()
     counts = saved.item_counts
     idx = _candidates(counts, min_count, "item")
@@ -221,7 +243,7 @@ def embedding_map(
                 "high_end": [titles[j] for j in reversed(ranked[-n_ends:])],
             }
         )
-    return EmbeddingMap(table, pd.DataFrame(comps), saved.config.model)
+    return EmbeddingMap(table, pd.DataFrame(comps), saved.name)
 
 
 def plot_embedding_map(
@@ -380,28 +402,27 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 
 
 def similar_items_table(
-    saved: TrainedModel, item: Any, n: int = 10, min_count: int = MIN_COUNT
+    saved: Model, item: Any, n: int = 10, min_count: int = MIN_COUNT
 ) -> pd.DataFrame:
     """The `n` items whose factors point most nearly the same way as `item`'s (cosine similarity).
 
     `item` is a raw id or a title. Columns: rank, item, title, similarity, n_ratings, mean_rating.
     `min_count` keeps neighbours with at least that many training ratings: rarely rated items have
     small, noisy factors whose direction means little. The query is in `table.attrs`. The answers
-    are `Recommender.similar_items`'s, with counts and means added.
+    are `Recommender.similar_items`'s (the same search, on the bundle's unit vectors), with counts
+    and means added.
     """
-    from collabkit.recommend import Recommender
-
-    rec = Recommender(saved)
-    item = rec.parse_item(item)
-    near = rec.similar_items(item, n, min_count=min_count)
-    idx = saved.items.encode(near.items)
+    saved = trained_of(saved)
+    item = saved.resolver.item(item)
+    idx, sims = nearest_items(saved, [item], n, min_count)
+    items = saved.items.decode(idx.tolist())
     counts, means = saved.item_counts, saved.item_means()
     table = pd.DataFrame(
         {
-            "rank": range(1, len(near) + 1),
-            "item": near.items,
-            "title": near.titles,
-            "similarity": near.scores.tolist(),
+            "rank": range(1, len(idx) + 1),
+            "item": items,
+            "title": [item_title(saved, i) for i in items],
+            "similarity": sims.astype(np.float32).tolist(),
             "n_ratings": counts[idx].tolist(),
             "mean_rating": [_nan_to_none(v) for v in means[idx].tolist()],
         }
@@ -412,23 +433,25 @@ def similar_items_table(
 
 
 def similar_users_table(
-    saved: TrainedModel, user: Any, n: int = 10, min_count: int = MIN_COUNT
+    saved: Model, user: Any, n: int = 10, min_count: int = MIN_COUNT
 ) -> pd.DataFrame:
     """The `n` users whose factors are most cosine-similar to `user`'s: users of like taste.
 
     Columns: rank, user, similarity, n_ratings, mean_rating; `min_count` as in `similar_items_table`.
     """
-    from collabkit.recommend import Recommender
-
-    rec = Recommender(saved)
-    user = rec.parse_user(user)
-    near = rec.similar_users(user, n, min_count=min_count)
-    idx = saved.users.encode(near.users)
+    saved = trained_of(saved)
+    if not capabilities(saved).user_vectors:
+        raise CollabkitError(lacks(saved, "user_vectors"))
+    user = saved.resolver.user(user)
+    u = int(saved.users.o2i[user])
+    if int(saved.user_counts[u]) == 0:
+        raise UnknownIdError(f"user {user!r} has no training ratings: its vector is untrained noise")
+    idx, sims = nearest_users(saved, u, n, min_count)
     table = pd.DataFrame(
         {
-            "rank": range(1, len(near) + 1),
-            "user": near.users,
-            "similarity": near.scores.tolist(),
+            "rank": range(1, len(idx) + 1),
+            "user": saved.users.decode(idx.tolist()),
+            "similarity": sims.astype(np.float32).tolist(),
             "n_ratings": saved.user_counts[idx].tolist(),
             "mean_rating": [_nan_to_none(v) for v in saved.user_means()[idx].tolist()],
         }
@@ -506,22 +529,25 @@ class PredictionExplanation:
 
 
 @torch.inference_mode()
-def explain_prediction(saved: TrainedModel, user: Any, item: Any) -> PredictionExplanation:
+def explain_prediction(saved: Model, user: Any, item: Any) -> PredictionExplanation:
     """Split the predicted rating of (`user`, `item`) into additive parts (dot and dotbias models).
 
+    Costs one pair's worth of work: the ids go through the bundle's resolver and the user's actual
+    rating comes from their row of the seen-items matrix, both made once.
+
     Raises:
-        CollabkitError: for the deep models, whose rating has no additive parts to show.
+        CollabkitError: for a family that declares no additive explanation (the deep models mix the
+            user and item embeddings non-linearly).
     """
+    saved = trained_of(saved)
     model = saved.model
-    user, item = _resolve_user(saved, user), _resolve_item(saved, item)
+    if not capabilities(saved).explain:
+        raise CollabkitError(lacks(saved, "explain"))
+    user, item = saved.resolver.user(user), saved.resolver.item(item)
     u, i = int(saved.users.o2i[user]), int(saved.items.o2i[item])
     parts = model.explain(u, i)
-    if parts is None:
-        raise CollabkitError(
-            f"model {saved.config.model!r} has no additive explanation: its score does not split into "
-            "parts that add up (a deep model mixes the user and item embeddings non-linearly); explain a "
-            "'dot' or 'dotbias' model"
-        )
+    if parts is None:  # declared, yet no parts for this pair: still one line, never a traceback
+        raise CollabkitError(lacks(saved, "explain"))
     if int(saved.user_counts[u]) == 0 or int(saved.item_counts[i]) == 0:
         raise UnknownIdError(
             f"the model saw no training rating of user {user!r} or item {item!r}: their factors are "
@@ -530,19 +556,18 @@ def explain_prediction(saved: TrainedModel, user: Any, item: Any) -> PredictionE
     products = parts.factor_products.double().cpu().numpy()
     notes = ["offset is 0: the dot models have no global term; the biases carry the average rating"]
     if parts.user_bias is None or parts.item_bias is None:
-        notes.append(f"this {saved.config.model!r} model has no biases, so both are 0")
+        notes.append(f"this {saved.name!r} model has no biases, so both are 0")
     ub, ib, offset, raw = parts.user_bias or 0.0, parts.item_bias or 0.0, parts.offset, parts.raw
     rating = float(predict_ratings(model, torch.tensor([[u, i]], device=model_device(model)))[0])
-    y_range = getattr(model, "y_range", None)
+    y_range = _y_range(saved)
     if y_range is not None:
         notes.append(f"rating = sigmoid(raw) * ({y_range[1]:g} - {y_range[0]:g}) + {y_range[0]:g}")
-    seen = (saved.train_x[:, 0] == u) & (saved.train_x[:, 1] == i)
-    actual = float(saved.train_y[seen][0]) if bool(seen.any()) else None
+    actual = saved.seen.rating(u, i)  # the user's row of the cached CSR, not a scan of every rating
     return PredictionExplanation(
         user=user,
         item=item,
         title=item_title(saved, item),
-        model=saved.config.model,
+        model=saved.name,
         offset=offset,
         user_bias=ub,
         item_bias=ib,
@@ -553,6 +578,14 @@ def explain_prediction(saved: TrainedModel, user: Any, item: Any) -> PredictionE
         actual=actual,
         notes=notes,
     )
+
+
+def _y_range(saved: TrainedModel) -> tuple[float, float] | None:
+    """The output range the family's settings name (None: unbounded, or no settings)."""
+    if saved.config is None:
+        return None
+    y_range = type(saved.model).describe_config(saved.config).get("y_range")
+    return None if y_range is None else (float(y_range[0]), float(y_range[1]))
 
 
 # -- everything at once, for the report and the command ----------------------------------------
@@ -569,6 +602,8 @@ class Interpretation:
     neighbours: dict[str, pd.DataFrame]  # query title -> similar_items_table
     example: PredictionExplanation | None
     notes: list[str] = field(default_factory=list)
+    capabilities: Capabilities = field(default_factory=Capabilities)  # what the family declares
+    score_kind: str = "rating"  # "score": a ranking model (no stars, no rating error)
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers as JSON-ready values."""
@@ -594,6 +629,8 @@ class Interpretation:
             "neighbours": {q: records(t) for q, t in self.neighbours.items()},
             "example": None if self.example is None else self.example.to_dict(),
             "notes": list(self.notes),
+            "capabilities": self.capabilities.to_dict(),
+            "score_kind": self.score_kind,
         }
 
 
@@ -606,7 +643,7 @@ def _plain(v: Any) -> Any:
 
 
 def interpret_model(
-    saved: TrainedModel,
+    saved: Model,
     n: int = 5,
     min_count: int = MIN_COUNT,
     items: Sequence[Any] | None = None,
@@ -616,52 +653,56 @@ def interpret_model(
 ) -> Interpretation:
     """Biases, the embedding map, neighbours of `items` (default: the 3 most rated) and one example.
 
-    What a model cannot give (biases of a deep model, an additive explanation) is left as None and
-    said in `notes`, so a report can still be made for any model.
+    Each part is offered only where the family's `capabilities()` declare it; what a model cannot
+    give is left as None (or empty) and said plainly in `notes`, so a report can be made for any model.
     """
+    saved = trained_of(saved)
+    caps = capabilities(saved)
     notes: list[str] = []
-    name = saved.config.model
-    ib = item_biases(saved, n, min_count) if saved.model.item_biases() is not None else None
-    ub = user_biases(saved, n, min_count) if saved.model.user_biases() is not None else None
-    for kind, table in (("item", ib), ("user", ub)):
-        if table is None:
-            notes.append(f"model {name!r} has no {kind} biases")
-    try:
-        emap: EmbeddingMap | None = embedding_map(
-            saved, k=min(k, saved.model.item_vectors().shape[1]), top=top, min_count=min_count
-        )
-    except CollabkitError as e:
-        emap = None
-        notes.append(f"no embedding map: {e}")
+    name = saved.name
+    ib = item_biases(saved, n, min_count) if _biases(saved, "item") is not None else None
+    ub = user_biases(saved, n, min_count) if _biases(saved, "user") is not None else None
+    missing = [kind for kind, table in (("item", ib), ("user", ub)) if table is None]
+    if missing:
+        what = " and no ".join(f"{kind} biases" for kind in missing)
+        why = "" if caps.ratings else " (it ranks items by a score; it does not predict ratings)"
+        notes.append(f"model {name!r} has no {what}{why}")
     counts = saved.item_counts
     if items:
-        queries = [_resolve_item(saved, it) for it in items]
+        queries = [saved.resolver.item(it) for it in items]
     else:
         most = torch.argsort(counts, descending=True, stable=True)[:3].tolist()
         queries = [saved.items[i] for i in most if i != 0 and counts[i] > 0]
+    emap: EmbeddingMap | None = None
     neighbours = {}
-    try:
-        saved.model.item_vectors()
-    except CollabkitError as e:  # a family with nothing to compare (popular): say so, show the rest
-        notes.append(f"no neighbours: {e}")
-        queries_for_neighbours: list[Any] = []
+    if caps.item_vectors:
+        try:
+            emap = embedding_map(
+                saved, k=min(k, saved.model.item_vectors().shape[1]), top=top, min_count=min_count
+            )
+        except CollabkitError as e:  # too few items or factors to map: the rest still stands
+            notes.append(f"no embedding map: {e}")
+        for q in queries:
+            neighbours[item_title(saved, q)] = similar_items_table(saved, q, n_neighbours, min_count)
     else:
-        queries_for_neighbours = queries
-    for q in queries_for_neighbours:
-        neighbours[item_title(saved, q)] = similar_items_table(saved, q, n_neighbours, min_count)
+        notes.append(lacks(saved, "item_vectors"))
     example = None
-    top_user = int(torch.argmax(saved.user_counts))
-    if queries and saved.model.explain(top_user, int(saved.items.o2i[queries[0]])) is not None:
+    if not caps.explain:
+        notes.append(lacks(saved, "explain"))
+    elif queries:
+        top_user = int(torch.argmax(saved.user_counts))
         example = explain_prediction(saved, saved.users[top_user], queries[0])
     else:
-        notes.append(f"no explained prediction: model {name!r} has no additive parts")
-    return Interpretation(name, ib, ub, emap, neighbours, example, notes)
+        notes.append("no explained prediction: no item has training ratings")
+    return Interpretation(name, ib, ub, emap, neighbours, example, notes, caps, saved.model.score_kind)
 
 
 __all__ = [
     "EmbeddingMap",
     "Interpretation",
+    "Model",
     "PredictionExplanation",
+    "capabilities",
     "embedding_map",
     "explain_prediction",
     "interpret_model",
@@ -670,5 +711,6 @@ __all__ = [
     "plot_embedding_map",
     "similar_items_table",
     "similar_users_table",
+    "trained_of",
     "user_biases",
 ]

@@ -3,7 +3,8 @@
 Scores for many users come from one matrix product per block of users against every candidate
 item (the model's `user_rows`, `item_side` and `score_block`), the block sized so that its scores
 fit in `score_budget` floats, followed by `torch.topk`; there is no Python loop over users or items.
-What a user rated in training is masked from a compressed-row matrix built once per model.
+What a user rated in training is masked from the model's compressed-row matrix (`TrainedModel.seen`),
+built once per model and shared with interpretation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from collabkit.bundle import SeenItems
 from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel
 from collabkit.models.base import model_device
@@ -41,12 +43,18 @@ def cosine_neighbours(
     never returned. `candidates` is an optional (N,) bool mask of rows allowed in the answer.
     """
     t = table.detach().float().cpu()
-    unit = t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (N, k)
+    return unit_neighbours(t / t.norm(dim=1, keepdim=True).clamp_min(1e-12), query_idx, n, candidates)
+
+
+def unit_neighbours(
+    unit: Tensor, query_idx: Sequence[int], n: int, candidates: Tensor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`cosine_neighbours` of a table whose rows are already unit length (normalised once per model)."""
     q = torch.as_tensor(list(query_idx), dtype=torch.long)
     centre = unit[q].mean(0)
     centre = centre / centre.norm().clamp_min(1e-12)
     sims = unit @ centre  # (N,)
-    allowed = torch.ones(len(t), dtype=torch.bool) if candidates is None else candidates.cpu().clone()
+    allowed = torch.ones(len(unit), dtype=torch.bool) if candidates is None else candidates.cpu().clone()
     allowed[q] = False
     sims = sims.masked_fill(~allowed, float("-inf"))
     take = min(int(n), int(allowed.sum()))
@@ -57,18 +65,13 @@ def cosine_neighbours(
 class TopN:
     """Ranks candidate items for rows of users; built once per model, reused by every query."""
 
-    def __init__(self, model: CollabModel, train_x: Tensor, n_users: int, n_items: int,
+    def __init__(self, model: CollabModel, seen: SeenItems, n_items: int,
                  score_budget: int = DEFAULT_SCORE_BUDGET) -> None:  # fmt: skip
         self.model = model
-        self.n_users, self.n_items = n_users, n_items
+        self.n_users, self.n_items = len(seen.indptr) - 1, n_items
         self.score_budget = int(score_budget)
         self.device = model_device(model)
-        x = train_x.cpu()
-        order = torch.argsort(x[:, 0], stable=True)
-        counts = torch.bincount(x[:, 0], minlength=n_users)
-        self._indptr = torch.zeros(n_users + 1, dtype=torch.long)
-        self._indptr[1:] = torch.cumsum(counts, 0)
-        self._seen_items = x[order, 1].contiguous()  # each user's rated items, users in index order
+        self.seen = seen  # each user's rated items (the bundle's CSR, not a copy)
         self._prepared: tuple[Tensor, Tensor, Tensor, Any] | None = None  # (mask, cols, col_of, side)
 
     def rank(
@@ -134,10 +137,7 @@ class TopN:
 
     def _seen_columns(self, users: Tensor, col_of: Tensor) -> tuple[Tensor, Tensor]:
         """(block row, candidate column) of every training rating of `users` that is a candidate."""
-        starts, ends = self._indptr[users], self._indptr[users + 1]
-        lengths = ends - starts
-        rows = torch.repeat_interleave(torch.arange(len(users)), lengths)
-        shift = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
-        cols = col_of[self._seen_items[shift + torch.arange(len(shift))]]
+        rows, items = self.seen.pairs(users)
+        cols = col_of[items]
         keep = cols >= 0
         return rows[keep], cols[keep]

@@ -6,6 +6,10 @@ nothing about them, so they are never recommended, are refused as `similar_items
 predicted only under `unknown="mean"`, which answers the training mean and says so. A new item
 (not in the model at all) needs retraining. A new user is served by `fold_in` and
 `recommend_for_ratings`; a user with no ratings by `popular`.
+
+What every query needs (the seen-items matrix, the id resolver, counts, unit vectors) is computed
+once by the `TrainedModel` and shared with `collabkit.interpret`; what a family cannot answer is
+asked of `type(model).capabilities()` and refused in one line.
 """
 
 from __future__ import annotations
@@ -18,13 +22,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from collabkit.bundle import MIN_COUNT, TrainedModel
-from collabkit.data.resolver import IdResolver
+from collabkit.bundle import MIN_COUNT, TrainedModel, lacks
 from collabkit.errors import CollabkitError, UnknownIdError
 from collabkit.models import predict_ratings
-from collabkit.recommend.engine import DEFAULT_SCORE_BUDGET, TopN, check_n, cosine_neighbours
+from collabkit.recommend.engine import DEFAULT_SCORE_BUDGET, TopN, check_n, unit_neighbours
 from collabkit.recommend.results import BatchRecommendations, NewUser, Recommendations, SimilarUsers
 
 UnknownPolicy = Literal["error", "mean"]
@@ -35,22 +38,33 @@ MAX_RATINGS = 1_000  # the most ratings a new user may bring to one fold-in
 class Recommender:
     """Raw user and item ids (or titles) in, answers out. Build it with `Recommender.load(folder)`.
 
-    It prepares the item side once; after training the model further, make a new Recommender.
+    It uses what its `TrainedModel` computed once (the seen-items matrix, the resolver, counts, unit
+    vectors), so making one is cheap; after training the model further, make a new TrainedModel.
     `score_budget` is the number of float32 scores computed at once; lower it to save memory.
     """
 
     def __init__(self, trained: TrainedModel, score_budget: int = DEFAULT_SCORE_BUDGET) -> None:
         self.trained = trained
         self.model = trained.model.eval()
+        self.capabilities = type(self.model).capabilities()
         self.users, self.items = trained.users, trained.items
         self.item_counts, self.user_counts = trained.item_counts, trained.user_counts
-        self.global_mean = float(trained.train_y.mean()) if len(trained.train_y) else 0.0
-        self.resolve = IdResolver(self.users, self.items, trained.item_titles, self.item_counts.numpy())
-        self.engine = TopN(self.model, trained.train_x, len(self.users), len(self.items), score_budget)
+        self.global_mean = trained.global_mean
+        self.resolve = trained.resolver
+        self.engine = TopN(self.model, trained.seen, len(self.items), score_budget)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Recommender:
-        """Load a model folder written by `collabkit train` or `Learner.export`."""
+    def load(cls, path: str | Path, device: str = "cpu", *, model: nn.Module | None = None) -> Recommender:
+        """Load a model folder written by `collabkit train` or `Learner.export`.
+
+        For a folder exported from a Learner of your own module, pass an instance built as when it
+        was exported (`model=MyModel(...)`): its weights are loaded into it (no pickle) and it is
+        wrapped by `collabkit.models.custom.CustomModule`, which recommends and predicts.
+        """
+        if model is not None:
+            from collabkit.models.custom import load_custom
+
+            return cls(load_custom(path, model, device=device))
         from collabkit.persist import load_model
 
         return cls(load_model(path, device=device))
@@ -179,6 +193,7 @@ class Recommender:
         Ratings outside the model's training range are refused; rated items the model never
         trained on are left out and listed in `ignored`.
         """
+        self._require("fold_in")
         if len(ratings) > MAX_RATINGS:
             raise CollabkitError(f"at most {MAX_RATINGS:,} ratings per new user, got {len(ratings):,}")
         strength = self.model.default_fold_in_strength if strength is None else float(strength)
@@ -235,18 +250,7 @@ class Recommender:
         ids), are never returned. Query items must have training ratings.
         """
         query = list(items) if isinstance(items, (list, tuple, set, np.ndarray, pd.Series)) else [items]
-        if not query:
-            raise CollabkitError("similar_items needs at least one item")
-        q_idx = self.items.encode([self.parse_item(i) for i in query], "error")
-        for q, i in zip(query, q_idx, strict=True):
-            if self.item_counts[i] == 0:
-                raise UnknownIdError(f"item {q!r} has no training ratings: its vector is untrained noise")
-        cand = self.candidates(min_count, None, None)
-        for q in q_idx:  # the same film under another id (ML-100k lists 18 twice) is not a neighbour
-            for twin in self.resolve.same_title(self.items[int(q)]):
-                cand[self.items.o2i[twin]] = False
-        idx, sims = cosine_neighbours(self.model.item_vectors(), q_idx.tolist(), check_n(n), cand)
-
+        idx, sims = nearest_items(self.trained, [self.parse_item(i) for i in query], n, min_count)
         return Recommendations(
             [self.items[int(i)] for i in idx], [self.title(self.items[int(i)]) for i in idx],
             sims.astype(np.float32), score_kind="cosine",
@@ -255,10 +259,9 @@ class Recommender:
     @torch.inference_mode()
     def similar_users(self, user: Any, n: int = 10, *, min_count: int = MIN_COUNT) -> SimilarUsers:
         """The n users whose vectors point most nearly the same way as `user`'s (cosine similarity)."""
+        self._require("user_vectors")
         u_idx = self._trained_users([user], "error")
-        cand = self.user_counts >= max(int(min_count), 1)
-        cand[0] = False
-        idx, sims = cosine_neighbours(self.model.user_vectors(), u_idx.tolist(), check_n(n), cand)
+        idx, sims = nearest_users(self.trained, int(u_idx[0]), n, min_count)
         return SimilarUsers([self.users[int(i)] for i in idx], sims.astype(np.float32))
 
     def _popularity(self, weight: float) -> Tensor | None:
@@ -291,12 +294,7 @@ class Recommender:
         self, min_count: int, items: Sequence[Any] | None, exclude: Sequence[Any] | None
     ) -> Tensor:
         """(n_items,) bool: the items that may be returned."""
-        if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 1:
-            raise CollabkitError(
-                f"min_count must be a whole number of at least 1 (items need training ratings), "
-                f"got {min_count!r}"
-            )
-        cand = self.item_counts >= int(min_count)
+        cand = item_candidates(self.trained, min_count)
         if items is not None:
             allow = torch.zeros_like(cand)
             allow[torch.from_numpy(self.items.encode([self.parse_item(i) for i in items], "error"))] = True
@@ -324,6 +322,11 @@ class Recommender:
 
     @cached_property
     def _mean_rows(self) -> Tensor:
+        if not self.capabilities.fold_in:  # its rows are not vectors: there is no average of them
+            raise CollabkitError(
+                f"model {self.trained.name!r} has no average user to stand for someone without ratings "
+                "(it cannot fold in a new user); recommend for a known user instead"
+            )
         trained = torch.nonzero(self.user_counts > 0).squeeze(1)
         if len(trained) == 0:
             trained = torch.arange(1, len(self.users))
@@ -333,8 +336,13 @@ class Recommender:
         """(d,) the average trained user's row: the prior of fold-in and the row of `popular`."""
         return self._mean_rows
 
+    def _require(self, capability: str) -> None:
+        """Refuse, in one line, what the family does not declare (see `Capabilities`)."""
+        if not self.capabilities.to_dict()[capability]:
+            raise CollabkitError(lacks(self.trained, capability))
+
     def _require_ratings(self, what: str) -> None:
-        if self.model.score_kind != "rating":
+        if not self.capabilities.ratings:
             raise CollabkitError(
                 f"model {self.trained.name!r} ranks items but does not predict ratings, so it cannot {what} "
                 "stars; use recommend() for its ranked lists, or a rating model (dotbias) for stars"
@@ -357,6 +365,49 @@ class Recommender:
     @cached_property
     def _titles(self) -> np.ndarray:
         return np.array([self.title(i) for i in self.items], dtype=object)
+
+
+def item_candidates(trained: TrainedModel, min_count: int) -> Tensor:
+    """(n_items,) bool: the items with at least `min_count` (>= 1) training ratings, never `#na#`."""
+    if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 1:
+        raise CollabkitError(
+            f"min_count must be a whole number of at least 1 (items need training ratings), got {min_count!r}"
+        )
+    cand = trained.item_counts >= int(min_count)
+    cand[0] = False  # `#na#` is never an answer
+    return cand
+
+
+def nearest_items(
+    trained: TrainedModel, items: Sequence[Any], n: int, min_count: int = MIN_COUNT
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine similarities of the n items nearest raw `items` (their mean direction).
+
+    The query items, and items with the same title as a query (one film under two ids), are never
+    returned; query items must have training ratings. The unit vectors are the bundle's, made once.
+    """
+    if not type(trained.model).capabilities().item_vectors:
+        raise CollabkitError(lacks(trained, "item_vectors"))
+    if not len(items):
+        raise CollabkitError("similar_items needs at least one item")
+    q_idx = trained.items.encode(list(items), "error")
+    for q, i in zip(items, q_idx, strict=True):
+        if trained.item_counts[i] == 0:
+            raise UnknownIdError(f"item {q!r} has no training ratings: its vector is untrained noise")
+    cand = item_candidates(trained, min_count)
+    for q in q_idx:  # the same film under another id (ML-100k lists 18 twice) is not a neighbour
+        for twin in trained.resolver.same_title(trained.items[int(q)]):
+            cand[trained.items.o2i[twin]] = False
+    return unit_neighbours(trained.unit_item_vectors, q_idx.tolist(), check_n(n), cand)
+
+
+def nearest_users(
+    trained: TrainedModel, user_idx: int, n: int, min_count: int = MIN_COUNT
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine similarities of the n users nearest user index `user_idx`."""
+    cand = trained.user_counts >= max(int(min_count), 1)
+    cand[0] = False
+    return unit_neighbours(trained.unit_user_vectors, [user_idx], check_n(n), cand)
 
 
 def check_rating(key: Any, value: Any, scale: tuple[float, float] | None) -> float:
