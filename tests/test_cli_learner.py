@@ -31,8 +31,9 @@ def test_lr_find_prints_the_suggestion_and_writes_the_plot(ratings_csv: Path, tm
 def test_interrupted_run_resumes_to_the_same_weights(
     ratings_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str
 ) -> None:
+    sizes = ["--factors", "4"] if model == "dotbias" else ["--layers", "8"]
     args = ["train", "--data", str(ratings_csv), "--model", model, "--epochs", "3", "--bs", "128",
-            "--factors", "4", "--layers", "8", "-q"]  # fmt: skip
+            *sizes, "-q"]  # fmt: skip
     straight = runner.invoke(app, [*args, "--out", str(tmp_path / "straight")])
     assert straight.exit_code == 0, straight.output
 

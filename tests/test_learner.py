@@ -105,7 +105,8 @@ def test_chapter_collabnn_trains(dls: CollabDataLoaders) -> None:
 @pytest.mark.parametrize("name", ["dot", "dotbias", "nn", "classifier"])
 def test_every_builtin_model_learns(dls: CollabDataLoaders, name: str) -> None:
     set_seed(0)
-    learn = collab_learner(dls, model=name, n_factors=20, y_range=(0, 5.5), log=None)
+    sizes: dict[str, object] = {"n_factors": 20, "y_range": (0, 5.5)} if name.startswith("dot") else {}
+    learn = collab_learner(dls, model=name, log=None, **sizes)
     learn.fit_one_cycle(6, 1e-2, wd=0.05)
     res = evaluate_model(learn.model, dls.valid.x, dls.valid.y)
     assert res["mse"] < 0.9 * _baseline_mse(dls), res

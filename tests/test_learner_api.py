@@ -25,8 +25,9 @@ from collabkit.train.schedule import one_cycle_lr
 def _learn(ratings: pd.DataFrame, tmp_path: Path, model: str = "dotbias", **kw: object):  # noqa: ANN202
     set_seed(0)
     dls = CollabDataLoaders.from_df(ratings, bs=128, seed=1)
-    return collab_learner(dls, model=model, n_factors=4, y_range=(0, 5.5), layers=[8], log=None,
-                          show_progress=False, path=tmp_path, **kw)  # fmt: skip
+    sizes: dict[str, object] = {"layers": [8]} if model in ("nn", "classifier") else {"n_factors": 4}
+    return collab_learner(dls, model=model, y_range=(0, 5.5), log=None, show_progress=False,
+                          path=tmp_path, **sizes, **kw)  # fmt: skip
 
 
 def _scripted_valid(learn, losses: list[float]) -> None:  # noqa: ANN001

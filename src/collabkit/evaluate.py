@@ -1,16 +1,17 @@
-"""Rating-error metrics as plain functions, and a model's error on index pairs."""
+"""Rating-error metrics as plain functions of predictions and targets (arrays or tensors).
+
+A leaf: it imports nothing from the rest of collabkit, so the models can use its metrics without
+an import circle. Scoring a model (index pairs in, figures out) is in `collabkit.scoring`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-
-from collabkit.models import CollabModel
-from collabkit.models.base import model_device, nearest_level
-from collabkit.models.classifier import expected_rating
+from torch import Tensor
 
 ArrayLike = Tensor | np.ndarray | Sequence[float]
 
@@ -34,6 +35,16 @@ def rmse(preds: ArrayLike, targs: ArrayLike) -> float:
 def mae(preds: ArrayLike, targs: ArrayLike) -> float:
     """Mean absolute error."""
     return float((_t(preds) - _t(targs)).abs().mean())
+
+
+def nearest_level(ratings: Tensor, levels: Tensor) -> Tensor:
+    """Index of the level nearest each rating: the one map from a rating to a classifier's class."""
+    return (ratings.reshape(-1, 1).to(levels.dtype) - levels.reshape(1, -1)).abs().argmin(dim=1)
+
+
+def expected_rating(logits: Tensor, levels: Tensor) -> Tensor:
+    """(B, L) logits -> (B,) the rating expected under their softmax over the levels (L,)."""
+    return logits.float().softmax(dim=1) @ levels.to(logits.device).float()
 
 
 class LevelAccuracy:
@@ -61,24 +72,9 @@ class ExpectedRatingRMSE:
         return rmse(expected_rating(logits.cpu(), self.levels), ratings.cpu())
 
 
-@torch.inference_mode()
-def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, bs: int = 65536) -> dict[str, float]:
-    """MSE, RMSE and MAE of a model on index pairs `x` (N, 2) against ratings `y` (N,), and the
-    model's own further metrics (a classifier's accuracy)."""
-    was_training = model.training
-    model.eval()
-    device = model_device(model)
-    outs = [model(x[i : i + bs].to(device)).float().cpu() for i in range(0, len(y), bs)]
-    model.train(was_training)
-    out = torch.cat(outs) if outs else torch.empty(0)
-    p = model.output_to_rating(out) if isinstance(model, CollabModel) else out.reshape(-1)
-    result = {"mse": mse(p, y), "rmse": rmse(p, y), "mae": mae(p, y), "n": float(len(y))}
-    if isinstance(model, CollabModel) and len(y):
-        for metric in model.default_metrics():
-            name = getattr(metric, "__name__", type(metric).__name__)
-            if name not in result:
-                result[name] = float(metric(out, y.cpu()))
-    return result
+def metric_name(metric: Any) -> str:
+    """The name a metric is shown and stored under (its `__name__`, else its class's name)."""
+    return getattr(metric, "__name__", type(metric).__name__)
 
 
 def summarize_folds(results: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -89,3 +85,14 @@ def summarize_folds(results: list[dict[str, float]]) -> dict[str, dict[str, floa
         vals = np.array([r[k] for r in results], dtype=float)
         out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
     return out
+
+
+def __getattr__(name: str) -> Any:
+    # `evaluate_model` scores a model, so it lives in collabkit.scoring; this lazy re-export keeps
+    # `from collabkit.evaluate import evaluate_model` (collabkit/__init__.py) working without
+    # importing the models when this module loads.
+    if name == "evaluate_model":
+        from collabkit.scoring import evaluate_model
+
+        return evaluate_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,15 +19,24 @@ from torch import Tensor, nn
 
 from collabkit.data.loaders import CollabDataLoaders, DataLoader
 from collabkit.errors import CollabkitError
-from collabkit.evaluate import rmse
-from collabkit.models import CollabModel
+from collabkit.evaluate import metric_name, rmse
+from collabkit.models import CollabModel, ModelConfig
+from collabkit.scoring import TrainingFacts, fallback_mask, score_pairs, training_facts
 from collabkit.train import checkpoint
 from collabkit.train.callbacks import Callback, CancelFitException
-from collabkit.train.checkpoint import Resume
 from collabkit.train.fused import FusedDotTrainer, supports_fused
 from collabkit.train.optim import FastAdamW, make_adam, set_hyper
-from collabkit.train.recorder import Recorder, Summary, metric_name, results_table, shown, summary_text
+from collabkit.train.recorder import Recorder, Summary, results_table, shown, summary_text
 from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
+from collabkit.train.state import (
+    FitSettings,
+    Position,
+    Schedule,
+    TrainState,
+    is_fused_state,
+    load_optimizer_state,
+    optimizer_state,
+)
 
 Metric = Callable[[Tensor, Tensor], float]
 
@@ -55,7 +64,13 @@ class Learner:
     """Trains `model` on `dls`: fastai's `Learner` for a collaborative-filtering model.
 
     The model takes a (B, 2) tensor of user and item indices. After each epoch a row of the table
-    (epoch, train_loss, valid_loss, metrics, time) is logged and appended to `history`.
+    (epoch, train_loss, valid_loss, metrics, time) is logged and appended to `history`; the held-out
+    figures come from `collabkit.scoring.score_pairs`, which scores a pair whose user or item has no
+    training ratings at the training mean (the table says how many, once).
+
+    `config` is the ModelConfig a built-in model was made from (`collab_learner` passes it), which
+    `export` saves; None for your own module. Its state for checkpoints is one object:
+    `train_state()` / `load_train_state(state)`.
     """
 
     def __init__(
@@ -73,9 +88,11 @@ class Learner:
         cbs: Callback | Sequence[Callback] | None = None,
         path: str | Path = ".",
         model_dir: str = "models",
+        config: ModelConfig | None = None,
     ) -> None:
         self.dls: Any = dls
         self.model = model
+        self.config = config
         self.loss_func = loss_func if loss_func is not None else MSELossFlat()
         self.lr, self.wd = lr, (0.01 if wd is None else wd)
         self.metrics: list[Metric] = (
@@ -93,13 +110,14 @@ class Learner:
         self.recorder = Recorder(self)
         self.iter, self.loss, self.n_epoch, self.n_iter, self.epoch_in_fit = 0, torch.zeros(()), 0, 0, 0
         self.hyper: Callable[[float], tuple[float, float]] = lambda pos: (self.lr, 0.9)
+        self.last_fit: FitSettings | None = None  # what the last fit ran with (lr, wd, epochs)
+        self.valid_scores: dict[str, float] = {}  # the scorer's full result of the last validation
         self._opt: Any = None  # the last fit's optimiser (FastAdamW or the fused trainer)
-        self._opt_state: dict[str, Tensor] | None = (
-            None  # loaded by load(with_opt=True), used by the next fit
-        )
-        self._resume: Resume | None = None  # where a loaded checkpoint stopped inside an epoch
-        self._interrupted: Resume | None = None
-        self._gen_state: Tensor | None = None
+        self._opt_state: dict[str, Tensor] | None = None  # loaded for the next fit to start from
+        self._next = Position(0)  # the schedule epoch to run next (a checkpoint's position)
+        self._resume: Position | None = None  # where a loaded checkpoint stopped inside an epoch
+        self._interrupted: Position | None = None  # where Ctrl-C stopped the fit inside an epoch
+        self._gen_state: Tensor | None = None  # the batch order's state when this epoch began
         self._fit_rows: list[dict[str, float]] = []
 
     # -- callbacks -------------------------------------------------------------------------
@@ -137,12 +155,12 @@ class Learner:
 
         `start_epoch` resumes a schedule part-way (after `load(..., with_opt=True)` of a checkpoint).
         """
-        lr_max = self.lr if lr_max is None else lr_max
+        peak = self.lr if lr_max is None else lr_max
 
         def hyper(pos: float) -> tuple[float, float]:
-            return (one_cycle_lr(pos, lr_max, div, div_final, pct_start), one_cycle_mom(pos, moms, pct_start))
+            return (one_cycle_lr(pos, peak, div, div_final, pct_start), one_cycle_mom(pos, moms, pct_start))
 
-        return self._fit(n_epoch, hyper, wd, cbs, start_epoch)
+        return self._fit(n_epoch, hyper, wd, cbs, start_epoch, ("one_cycle", peak))
 
     def fit(
         self,
@@ -154,7 +172,7 @@ class Learner:
     ) -> list[dict[str, float]]:
         """Train `n_epoch` epochs at a constant learning rate."""
         rate = self.lr if lr is None else lr
-        return self._fit(n_epoch, lambda pos: (rate, 0.9), wd, cbs, start_epoch)
+        return self._fit(n_epoch, lambda pos: (rate, 0.9), wd, cbs, start_epoch, ("constant", rate))
 
     def _fit(
         self,
@@ -163,7 +181,9 @@ class Learner:
         wd: float | None,
         cbs: Callback | Sequence[Callback] | None,
         start_epoch: int,
+        rate: tuple[Schedule, float],
     ) -> list[dict[str, float]]:
+        self._check_trains_by_gradient("has no epochs to fit; `model.fit_direct(x, y)` fits it")
         if isinstance(n_epoch, bool) or int(n_epoch) != n_epoch or n_epoch < 1:
             raise CollabkitError(f"n_epoch must be a whole number of at least 1, got {n_epoch!r}")
         if not 0 <= start_epoch < n_epoch:
@@ -174,7 +194,15 @@ class Learner:
             )
         if self.dls.train.n == 0:
             raise CollabkitError("the training set has no rows; nothing to train on")
+        resume = self._resume
+        if resume is not None and resume.epoch_in_fit != start_epoch:
+            raise CollabkitError(
+                f"the loaded checkpoint stopped inside epoch {resume.epoch_in_fit} of its schedule; "
+                f"fit with start_epoch={resume.epoch_in_fit}, got {start_epoch}"
+            )
         wd = self.wd if wd is None else wd
+        self.last_fit = FitSettings(rate[0], float(rate[1]), float(wd), int(n_epoch))
+        self._interrupted, self._next = None, Position(start_epoch)
         self.model.to(self.device)
         for dl in self.dls.loaders:
             dl.to(self.device)
@@ -202,10 +230,9 @@ class Learner:
                 opt.step()
                 return loss.detach() * len(yb)
 
-        resume = self._resume
         self._resume = None
         if self._opt_state is not None:
-            checkpoint.load_opt_state(self._opt, self._opt_state)
+            load_optimizer_state(self._opt, self._opt_state)
             self._opt_state = None
         if fast is not None:
             fast.t = start_epoch * self.n_iter + (resume.batch if resume else 0)
@@ -215,6 +242,7 @@ class Learner:
                 self._event("before_fit")
                 names = ["epoch", "train_loss", "valid_loss", *map(metric_name, self.metrics), "time"]
                 self._log_row(names, header=True)
+                self._log_fallback()
                 return self._epochs(start_epoch, train_step, fast.sync if fast else None, names, resume)
         except CancelFitException:
             return list(self._fit_rows)
@@ -230,7 +258,7 @@ class Learner:
         train_step: Callable[[Tensor, Tensor, int], Tensor],
         after_epoch: Callable[[], None] | None,
         names: list[str],
-        resume: Resume | None,
+        resume: Position | None,
     ) -> list[dict[str, float]]:
         new_rows = self._fit_rows = []
         per_batch = any(cb.wants("after_batch") for cb in self.cbs)
@@ -266,8 +294,8 @@ class Learner:
             except KeyboardInterrupt:
                 if after_epoch is not None:
                     after_epoch()
-                self._interrupted = Resume(
-                    e, self.iter if batch_losses else skip, loss_sum.detach().cpu(), n_seen
+                self._interrupted = Position(
+                    e, self.iter if batch_losses else skip, float(loss_sum.detach()), n_seen
                 )
                 self._event("after_interrupt")
                 raise
@@ -288,6 +316,7 @@ class Learner:
             }
             self.history.append(row)
             new_rows.append(row)
+            self._next = Position(e + 1)  # a checkpoint written now resumes at the next epoch
             self._log_row([row[n] for n in names])
             try:
                 self._event("after_epoch")  # learn.epoch is still this epoch's number, as in fastai
@@ -309,8 +338,32 @@ class Learner:
         schedule = [hyper(i / total) for i in range(total)]
         return FusedDotTrainer(self.model, [lr for lr, _ in schedule], [mom for _, mom in schedule], wd)
 
+    def uses_fused_step(self) -> bool:
+        """Whether a fit runs the fused dot step (a built-in dot model, MSELossFlat, not fused=False)."""
+        return self.fused is not False and self._fusable()
+
     def _fusable(self) -> bool:
         return supports_fused(self.model) and isinstance(self.loss_func, MSELossFlat)
+
+    def _check_trains_by_gradient(self, what: str) -> None:
+        """Refuse, in one line, a family that fits itself in closed form or by its own solver."""
+        if isinstance(self.model, CollabModel) and not type(self.model).capabilities().lr_find:
+            raise CollabkitError(
+                f"model {self.model.name!r} is fitted in closed form or by its own solver, so it {what}"
+            )
+
+    def _log_fallback(self) -> None:
+        """Say once, under the header, how many held-out rows are scored at the training mean."""
+        valid = self.dls.valid
+        if self.log is None or valid.n == 0:
+            return
+        facts = self._training_facts()
+        cold = int(fallback_mask(valid.x, facts.user_counts, facts.item_counts).sum())
+        if cold:
+            self.log(
+                f"({cold:,} of {valid.n:,} held-out rows have a user or item with no training ratings: "
+                f"scored at the training mean {facts.mean:.4f})"
+            )
 
     def _log_row(self, values: Sequence[Any], header: bool = False) -> None:
         if self.log is None:
@@ -343,16 +396,33 @@ class Learner:
         return torch.cat(outs), torch.cat(targs)
 
     def validate(self, dl: DataLoader | None = None) -> dict[str, float]:
-        """valid_loss and each metric on `dl` (the validation set by default)."""
+        """valid_loss and each metric on `dl` (the validation set by default), by the one scorer.
+
+        A pair whose user or item has no training rows (in `dls.train`) is scored at the training
+        mean, as the run's final figures are (see `collabkit.scoring.score_pairs`); the full result
+        of scoring the validation set, `n` and `fallback` included, is kept in `valid_scores`.
+        """
+        own = dl is None
         dl = self.dls.valid if dl is None else dl
         if dl.n == 0:
             return {"valid_loss": float("nan"), **{metric_name(m): float("nan") for m in self.metrics}}
-        out, y = self._outputs(dl)
-        with torch.inference_mode():
-            res = {"valid_loss": float(self.loss_func(out, y))}
-        for m in self.metrics:
-            res[metric_name(m)] = float(m(out, y))
-        return res
+        facts = self._training_facts()
+        self.model.to(self.device)
+        scores = score_pairs(
+            self.model, dl.x, dl.y, facts.user_counts, facts.item_counts, facts.mean,
+            loss_func=self.loss_func, metrics=self.metrics,
+        )  # fmt: skip
+        if own:
+            self.valid_scores = scores
+        return {
+            "valid_loss": scores["loss"],
+            **{metric_name(m): scores[metric_name(m)] for m in self.metrics},
+        }
+
+    def _training_facts(self) -> TrainingFacts:
+        """Training ratings per user and item index, and their mean (what the scorer needs)."""
+        train = self.dls.train
+        return training_facts(train.x, train.y, self.dls.n_users, self.dls.n_items)
 
     def get_preds(self, ds_idx: int = 1, dl: DataLoader | None = None) -> tuple[Tensor, Tensor]:
         """(predictions, targets) on the validation set (ds_idx=1) or training set (0).
@@ -446,7 +516,7 @@ class Learner:
         from collabkit.persist import save_model, save_module
 
         dest = Path(fname) if Path(fname).is_absolute() else self.path / fname
-        if getattr(self, "config", None) is not None and isinstance(self.model, CollabModel):
+        if self.config is not None and isinstance(self.model, CollabModel):
             return str(save_model(dest, trained_from_learner(self)))
         return str(save_module(dest, self.model, self.dls, self.history))
 
@@ -454,9 +524,62 @@ class Learner:
         """Restore the checkpoint a `CheckpointCallback` wrote; returns the `start_epoch` to fit from."""
         return checkpoint.restore(self, folder)
 
+    # -- training state (what checkpoints save) ------------------------------------------------
+    def train_state(self) -> TrainState:
+        """A snapshot of everything a resumed fit needs: weights, optimiser moments, the schedule
+        position (inside an epoch, after Ctrl-C), the random states, the history and fit settings."""
+        where = self._interrupted
+        gen = self._gen_state if where is not None and self._gen_state is not None else None
+        loader = gen if gen is not None else self.dls.train.generator.get_state()
+        return TrainState(
+            model={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            opt=self.opt_state(),
+            rng_loader=loader.clone(),
+            rng_torch=torch.get_rng_state(),
+            position=where if where is not None else Position(self._next.epoch_in_fit),
+            epochs_done=len(self.history),
+            n_epoch=self.n_epoch,
+            history=[dict(r) for r in self.history],
+            fit=self.last_fit,
+        )
+
+    def load_train_state(self, state: TrainState) -> int:
+        """Put `state` back (weights now; optimiser moments and position for the next fit);
+        returns the `start_epoch` to pass to that fit."""
+        try:
+            self.model.load_state_dict(state.model)
+        except RuntimeError as e:
+            raise CollabkitError(
+                f"the saved training state does not fit this model ({str(e)[:160]})"
+            ) from None
+        self.model.to(self.device)
+        self._opt_state = state.opt
+        self.dls.train.generator.set_state(state.rng_loader)
+        torch.set_rng_state(state.rng_torch)
+        self.epoch = state.epochs_done
+        self.history = [dict(r) for r in state.history]
+        self.last_fit = state.fit
+        self._next = Position(state.position.epoch_in_fit)
+        self._resume = state.position if state.position.batch else None
+        self._interrupted = None
+        return state.position.epoch_in_fit
+
+    def opt_state(self) -> dict[str, Tensor] | None:
+        """The optimiser's moments as named CPU tensors: the last fit's, else those loaded for the
+        next fit; None before any."""
+        if self._opt is not None:
+            return {k: v.detach().cpu().clone() for k, v in optimizer_state(self._opt).items()}
+        return None if self._opt_state is None else dict(self._opt_state)
+
+    def load_opt_state(self, state: dict[str, Tensor]) -> None:
+        """Moments (from `opt_state`) for the next fit's optimiser to start from."""
+        if self._opt is not None and is_fused_state(state) != isinstance(self._opt, FusedDotTrainer):
+            raise CollabkitError("optimiser state of another kind of training step (fused vs autograd)")
+        self._opt_state = dict(state)
+
     def __repr__(self) -> str:
         loss = type(self.loss_func).__name__
-        opt = "fused AdamW (dot step)" if self.fused is not False and self._fusable() else "AdamW"
+        opt = "fused AdamW (dot step)" if self.uses_fused_step() else "AdamW"
         name = type(self.model).__name__
         return f"Learner({name}, loss {loss}, {opt}, {self.epoch} epochs trained; {self.dls!r})"
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from collabkit.errors import CollabkitError
+from collabkit.models import CollabModel
 from collabkit.train.optim import make_adam, set_hyper
 
 if TYPE_CHECKING:
@@ -89,7 +90,17 @@ def lr_find(
     show_plot: bool = True,
     plot_path: str | Path | None = None,
 ) -> LRFinderResult:
-    """Sweep the learning rate on `learn` (its weights restored afterwards); see the module docstring."""
+    """Sweep the learning rate on `learn` (its weights restored afterwards); see the module docstring.
+
+    Raises:
+        CollabkitError: bad sweep settings, no training data, or a family that is not trained by
+            gradient steps (its capabilities say `lr_find` False): it has no learning rate.
+    """
+    if isinstance(learn.model, CollabModel) and not type(learn.model).capabilities().lr_find:
+        raise CollabkitError(
+            f"model {learn.model.name!r} is fitted in closed form or by its own solver, "
+            "so it has no learning rate to find"
+        )
     if not 0 < start_lr < end_lr:
         raise CollabkitError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
     if num_it < 10:

@@ -13,6 +13,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from collabkit.evaluate import metric_name
+
 if TYPE_CHECKING:
     from collabkit.train.learner import Learner
 
@@ -109,10 +111,6 @@ def shown(frame: pd.DataFrame, show: bool) -> pd.DataFrame | None:
     return None
 
 
-def metric_name(m: Any) -> str:
-    return getattr(m, "__name__", type(m).__name__)
-
-
 def results_table(learn: Learner, n: int = 9, ds_idx: int = 1) -> pd.DataFrame:
     """`n` rows of a set with the true and the predicted rating (titles where known)."""
     dl = learn.dls[ds_idx]
@@ -144,8 +142,12 @@ def summary_text(learn: Learner) -> Summary:
         "",
         f"Total parameters: {total:,} ({trainable:,} trainable)",
         f"Loss: {type(learn.loss_func).__name__}",
-        f"Optimiser: AdamW (beta2 0.99, eps 1e-5), weight decay {learn.wd:g}"
-        + (", fused dot step" if learn.fused is not False and learn._fusable() else ""),
+        f"Optimiser: AdamW (beta2 0.99, eps 1e-5){', fused dot step' if learn.uses_fused_step() else ''}",
+        (
+            f"Last fit: {learn.last_fit.describe()}"
+            if learn.last_fit is not None
+            else f"Not fitted yet: weight decay {learn.wd:g} and lr {learn.lr:g} unless a fit says otherwise"
+        ),
         f"Callbacks: {', '.join(map(repr, learn.cbs)) or 'none'} (and the recorder)",
         f"Epochs trained: {learn.epoch}",
     ]

@@ -1,0 +1,163 @@
+"""Held-out figures of a model on index pairs: the one scorer behind the epoch table and the run's
+last line (and `evaluate`), so a run reports one answer.
+
+A pair whose user or item has no training ratings is scored at the training mean, not with its
+untrained (random) embedding, and counted in `fallback` (Surprise's `was_impossible`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from collabkit.errors import CollabkitError
+from collabkit.evaluate import mae, metric_name, mse, rmse
+from collabkit.models import CollabModel
+from collabkit.models.base import model_device
+
+Metric = Callable[[Tensor, Tensor], float]
+CHUNK = 65536  # pairs per forward pass: bounds the memory a scoring pass holds at once
+OWN = ("mse", "rmse", "mae")  # the scorer's own figures; a metric of one of these names is not rerun
+
+
+@dataclass(frozen=True)
+class TrainingFacts:
+    """What the scorer needs to know about the training rows: who was trained, and the mean."""
+
+    user_counts: Tensor  # (n_users,) training ratings of each user index
+    item_counts: Tensor  # (n_items,) training ratings of each item index
+    mean: float  # the mean training rating: the answer for an untrained pair
+
+
+def training_facts(train_x: Tensor, train_y: Tensor, n_users: int, n_items: int) -> TrainingFacts:
+    """Counts per user and item index, and the mean rating, of training pairs `train_x` (N, 2)."""
+    x = train_x.long()
+    return TrainingFacts(
+        torch.bincount(x[:, 0], minlength=n_users),
+        torch.bincount(x[:, 1], minlength=n_items),
+        float(train_y.float().mean()) if len(train_y) else 0.0,
+    )
+
+
+def fallback_mask(x: Tensor, user_counts: Tensor, item_counts: Tensor) -> Tensor:
+    """(N,) True where the pair's user or item has no training ratings (or is `#na#`, index 0)."""
+    u, i = x[:, 0].long(), x[:, 1].long()
+    return ~(_trained(user_counts, u) & _trained(item_counts, i)) | (u == 0) | (i == 0)
+
+
+def _trained(counts: Tensor, idx: Tensor) -> Tensor:
+    counts = counts.to(idx.device)
+    inside = idx < len(counts)  # an index past the counts has no training rows
+    out = torch.zeros(len(idx), dtype=torch.bool, device=idx.device)
+    out[inside] = counts[idx[inside]] > 0
+    return out
+
+
+def score_pairs(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    user_counts: Tensor,
+    item_counts: Tensor,
+    train_mean: float,
+    *,
+    bs: int = CHUNK,
+    loss_func: Callable[[Tensor, Tensor], Tensor] | None = None,
+    metrics: Sequence[Metric] | None = None,
+) -> dict[str, float]:
+    """Rating error of `model` on pairs `x` (N, 2) against ratings `y` (N,).
+
+    Args:
+        user_counts, item_counts: training ratings per user / item index (a bool mask works too):
+            a pair whose user or item has none is predicted at `train_mean`.
+        loss_func: also return `loss`, the training loss on these rows.
+        metrics: the further metrics to compute (default: the model's own, e.g. a classifier's
+            accuracy); one named mse, rmse or mae is the scorer's figure.
+
+    Returns:
+        mse, rmse, mae over all N rows (untrained pairs at the training mean); each further metric
+        and the loss: over all rows when the model outputs ratings, else (a classifier's logits,
+        which have no value for the mean) over the trained pairs; `n` and `fallback` (how many
+        rows were scored at the mean).
+
+    Raises:
+        CollabkitError: the model ranks items (score_kind "score"): it predicts no ratings.
+    """
+    if isinstance(model, CollabModel) and model.score_kind != "rating":
+        raise CollabkitError(
+            f"model {model.name!r} ranks items; it predicts no ratings, so it has no rating error"
+        )
+    if x.ndim != 2 or x.shape[1] != 2 or len(x) != len(y):
+        raise CollabkitError(
+            f"need index pairs (N, 2) and ratings (N,), got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    cold = fallback_mask(x.to(model_device(model)), user_counts, item_counts)
+    return _score(model, x, y, cold, float(train_mean), bs, loss_func, metrics)
+
+
+def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, bs: int = CHUNK) -> dict[str, float]:
+    """MSE, RMSE and MAE of a model on index pairs `x` (N, 2) against ratings `y` (N,), and the
+    model's own further metrics (a classifier's accuracy), every pair scored by the model.
+
+    For held-out rows use `score_pairs`: it puts the training mean on untrained pairs.
+    """
+    cold = torch.zeros(len(y), dtype=torch.bool, device=model_device(model))
+    res = _score(model, x, y, cold, 0.0, bs, None, None)
+    return {k: v for k, v in res.items() if k != "fallback"}
+
+
+@torch.inference_mode()
+def _score(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    cold: Tensor,
+    train_mean: float,
+    bs: int,
+    loss_func: Callable[[Tensor, Tensor], Tensor] | None,
+    metrics: Sequence[Metric] | None,
+) -> dict[str, float]:
+    """See `score_pairs`; `cold` (N,) marks the rows answered with `train_mean`."""
+    n = len(y)
+    if metrics is None:
+        metrics = model.default_metrics() if isinstance(model, CollabModel) else []
+    device = model_device(model)
+    x, y = x.to(device), y.to(device).float()
+    warm = (~cold).nonzero().reshape(-1)
+    out = _outputs(model, x[warm], bs)  # (W,), (W, 1) ratings or (W, L) logits: what forward returns
+    preds = torch.full((n,), train_mean, dtype=torch.float32, device=device)
+    preds[warm] = _ratings(model, out).float()
+    nan = float("nan")
+    result = dict.fromkeys(OWN, nan)
+    if n:
+        result = {"mse": mse(preds, y), "rmse": rmse(preds, y), "mae": mae(preds, y)}
+    if out.ndim == 1 or out.shape[1:] == (1,):  # ratings: the untrained rows join, at the mean
+        seen_out, seen_y = preds.reshape(n, *out.shape[1:]), y
+    else:  # logits or the like have no value for the mean: the trained pairs only
+        seen_out, seen_y = out, y[warm]
+    names = [metric_name(m) for m in metrics]
+    extra = [(k, m) for k, m in zip(names, metrics, strict=True) if k not in OWN]
+    if loss_func is not None:
+        result["loss"] = float(loss_func(seen_out, seen_y)) if len(seen_y) else nan
+    for k, m in extra:
+        result[k] = float(m(seen_out, seen_y)) if len(seen_y) else nan
+    return result | {"n": n, "fallback": int(cold.sum())}
+
+
+def _outputs(model: nn.Module, x: Tensor, bs: int) -> Tensor:
+    """What `model` returns for pairs `x`, in chunks of `bs`, in eval mode (its mode restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        # at least one pass, on no rows if need be, so the output's shape is known
+        outs = [model(x[i : i + bs]).float() for i in range(0, max(len(x), 1), bs)]
+    finally:
+        model.train(was_training)
+    return torch.cat(outs)
+
+
+def _ratings(model: nn.Module, out: Tensor) -> Tensor:
+    return model.output_to_rating(out) if isinstance(model, CollabModel) else out.reshape(-1)
