@@ -2,7 +2,8 @@
 
 Search a title and open its neighbours, rate three movies (one with the keyboard) and see the
 recommendations change after each, hover and click the map, zoom it with a key; screenshots at
-desktop and phone widths go to tests/.artifacts/ (git-ignored).
+desktop and phone widths go to tests/.artifacts/ (git-ignored). And the first screen of every
+registered family, whatever it can answer.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from collabkit.models import model_names
 from collabkit.service import create_app
-from tests.test_service import train_tiny_model
+from tests.test_service import ratings_table, train_tiny_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -196,3 +198,57 @@ def test_phone_width(base_url: str, browser: Any) -> None:
     page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
     print(f"screenshots in {ARTIFACTS}")
     page.close()
+
+
+SETTLED = """name => {
+  const line = document.getElementById('model-line').textContent;
+  const recs = document.getElementById('recs');
+  const listed = recs.querySelectorAll('li').length > 0 && !recs.hasAttribute('aria-busy');
+  const mapped = window.collabkitMap.points.length > 0
+    || document.getElementById('map-note').textContent.startsWith('No map');
+  const biases = document.querySelectorAll('#bias-high li').length > 0
+    || document.querySelector('#biases .two').hidden;
+  const found = document.querySelectorAll('#find-results li').length > 0;
+  return line.includes(name) && listed && mapped && biases && found;
+}"""
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_first_screen_of_every_family(name: str, browser: Any, tmp_path: Path) -> None:
+    """Each registered family's page loads: no console error, no request the family cannot answer,
+    no "NaN" or "undefined" shown; a section the family cannot fill says why."""
+    from collabkit.models import family
+    from collabkit.workflows import TrainConfig, train
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    table = ratings_table()
+    train(table, TrainConfig(model=name, epochs=1, bs=256), out=tmp_path / name, log=None)
+    caps = family(name).capabilities()
+    items = table.drop_duplicates("item")
+    app = create_app(tmp_path / name, genres=dict(zip(items["item"], items["genres"], strict=True)))
+    with serving(app) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.set_default_timeout(10_000)
+        try:
+            page.goto(url + "/")
+            page.wait_for_function(SETTLED, arg=name)
+            page.screenshot(path=str(ARTIFACTS / f"page-first-{name}.png"), full_page=True)
+            text = page.inner_text("body")
+            assert "NaN" not in text and "undefined" not in text, text
+            assert problems == [], problems
+            assert len(recs_text(page)) == 10
+            assert (page.evaluate("window.collabkitMap.points.length") > 0) == caps.item_vectors
+            if not caps.item_vectors:
+                assert f"{name} model has no item vectors" in page.inner_text("#map-note")
+                assert not page.locator("#map-section .map-tools").is_visible()
+            if not caps.biases:
+                assert f"{name} model has no item biases" in page.inner_text("#biases-note")
+                assert not page.locator("#biases .two").is_visible()
+            scores = page.locator("#recs li .score").all_inner_texts()
+            assert all(("★ predicted" in s) == caps.ratings for s in scores), scores
+        finally:
+            page.close()

@@ -540,3 +540,76 @@ def test_docs_page_is_served_from_the_package_not_a_cdn(client: TestClient) -> N
     for asset in ("static/swagger-ui-bundle.js", "static/swagger-ui.css"):
         assert asset in page.text and client.get("/" + asset).status_code == 200
     assert client.get("/openapi.json").json()["paths"]
+
+
+# -- the layout: schemas apart from the library's names, the why outside the routes ---------------
+
+
+def test_schema_names_do_not_clash_with_the_librarys() -> None:
+    import pydantic
+
+    import collabkit
+    import collabkit.interpret
+    import collabkit.models
+    import collabkit.recommend
+    import collabkit.service
+    from collabkit.service import schemas
+
+    bodies = {
+        n for n, v in vars(schemas).items() if isinstance(v, type) and issubclass(v, pydantic.BaseModel)
+    }
+    library = set()
+    for module in (collabkit, collabkit.recommend, collabkit.interpret, collabkit.models):
+        library |= set(module.__all__)
+    assert len(bodies) >= 15 and not bodies & library
+    assert "MAX_N" not in vars(collabkit.service) and "MAX_RATINGS" not in vars(collabkit.service)
+    assert MAX_RESULTS < collabkit.recommend.MAX_N  # the per-request cap, not the engine's
+
+
+def test_why_is_the_bias_and_the_nearest_rated_vectors(rec: Recommender) -> None:
+    from collabkit.recommend.why import why_recommended, why_tables
+
+    new = rec.fold_in({110: 5, 111: 1, 112: 4})
+    recs = rec.recommend_for_ratings(new, 5)
+    reasons = why_recommended(rec, new, recs.items)
+    v = rec.model.item_vectors().detach().numpy()
+    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+    bias = rec.model.item_biases().detach().numpy().reshape(-1)
+    for item, why in zip(recs.items, reasons, strict=True):
+        i = int(rec.items.encode([item])[0])
+        assert why.item == item and why.bias == pytest.approx(float(bias[i]))
+        sims = {r: float(unit[i] @ unit[int(rec.items.encode([r])[0])]) for r in (110, 111, 112)}
+        best = sorted(sims, key=lambda r: -sims[r])[:2]
+        assert [c.item for c in why.closest] == best
+        assert [c.similarity for c in why.closest] == pytest.approx([sims[r] for r in best], abs=1e-5)
+        assert [c.your_rating for c in why.closest] == [{110: 5.0, 111: 1.0, 112: 4.0}[r] for r in best]
+    assert why_tables(rec).unit is not None and why_tables(rec).bias is not None
+
+
+def test_bias_min_count_is_20_or_the_median_for_a_small_catalogue(rec: Recommender) -> None:
+    from collabkit.recommend.why import bias_min_count
+
+    counts = rec.item_counts.numpy()[1:]
+    assert bias_min_count(rec) == int(min(20, np.median(counts[counts > 0])))
+    assert bias_min_count(rec, most=5) == 5
+
+
+def test_route_functions_are_plain_functions(rec: Recommender) -> None:
+    """Called with the Recommender and the state passed in: no app, no HTTP."""
+    import asyncio
+
+    from collabkit.recommend.why import bias_min_count
+    from collabkit.service import routes
+    from collabkit.service.deps import build_state
+    from collabkit.service.schemas import RatingsRequest
+
+    state = build_state(rec)
+    body = RatingsRequest(ratings={"Film 110 (2010)": 5, "111": 1}, n=4)
+    answer = asyncio.run(routes.recommend_new(body, rec, state))
+    assert [x.item for x in answer.recommendations] == list(
+        rec.recommend_for_ratings({110: 5, 111: 1}, 4).items
+    )
+    assert {c.item for x in answer.recommendations for c in x.why.closest} <= {110, 111}
+    biases = asyncio.run(routes.biases(rec, n=2))
+    assert biases.min_count == bias_min_count(rec) and len(biases.highest) == 2
+    assert biases.highest[0].bias >= biases.highest[1].bias

@@ -61,11 +61,22 @@ const fmt = (x, digits = 2) => (x === null || x === undefined ? "–" : Number(x
 const signed = (x, digits = 2) => (x >= 0 ? "+" : "−") + Math.abs(x).toFixed(digits);
 const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
 let minCount = 1; // neighbours with fewer ratings are mostly noise; set from the server's /biases default
+let capabilities = {}; // what the model's family can answer (GET /health); the page asks only for that
+let modelName = "this";
+const can = (what) => capabilities[what] === true;
+const lacks = {
+  item_vectors: "has no item vectors to compare",
+  biases: "has no item biases",
+  fold_in: "cannot fold in a new user",
+};
+const cannot = (what) => `The ${modelName} model ${lacks[what] || `lacks ${what}`}.`;
 
 // -- the model line, settings, training curve ------------------------------------------------
 
 async function loadModel() {
   const [health, info] = await Promise.all([api("health"), api("model")]);
+  capabilities = health.capabilities || {};
+  modelName = info.model;
   const data = info.data ? ` trained on ${String(info.data.name).split(/[\\/]/).pop()}` : "";
   $("model-line").textContent =
     `${info.model} model${data}: ${plural(health.n_items, "item")}, ${plural(health.n_users, "user")}`;
@@ -82,27 +93,30 @@ function addPairs(list, pairs) {
   }
 }
 
+const shown = (v) => (typeof v !== "number" ? v : Number.isInteger(v) ? v.toLocaleString() : fmt(v, 4));
+
 function renderSettings(info) {
-  const c = info.config || {};
   const r = info.results || {};
   const s = r.settings || {};
-  addPairs($("settings-list"), [
-    ["model", info.model],
-    ["factors", c.n_factors],
-    ["y range", c.y_range ? c.y_range.join(" to ") : null],
-    ["layers", c.model === "nn" ? c.layers : null],
+  const family = Object.entries(info.settings || {}).map(([k, v]) => [k.replace(/_/g, " "), Array.isArray(v) && v.length === 2 && k.endsWith("range") ? v.join(" to ") : v]);
+  const trained = can("lr_find") ? [ // a gradient fit's recipe; a closed-form fit has none
     ["recipe", r.recipe],
     ["epochs", s.epochs],
     ["batch size", s.bs],
     ["learning rate", s.lr],
     ["weight decay", s.wd],
+  ] : [];
+  addPairs($("settings-list"), [
+    ["model", info.model],
+    ["scores", info.score_kind === "rating" ? "predicted ratings" : "ranking scores (not stars)"],
+    ...family,
+    ...trained,
     ["seed", s.seed],
     ["data", info.data ? `${info.data.name} (${Number(info.data.n_rows).toLocaleString()} rows)` : null],
-    ["options", c.options && Object.keys(c.options).length ? c.options : null],
   ]);
   const figures = [];
   const valid = r.valid || r.test || {};
-  for (const [k, v] of Object.entries(valid)) figures.push([`held-out ${k}`, typeof v === "number" && !Number.isInteger(v) ? fmt(v, 4) : Number(v).toLocaleString()]);
+  for (const [k, v] of Object.entries(valid)) if (v !== null && v !== undefined) figures.push([`held-out ${k}`, shown(v)]);
   if (r.n_train) figures.push(["training rows", Number(r.n_train).toLocaleString()]);
   if (r.n_valid) figures.push(["held-out rows", Number(r.n_valid).toLocaleString()]);
   if (r.fit_seconds) figures.push(["fit time", `${fmt(r.fit_seconds, 1)} s`]);
@@ -170,6 +184,11 @@ function renderHistory(history) {
 // -- biases ------------------------------------------------------------------------------------
 
 async function loadBiases() {
+  if (!can("biases")) {
+    $("biases-note").textContent = `${cannot("biases")} Train a dotbias model to see the items liked beyond anyone's taste.`;
+    $("biases").querySelector(".two").hidden = true;
+    return;
+  }
   try {
     const b = await api("biases?n=8");
     minCount = b.min_count;
@@ -205,6 +224,10 @@ let neighbourRequest = 0;
 async function showNeighbours(itemId) {
   const ticket = ++neighbourRequest;
   const box = $("neighbours");
+  if (!can("item_vectors")) {
+    box.replaceChildren(el("p", { class: "muted", text: `${cannot("item_vectors")} It has no neighbours to show.` }));
+    return;
+  }
   try {
     const res = await api(`similar?item=${encodeURIComponent(itemId)}&n=10&min_count=${minCount}`);
     if (ticket !== neighbourRequest) return;
@@ -273,6 +296,10 @@ function refreshRatings() {
 }
 
 async function updateRecommendations() {
+  if (!can("fold_in")) {
+    $("recs").replaceChildren(el("li", { class: "muted", text: cannot("fold_in") }));
+    return;
+  }
   const ticket = ++recRequest;
   const body = { ratings: Object.fromEntries([...ratings].map(([id, r]) => [id, r.rating])), n: 10 };
   const list = $("recs");
@@ -289,7 +316,7 @@ async function updateRecommendations() {
       }
       return el("li", { "data-item": String(r.item) },
         el("button", { class: "linkish", type: "button", text: r.title, onclick: () => showNeighbours(r.item) }), " ",
-        el("span", { class: "score", text: res.score_kind === "rating" ? `${fmt(r.rating, 1)} ★ predicted` : `score ${fmt(r.rating, 3)}` }),
+        el("span", { class: "score", text: res.score_kind === "rating" ? `${fmt(r.rating, 1)} ★ predicted` : `score ${Number.isInteger(r.rating) ? r.rating.toLocaleString() : fmt(r.rating, 3)}` }),
         el("span", { class: "why", text: parts.join(" · ") }));
     }));
     if (res.ignored.length) list.append(el("li", { class: "muted", text: `${plural(res.ignored.length, "rated item")} left out: no training ratings.` }));
@@ -317,6 +344,12 @@ const map = {
   colourBy: "first",
 
   async load() {
+    if (!can("item_vectors")) {
+      $("map-note").textContent = `No map: ${cannot("item_vectors")}`;
+      for (const id of ["map-wrap", "map-legend"]) $(id).hidden = true;
+      $("map-section").querySelector(".map-tools").hidden = true;
+      return;
+    }
     try {
       const data = await api("map");
       this.points = data.points;
@@ -566,12 +599,16 @@ function start() {
     });
   }
   map.wire();
-  loadModel().catch(showError);
-  loadBiases();
-  map.load();
   searchInto("", $("find-results"), findRow).catch(showError);
   searchInto("", $("rate-results"), rateRow).catch(showError);
-  updateRecommendations();
+  loadModel() // the capabilities decide which sections ask the service
+    .then(() => {
+      if (!can("item_vectors")) $("neighbours").replaceChildren(el("p", { class: "muted", text: `${cannot("item_vectors")} Search still lists titles and their ratings.` }));
+      loadBiases();
+      map.load();
+      updateRecommendations();
+    })
+    .catch(showError);
 }
 
 document.addEventListener("DOMContentLoaded", start);
