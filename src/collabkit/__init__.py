@@ -1,13 +1,18 @@
 """collabkit: collaborative filtering on PyTorch, with fastbook chapter 8's names.
 
-The chapter's code runs with its fastai imports replaced by these names.
+The chapter's code runs with its fastai imports replaced by these names: `from collabkit import *`
+gives what `from fastai.collab import *` gives a chapter reader (CollabDataLoaders, collab_learner,
+load_learner, Learner, the models, the callbacks, get_emb_sz, sigmoid_range, Embedding, Module;
+`movielens_path` is `untar_data(URLs.ML_100k)`), plus collabkit's own (Recommender, TrainedModel,
+load_ratings, SplitSpec, the errors, ...). Every public name is listed in `__all__`.
 """
 
 from __future__ import annotations
 
 from collabkit.bundle import TrainedModel
-from collabkit.collab import collab_config, collab_learner
+from collabkit.collab import collab_config, collab_learner, load_learner
 from collabkit.data import load_ratings, read_ratings
+from collabkit.data.datasets import MOVIELENS, load_movielens, movielens_path, movielens_users
 from collabkit.data.loaders import CollabDataLoaders, DataLoader
 from collabkit.data.splits import (
     SplitSpec,
@@ -18,8 +23,8 @@ from collabkit.data.splits import (
     random_split,
     time_cutoff,
 )
-from collabkit.data.vocab import Vocab
-from collabkit.errors import CollabkitError, DataError, UnknownIdError
+from collabkit.data.vocab import UnknownIdEncoding, Vocab
+from collabkit.errors import AmbiguousIdError, CollabkitError, DataError, UnknownIdError
 from collabkit.evaluate import evaluate_model, mae, mse, rmse
 from collabkit.models import (
     CollabModel,
@@ -41,26 +46,32 @@ from collabkit.models import (
 from collabkit.models.core import SigmoidRange, emb_sz_rule, one_hot, pca, trunc_normal_
 from collabkit.persist import load_model, save_model
 from collabkit.recommend import Recommender
+from collabkit.train.callbacks import (
+    Callback,
+    CancelFitException,
+    CSVLogger,
+    EarlyStoppingCallback,
+    SaveModelCallback,
+    TrackerCallback,
+)
 from collabkit.train.learner import Learner, MSELossFlat, set_seed
 from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
 
 __version__ = "0.1.0"
 
-
-def load_movielens(name: str, **kwargs):  # type: ignore[no-untyped-def]
-    """A MovieLens release by name as one tidy table; see `collabkit.data.datasets.load_movielens`."""
-    from collabkit.data.datasets import load_movielens as _load
-
-    return _load(name, **kwargs)
-
-
 __all__ = [
+    "MOVIELENS",
+    "AmbiguousIdError",
+    "CSVLogger",
+    "Callback",
+    "CancelFitException",
     "CollabDataLoaders",
     "CollabModel",
     "CollabkitError",
     "DataError",
     "DataLoader",
     "DotProduct",
+    "EarlyStoppingCallback",
     "Embedding",
     "EmbeddingDotBias",
     "EmbeddingNN",
@@ -71,11 +82,15 @@ __all__ = [
     "RatingClassifier",
     "RatingCrossEntropy",
     "Recommender",
+    "SaveModelCallback",
     "SigmoidRange",
     "SplitSpec",
+    "TrackerCallback",
     "TrainedModel",
+    "UnknownIdEncoding",
     "UnknownIdError",
     "Vocab",
+    "__version__",
     "build_model",
     "collab_config",
     "collab_learner",
@@ -84,6 +99,7 @@ __all__ = [
     "get_emb_sz",
     "kfold",
     "last_n_per_user",
+    "load_learner",
     "load_model",
     "load_movielens",
     "load_ratings",
@@ -91,6 +107,8 @@ __all__ = [
     "make_split",
     "ml100k_split",
     "model_names",
+    "movielens_path",
+    "movielens_users",
     "mse",
     "one_cycle_lr",
     "one_cycle_mom",

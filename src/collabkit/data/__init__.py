@@ -9,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from collabkit.data.cache import read_parquet_cache, write_parquet_cache
+from collabkit.data.datasets import MOVIELENS, cache_dir, load_movielens
 from collabkit.data.tables import read_ratings
+from collabkit.errors import CollabkitError
 
 CACHE_MIN_BYTES = 64 * 2**20
 
@@ -32,14 +34,10 @@ def load_ratings(
     asked for; later loads read the Parquet copy, which is many times faster. A damaged copy is
     reported and rebuilt; a cache folder that cannot be written costs speed, never an error.
     """
-    from collabkit.data.datasets import MOVIELENS, load_movielens
-
     if str(data) in MOVIELENS:
         return load_movielens(str(data), progress=progress)
     path = Path(data)
     if not path.exists() and not path.suffix:
-        from collabkit.errors import CollabkitError
-
         raise CollabkitError(
             f"unknown dataset {str(data)!r}: not a file, and not one of: {', '.join(MOVIELENS)}"
         )
@@ -52,8 +50,6 @@ def load_ratings(
     stat = path.stat()
     if not (cache if cache is not None else stat.st_size >= CACHE_MIN_BYTES):
         return parse()
-    from collabkit.data.datasets import cache_dir
-
     key = json.dumps(
         [str(path.resolve()), stat.st_size, stat.st_mtime_ns, user, item, rating, timestamp, sep]
     )
@@ -65,4 +61,4 @@ def load_ratings(
     return table
 
 
-__all__ = ["load_ratings", "read_ratings"]
+__all__ = ["load_movielens", "load_ratings", "read_ratings"]

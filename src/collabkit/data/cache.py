@@ -11,7 +11,6 @@ the data is read from its source without caching. Nothing here is ever an error 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from collabkit.atomic import write_atomic, write_with
+from collabkit.checksum import file_sha256
 
 MANIFEST_SUFFIX = ".manifest.json"
 # Errors that mean "this folder cannot be written", as opposed to a damaged file or a bug.
@@ -38,15 +38,6 @@ def is_unwritable(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in UNWRITABLE
 
 
-def sha256_of(path: Path) -> str:
-    """The file's sha256, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def count_lines(path: Path) -> int:
     """Lines in a text file (a last line without a newline counts)."""
     n, last = 0, b"\n"
@@ -60,7 +51,12 @@ def count_lines(path: Path) -> int:
 def file_record(path: Path, rows: int | None = None, digest: str | None = None) -> dict[str, Any]:
     """What a manifest keeps of a file: sha256, size, mtime (ns) and optionally its row count."""
     st = path.stat()
-    return {"sha256": digest or sha256_of(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "rows": rows}
+    return {
+        "sha256": digest or file_sha256(path),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "rows": rows,
+    }
 
 
 def check_record(path: Path, record: Mapping[str, Any]) -> str | None:
@@ -71,7 +67,7 @@ def check_record(path: Path, record: Mapping[str, Any]) -> str | None:
             return f"{st.st_size:,} bytes where {record['size']:,} were written"
         if st.st_mtime_ns == record["mtime_ns"]:
             return None
-        got = sha256_of(path)
+        got = file_sha256(path)
     except OSError as e:
         return f"cannot be read ({e.strerror or e})"
     except (KeyError, TypeError):

@@ -41,6 +41,7 @@ from typing import Literal
 import pandas as pd
 
 from collabkit.atomic import atomic_path, fsync_dir
+from collabkit.checksum import file_sha256
 from collabkit.data import cache
 from collabkit.errors import CollabkitError, DataError
 
@@ -199,6 +200,23 @@ def load_movielens(
     return df
 
 
+def movielens_path(
+    name: str,
+    *,
+    cache_dir: str | Path | None = None,
+    offline: bool | None = None,
+    progress: bool = True,
+) -> Path:
+    """The folder of a release's verified files (ml-100k: ``u.data``, ``u.item``, ...), fetched
+    and checked on first use: collabkit's ``untar_data(URLs.ML_100k)``, for code that reads the
+    release's own files as the chapter does.
+
+    Args, offline route and errors as ``load_movielens``; a cache folder that cannot be written
+    raises OSError here, since the path must outlive the call.
+    """
+    return _ensure_release(_release(name), _root(cache_dir), _is_offline(offline), progress)
+
+
 def _parse_release(folder: Path, release: MovieLensRelease) -> pd.DataFrame:
     """The release's table parsed from its files, labelled with the release and its source."""
     df = _READERS[release.layout](folder, release)
@@ -343,7 +361,7 @@ def _ensure_release(
     root.mkdir(parents=True, exist_ok=True)
     zip_path = zip_path or root / release.filename
     if zip_path.exists():  # downloaded earlier, or put there by hand
-        _check_archive(zip_path, release, _hash_file(zip_path, release.checksum_algo))
+        _check_archive(zip_path, release, file_sha256(zip_path, release.checksum_algo or "sha256"))
     elif offline and release.name == "ml-100k":
         _ml100k_from_recbole(folder, zip_path, "offline mode is on")
         return folder
@@ -384,7 +402,7 @@ def _verify_release(folder: Path, release: MovieLensRelease, zip_path: Path) -> 
     ratings = folder / _RATINGS_FILE[release.layout]
     if release.name == "ml-100k":
         try:
-            got = cache.sha256_of(ratings)
+            got = file_sha256(ratings)
         except OSError as e:
             return f"u.data cannot be read ({e.strerror or e})"
         if got == ML100K_UDATA_SHA256:
@@ -496,14 +514,6 @@ def _progress(enabled: bool, total: int | None, label: str) -> Iterator[Callable
         yield lambda n: bar.advance(task, n)
 
 
-def _hash_file(path: Path, algo: str | None) -> str:
-    digest = hashlib.new(algo or "sha256", usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_archive(path: Path, release: MovieLensRelease, hexdigest: str, shown: Path | None = None) -> None:
     """Raise unless the zip matches its published checksum (or, without one, its CRCs)."""
     shown = shown or path
@@ -572,7 +582,7 @@ def _ml100k_from_recbole(folder: Path, zip_path: Path, why: str) -> None:
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".ml-100k."))
         try:
             convert_recbole_ml100k(wheel, staging)
-            got = _hash_file(staging / "u.data", "sha256")
+            got = file_sha256(staging / "u.data")
             if got != ML100K_UDATA_SHA256:
                 raise CollabkitError(
                     f"ML-100k converted from {wheel.name} has u.data sha256 {got}, not "

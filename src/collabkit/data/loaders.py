@@ -13,7 +13,8 @@ from torch import Tensor
 
 from collabkit.data.splits import SplitSpec, make_split
 from collabkit.data.tables import read_ratings
-from collabkit.data.vocab import Vocab
+from collabkit.data.vocab import UnknownIdEncoding, Vocab, encode_pairs
+from collabkit.display import shown
 from collabkit.errors import CollabkitError, DataError
 
 
@@ -171,8 +172,6 @@ class CollabDataLoaders:
         Shown once (displayed in a notebook, printed elsewhere) and None returned; `show=False`
         returns the table instead.
         """
-        from collabkit.train.recorder import shown
-
         x, y = self.one_batch()
         x, y = x[:max_n].cpu(), y[:max_n].cpu()
         frame = pd.DataFrame(
@@ -212,11 +211,9 @@ class CollabDataLoaders:
         )
         return DataLoader(x, y, bs=bs)
 
-    def encode(self, users: Any, items: Any, unknown: str = "na") -> Tensor:
+    def encode(self, users: Any, items: Any, unknown: UnknownIdEncoding = "na") -> Tensor:
         """(N, 2) index tensor for raw user and item ids."""
-        u = self.user_vocab.encode(users, unknown)  # type: ignore[arg-type]
-        i = self.item_vocab.encode(items, unknown)  # type: ignore[arg-type]
-        return torch.from_numpy(np.stack([u, i], axis=1))
+        return torch.from_numpy(encode_pairs(self.user_vocab, self.item_vocab, users, items, unknown))
 
     @classmethod
     def from_df(
@@ -278,14 +275,9 @@ class CollabDataLoaders:
             user_name: Vocab.from_values(ratings[user_name], name=user_name),
             item_name: Vocab.from_values(ratings[item_name], name=item_name),
         }
-        x_all = np.stack(
-            [
-                classes[user_name].encode(ratings[user_name]),
-                classes[item_name].encode(ratings[item_name]),
-            ],
-            axis=1,
+        x = torch.from_numpy(
+            encode_pairs(classes[user_name], classes[item_name], ratings[user_name], ratings[item_name])
         )
-        x = torch.from_numpy(x_all)
         y = torch.from_numpy(np.array(y_all, dtype=np.float32))
         tr, va = torch.from_numpy(np.asarray(train_rows)), torch.from_numpy(np.asarray(valid_rows))
         shuffle_seed = seed if shuffle_seed is None else shuffle_seed

@@ -11,7 +11,10 @@ import pandas as pd
 from collabkit.errors import UnknownIdError
 
 NA = "#na#"
-UnknownPolicy = Literal["na", "error"]
+# What `Vocab.encode` does with an id the vocabulary lacks: "na" maps it to index 0 (`#na#`, as
+# fastai does), "error" raises UnknownIdError. Not to be confused with what a trained model answers
+# for such an id (`collabkit.recommend.recommender`'s prediction policy: refuse, or the mean).
+UnknownIdEncoding = Literal["na", "error"]
 
 
 def _plain(value: Any) -> Any:
@@ -63,7 +66,7 @@ class Vocab(Sequence[Any]):
         head = ", ".join(map(repr, self.items[:5]))
         return f"Vocab({self.name}: {len(self)} classes [{head}{', ...' if len(self) > 5 else ''}])"
 
-    def encode(self, values: Iterable[Any], unknown: UnknownPolicy = "na") -> np.ndarray:
+    def encode(self, values: Iterable[Any], unknown: UnknownIdEncoding = "na") -> np.ndarray:
         """Indices (int64) of raw ids; unknown ids become 0 or raise, by `unknown`."""
         arr = values if isinstance(values, (pd.Series, np.ndarray)) else list(values)
         if len(arr) <= 16 and all(type(v) in (int, str) for v in arr):
@@ -72,6 +75,8 @@ class Vocab(Sequence[Any]):
             codes = np.array([0 if v == NA else self.o2i.get(v, 0) for v in arr], dtype=np.int64)
         else:
             codes = self._index.get_indexer(arr).astype(np.int64) + 1
+        if unknown not in ("na", "error"):
+            raise ValueError(f"unknown={unknown!r}; expected 'na' or 'error'")
         if unknown == "error" and (codes == 0).any():
             bad = np.asarray(arr, dtype=object)[codes == 0][0]
             raise UnknownIdError(
@@ -87,3 +92,17 @@ class Vocab(Sequence[Any]):
     def to_list(self) -> list[Any]:
         """The values in index order, `#na#` first (JSON-ready)."""
         return list(self.items)
+
+
+def encode_pairs(
+    users: Vocab, items: Vocab, user_ids: Any, item_ids: Any, unknown: UnknownIdEncoding = "na"
+) -> np.ndarray:
+    """The (N, 2) int64 array of [user_idx, item_idx] for raw ids: the models' input layout.
+
+    The one place raw id pairs become index pairs; `unknown` as in `Vocab.encode`.
+    """
+    u = users.encode(user_ids, unknown)  # (N,)
+    i = items.encode(item_ids, unknown)  # (N,)
+    if len(u) != len(i):
+        raise ValueError(f"{len(u)} user ids but {len(i)} item ids; they must pair up")
+    return np.stack([u, i], axis=1)  # (N, 2)
