@@ -70,6 +70,14 @@ def test_from_df_uses_fastai_column_defaults(ratings: pd.DataFrame) -> None:
     assert list(shown.columns) == ["u", "movie", "r"] and len(shown) == 4
 
 
+def test_show_batch_prints_once(ratings: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+    """Outside a notebook the batch is printed (a header and one line per row) and None returned."""
+    dls = CollabDataLoaders.from_df(ratings, bs=32, seed=0)
+    assert dls.show_batch(5) is None
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and lines[0].split() == ["user", "item", "rating"]
+
+
 def test_from_df_rejects_non_numeric_ratings() -> None:
     df = pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [4, "x"]})
     with pytest.raises(DataError, match="rating 'x' in row 1"):

@@ -177,3 +177,23 @@ def test_recent_holds_out_each_users_latest_share(ratings: pd.DataFrame) -> None
     earliest_test = ratings.iloc[test].groupby("user")["timestamp"].min()
     common = earliest_test.index
     assert (latest_train[common] <= earliest_test).all()
+
+
+def test_encode_pairs_is_the_models_input_layout() -> None:
+    from collabkit.data.vocab import encode_pairs
+
+    users, items = Vocab.from_values([5, 7], name="user"), Vocab.from_values(["a", "b"], name="item")
+    x = encode_pairs(users, items, [7, 5, 9], ["a", "b", "b"])
+    assert x.dtype == np.int64 and x.shape == (3, 2)
+    assert x.tolist() == [[2, 1], [1, 2], [0, 2]]  # the unknown user 9 lands on #na#
+    with pytest.raises(UnknownIdError, match="user 9"):
+        encode_pairs(users, items, [7, 5, 9], ["a", "b", "b"], unknown="error")
+    with pytest.raises(ValueError, match="2 user ids but 1 item ids"):
+        encode_pairs(users, items, [7, 5], ["a"])
+
+
+def test_vocab_encode_refuses_a_policy_it_does_not_have() -> None:
+    """`"mean"` is the recommender's answer for an unknown id, not an encoding; it used to pass as "na"."""
+    v = Vocab.from_values([5, 7], name="user")
+    with pytest.raises(ValueError, match="expected 'na' or 'error'"):
+        v.encode([5, 6], unknown="mean")  # type: ignore[arg-type]

@@ -629,3 +629,18 @@ def test_user_table_from_an_unwritable_cache(
     _read_only(monkeypatch, grouplens.cache)
     assert movielens_users("ml-1m", progress=False)["user"].tolist() == [1, 2]
     assert "warning: cannot write the cache folder" in capsys.readouterr().err
+
+
+def test_movielens_path_is_the_verified_release_folder(grouplens: FakeGroupLens) -> None:
+    """collabkit's `untar_data(URLs.ML_100k)`: the folder of the release's files, downloaded once."""
+    from collabkit.data.datasets import movielens_path
+
+    grouplens.publish("ml-100k")
+    folder = movielens_path("ml-100k", progress=False)
+    assert folder == grouplens.cache / "ml-100k"
+    files = RELEASES["ml-100k"][0]
+    assert isinstance(files, dict) and (folder / "u.data").read_text() == files["ml-100k/u.data"]
+    assert movielens_path("ml-100k", progress=False) == folder
+    assert grouplens.requests == ["/ml-100k.zip"]
+    with pytest.raises(CollabkitError, match="unknown dataset 'ml-7'"):
+        movielens_path("ml-7")
