@@ -44,9 +44,8 @@ def make_model(folder: Path, model: str = "dotbias") -> Path:
                "rating": rng.integers(1, 6, 600).astype(float)}  # fmt: skip
     table = pd.DataFrame(columns).drop_duplicates(["user", "item"])
     out = folder / model
-    config = TrainConfig(
-        model=model, epochs=1, bs=64, n_factors=4, layers=[8], split=SplitSpec("random", 0.2)
-    )
+    small = {"n_factors": 4} if model in ("dot", "dotbias") else {"layers": [8]}
+    config = TrainConfig(model=model, epochs=1, bs=64, settings=small, split=SplitSpec("random", 0.2))
     train(table, config, out=out, log=None)
     return out
 

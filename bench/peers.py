@@ -159,7 +159,9 @@ from collabkit.workflows import TrainConfig, train
 table = pd.read_csv(SPEC["ratings"])  # u.data's row order, which u1..u5 are cut from
 folds = []
 for fold in SPEC["folds"]:
-    config = TrainConfig(model="dotbias", split=SplitSpec(fold), y_range=(0.0, 5.5), **SPEC["settings"])
+    config = TrainConfig(
+        model="dotbias", split=SplitSpec(fold), settings={"y_range": (0.0, 5.5)}, **SPEC["settings"]
+    )
     r = train(table, config, data_name="ml-100k", log=None)
     folds.append({"fold": fold, "fit_s": r.fit_seconds, "rmse": r.valid["rmse"],
                   "mse": r.valid["mse"], "n": r.n_valid})

@@ -72,7 +72,7 @@ def run_one(table: pd.DataFrame, split: Any, model: str, options: dict[str, Any]
     from collabkit.workflows import TrainConfig, evaluate_saved, train
 
     with tempfile.TemporaryDirectory() as out:
-        res = train(table, TrainConfig(model=model, split=split, options=options), out=out, log=None)
+        res = train(table, TrainConfig(model=model, split=split, settings=options), out=out, log=None)
         ev = evaluate_saved(out, table, ranking_k=10)
         ranking = ev.ranking or {}
         rec = Recommender.load(out)

@@ -37,7 +37,10 @@ def _train(ratings_csv: Path, out: Path, *extra: str) -> dict:
 
 @pytest.mark.parametrize("model", ["dot", "dotbias", "nn", "classifier"])
 def test_train_every_model_json(ratings_csv: Path, tmp_path: Path, model: str) -> None:
-    res = _train(ratings_csv, tmp_path / model, "--model", model, "--factors", "8", "--layers", "16,8")
+    sizes = ["--factors", "8"] if model.startswith("dot") else ["--layers", "16,8"]
+    res = _train(ratings_csv, tmp_path / model, "--model", model, *sizes)
+    used = json.loads((tmp_path / model / "config.json").read_text())["model"]["settings"]
+    assert used.get("n_factors", 8) == 8 and used.get("layers", [16, 8]) == [16, 8]
     assert res["model"] == model and res["out"] == str(tmp_path / model)
     assert len(res["history"]) == 2 and all(e["time"] > 0 for e in res["history"])
     assert res["n_train"] + res["n_valid"] == 2000 and res["n_valid"] == 400
@@ -53,9 +56,10 @@ def test_train_prints_epoch_table(ratings_csv: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    # the settings come first, each one that came from the recipe said so
+    # the settings come first, each one not given saying where it came from
     assert lines[0].startswith(
-        "dotbias: bs 768, epochs 2, lr 0.005, wd 0.1 (bs, lr, wd from the fast recipe)"
+        "dotbias: n_factors 50, y_range [0, 5.5], bs 768, epochs 2, lr 0.005, wd 0.1, recipe fast "
+        "(y_range from the data; bs, lr, wd from the fast recipe); split random 20% (seed 42)"
     )
     assert lines[1].split() == ["epoch", "train_loss", "valid_loss", "rmse", "time"]
     assert lines[-1].startswith(f"saved dotbias model to {tmp_path / 'm'}")
@@ -164,7 +168,8 @@ def test_task_ranking_picks_the_ranking_model_and_says_what_it_uses(
     out = tmp_path / "r"
     result = runner.invoke(app, ["train", "--data", str(ratings_csv), "--task", "ranking", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("easeknn (scores, fitted in closed form") and "l2 500" in result.output
+    assert result.output.startswith("easeknn: l2 500, dropout 0, k 30, shrink 0, weight 0.5; split")
+    assert "bs" not in result.output.splitlines()[0]  # no batch size or epochs for a family that fits itself
     assert "no rating error" in result.output
     res = runner.invoke(app, ["evaluate", str(out), "--data", str(ratings_csv), "--ranking", "--json"])
     assert res.exit_code == 0, res.output
@@ -185,4 +190,4 @@ def test_interpret_a_model_without_vectors_says_so(ratings_csv: Path, tmp_path: 
     )
     res = runner.invoke(app, ["interpret", str(out), "--json"])
     assert res.exit_code == 0, res.output
-    assert any("no neighbours" in note for note in json.loads(res.stdout)["notes"])
+    assert any("no item vectors, so no similar items" in note for note in json.loads(res.stdout)["notes"])

@@ -7,21 +7,30 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from collabkit import CollabModel, ModelConfig, register
 from collabkit.interpret import interpret_model, similar_items_table
 from collabkit.models.core import Embedding, sigmoid_range
+from collabkit.models.settings import FamilySettings, Recipe
 from collabkit.persist import load_model
 from collabkit.recommend import Recommender
 from collabkit.workflows import TrainConfig, evaluate_saved, train
+
+
+class ItemFirstSettings(FamilySettings):
+    n_factors: int = Field(8, ge=1, description="factors per user and item")
+    y_range: tuple[float, float] | None = Field(None, description="output range")
 
 
 @register("itemfirst")
 class ItemFirst(CollabModel):
     """rating = sigmoid_range(item bias + user . item): a bias model without user biases."""
 
-    settings_used = ("n_factors", "y_range")
+    Settings = ItemFirstSettings
+    recipes = {"fast": Recipe(bs=64, epochs=2, lr=5e-3, wd=0.1)}
+    has_biases = True  # item biases only: interpretation says there are no user biases
 
     def __init__(self, n_users: int, n_items: int, k: int, y_range: tuple[float, float]) -> None:
         self.users, self.items, self.item_bias = (
@@ -33,7 +42,9 @@ class ItemFirst(CollabModel):
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> ItemFirst:
-        return cls(config.n_users, config.n_items, config.n_factors, config.y_range or (0.0, 5.5))
+        s = config.settings
+        assert isinstance(s, ItemFirstSettings)
+        return cls(config.n_users, config.n_items, s.n_factors, s.y_range or (0.0, 5.5))
 
     def forward(self, x: Tensor) -> Tensor:
         raw = (self.users(x[:, 0]) * self.items(x[:, 1])).sum(1) + self.item_bias(x[:, 1])[:, 0]
@@ -63,7 +74,9 @@ def test_a_model_added_in_one_file_trains_saves_loads_recommends_and_is_interpre
     ratings: pd.DataFrame, tmp_path: Path
 ) -> None:
     out = tmp_path / "m"
-    res = train(ratings, TrainConfig(model="itemfirst", n_factors=4, epochs=3), out=out, log=None)
+    res = train(
+        ratings, TrainConfig(model="itemfirst", settings={"n_factors": 4}, epochs=3), out=out, log=None
+    )
     assert res.valid["rmse"] < 1.5  # it learned (ratings 1..5)
     rec = Recommender.load(out)
     assert isinstance(rec.model, ItemFirst)

@@ -17,7 +17,10 @@ from collabkit import CollabDataLoaders, CollabkitError, Recommender, collab_lea
 def test_save_load_gives_identical_predictions(ratings: pd.DataFrame, tmp_path: Path, name: str) -> None:
     set_seed(1)
     dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
-    learn = collab_learner(dls, model=name, n_factors=6, y_range=(0, 5.5), log=None)
+    sizes = {"n_factors": 6, "y_range": (0, 5.5)} if name.startswith("dot") else {"layers": [8]}
+    if name == "nn":
+        sizes["y_range"] = (0, 5.5)
+    learn = collab_learner(dls, model=name, settings=sizes, log=None)
     learn.fit_one_cycle(1, 5e-3)
     out = learn.export(str(tmp_path / "m"))
     assert sorted(p.name for p in Path(out).iterdir()) == [
@@ -42,8 +45,13 @@ def test_no_pickle_in_the_folder(ratings: pd.DataFrame, tmp_path: Path) -> None:
     learn.fit(1, 1e-3)
     out = Path(learn.export(str(tmp_path / "m")))
     config = json.loads((out / "config.json").read_text())
-    assert config["format"] == "collabkit-model" and config["format_version"] == 2
-    assert config["model"]["model"] == "dotbias"
+    assert config["format"] == "collabkit-model" and config["format_version"] == 3
+    assert config["model"] == {
+        "family": "dotbias",
+        "n_users": dls.n_users,
+        "n_items": dls.n_items,
+        "settings": {"n_factors": 4, "y_range": [0.0, 5.5]},
+    }
     for f in out.glob("*.safetensors"):
         header_len = int.from_bytes(f.read_bytes()[:8], "little")  # safetensors: u64 length, JSON header
         json.loads(f.read_bytes()[8 : 8 + header_len])

@@ -27,9 +27,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "ease": {"l2": 5.0},
     "itemknn": {"k": 20, "shrink": 1.0},
     "userknn": {"k": 8, "values": "rating"},
-    "ials": {"factors": 2, "iterations": 10, "reg": 0.1, "alpha": 5.0},  # the table's true rank
+    "ials": {"n_factors": 2, "iterations": 10, "reg": 0.1, "alpha": 5.0},  # the table's true rank
     "easeknn": {"l2": 5.0, "k": 8},
-    "bpr": {"factors": 4, "epochs": 40, "bs": 16, "lr": 0.05, "reg": 0.001},
+    "bpr": {"n_factors": 4, "epochs": 40, "bs": 16, "lr": 0.05, "reg": 0.001},
 }
 FACTOR_MODELS = list(OPTIONS)
 BLOCK_A = list(range(100, 110))
@@ -61,7 +61,9 @@ def saved(table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> dict
     for name in [*OPTIONS, "popular"]:
         folder = tmp_path_factory.mktemp(name)
         torch.manual_seed(0)
-        train(table, TrainConfig(model=name, split=LAST, options=OPTIONS.get(name, {})), out=folder, log=None)
+        train(
+            table, TrainConfig(model=name, split=LAST, settings=OPTIONS.get(name, {})), out=folder, log=None
+        )
         out[name] = folder
     return out
 
@@ -116,7 +118,9 @@ def test_save_then_load_gives_identical_recommendations(
     a, b = Recommender(first).recommend_many(users, n=5), Recommender(again).recommend_many(users, n=5)
     assert np.array_equal(a.item_idx, b.item_idx)
     assert np.array_equal(a.scores, b.scores, equal_nan=True)
-    assert first.config.options == OPTIONS.get(name, {})
+    used = first.config.settings.used()
+    assert {k: used[k] for k in OPTIONS.get(name, {})} == OPTIONS.get(name, {})
+    assert set(used) == set(type(first.model).Settings.model_fields)  # every setting used, no other
 
 
 @pytest.mark.parametrize("name", [*FACTOR_MODELS, "popular"])
@@ -158,12 +162,12 @@ def test_similar_items_of_popular_is_refused_with_a_reason(saved: dict[str, Path
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("ease", {"lambda": 500}, "unknown option"),
-        ("ease", {"l2": -1}, "l2=-1 must be > 0"),
-        ("ease", {"l2": "big"}, "must be a number"),
-        ("itemknn", {"k": 2.5}, "whole number"),
-        ("userknn", {"values": "stars"}, "expected one of: binary, rating"),
-        ("ials", {"factors": 0}, "factors=0 must be >= 1"),
+        ("ease", {"lambda": 500}, "unknown setting 'lambda'; it takes: l2=500.0"),
+        ("ease", {"l2": -1}, "l2=-1: Input should be greater than 0"),
+        ("ease", {"l2": "big"}, "valid number"),
+        ("itemknn", {"k": 2.5}, "valid integer"),
+        ("userknn", {"values": "stars"}, "'binary' or 'rating'"),
+        ("ials", {"n_factors": 0}, "n_factors=0: Input should be greater than or equal to 1"),
         ("popular", {"k": 3}, "takes: none"),
     ],
 )
@@ -171,7 +175,7 @@ def test_bad_options_are_refused(
     name: str, options: dict[str, Any], message: str, table: pd.DataFrame
 ) -> None:
     with pytest.raises(CollabkitError, match=message):
-        train(table, TrainConfig(model=name, split=LAST, options=options), log=None)
+        train(table, TrainConfig(model=name, split=LAST, settings=options), log=None)
 
 
 @pytest.mark.slow

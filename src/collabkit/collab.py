@@ -9,6 +9,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from collabkit.data.loaders import CollabDataLoaders
+from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel, ModelConfig, build_model, family
 from collabkit.train.learner import Learner, default_metrics
 
@@ -16,33 +17,32 @@ from collabkit.train.learner import Learner, default_metrics
 def collab_config(
     dls: CollabDataLoaders,
     model: str = "dotbias",
-    n_factors: int = 50,
+    n_factors: int | None = None,
     y_range: tuple[float, float] | None = None,
     layers: Sequence[int] | None = None,
     emb_szs: Mapping[str, int] | None = None,
-    ps: Sequence[float] = (),
-    embed_p: float = 0.0,
-    options: Mapping[str, Any] | None = None,
+    ps: Sequence[float] | None = None,
+    embed_p: float | None = None,
+    **settings: Any,
 ) -> ModelConfig:
-    """The ModelConfig that `collab_learner` would build for `dls`; the family fills in what it
-    takes from the data (embedding sizes, rating levels)."""
-    settings: dict[str, Any] = {
-        "model": model,
-        "n_users": dls.n_users,
-        "n_items": dls.n_items,
-        "n_factors": n_factors,
-        "y_range": y_range,
-        "layers": list(layers) if layers is not None else [100, 50],
-        "ps": list(ps),
-        "embed_p": embed_p,
-        "options": dict(options or {}),
-    }
-    return ModelConfig(**family(model).settings_from_data(settings, dls, emb_szs))
+    """The ModelConfig that `collab_learner` builds for `dls`: the settings given (fastai's named
+    ones and any other of the family's, by keyword), completed from the data (embedding sizes,
+    rating levels). A setting the family does not take is an error that lists those it does."""
+    named = {"n_factors": n_factors, "y_range": y_range, "layers": layers, "emb_szs": emb_szs,
+             "ps": ps, "embed_p": embed_p}  # fmt: skip
+    given = {k: (list(v) if isinstance(v, (list, tuple)) and k in ("layers", "ps") else v)
+             for k, v in named.items() if v is not None}  # fmt: skip
+    overlap = sorted(set(given) & set(settings))
+    if overlap:
+        raise CollabkitError(f"{model}: settings {overlap} given twice")
+    fam = family(model)
+    values = fam.settings_from_data({**given, **settings}, dls)
+    return ModelConfig(model, dls.n_users, dls.n_items, **values)
 
 
 def collab_learner(
     dls: CollabDataLoaders,
-    n_factors: int = 50,
+    n_factors: int | None = None,
     use_nn: bool = False,
     emb_szs: Mapping[str, int] | None = None,
     layers: Sequence[int] | None = None,
@@ -50,19 +50,27 @@ def collab_learner(
     loss_func: Callable[[Tensor, Tensor], Tensor] | None = None,
     *,
     model: str | None = None,
-    ps: Sequence[float] = (),
-    embed_p: float = 0.0,
-    options: Mapping[str, Any] | None = None,
+    ps: Sequence[float] | None = None,
+    embed_p: float | None = None,
+    settings: Mapping[str, Any] | None = None,
     **learner_kwargs: Any,
 ) -> Learner:
     """A Learner for a built-in model, as fastai's `collab_learner`.
 
     `use_nn=True` gives the deep network (`EmbeddingNN`), else the bias model (`EmbeddingDotBias`);
-    `model=` picks any built-in by name: "dot", "dotbias", "nn" or "classifier". The learner keeps
-    its `config`, so `learn.export(path)` can save it.
+    `model=` picks any registered family by name (see `model_names()`), and `settings=` gives its
+    own settings (e.g. `{"l2": 500}` for ease). A setting the family does not take is refused, so
+    nothing is silently ignored. The learner keeps its `config`, so `learn.export(path)` can save it.
     """
     name = model or ("nn" if use_nn else "dotbias")
-    config = collab_config(dls, name, n_factors, y_range, layers, emb_szs, ps, embed_p, options)
+    extra = dict(settings or {})
+    named = {"n_factors": n_factors, "y_range": y_range, "layers": layers, "emb_szs": emb_szs,
+             "ps": ps, "embed_p": embed_p}  # fmt: skip
+    twice = sorted(k for k, v in named.items() if v is not None and k in extra)
+    if twice:
+        raise CollabkitError(f"{name}: settings {twice} given both by name and in settings=")
+    given: dict[str, Any] = {k: v for k, v in named.items() if k not in extra}
+    config = collab_config(dls, name, **given, **extra)
     net = build_model(config)
     if loss_func is None:
         loss_func = net.default_loss()

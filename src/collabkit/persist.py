@@ -38,7 +38,7 @@ from collabkit.errors import CollabkitError
 from collabkit.models import ModelConfig, build_model
 
 FORMAT = "collabkit-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: ModelConfig as {family, n_users, n_items, settings}
 DATA_FILES = ("vocab.json", "weights.safetensors", "train.safetensors")
 FILES = ("config.json", *DATA_FILES)
 OWN_EXTRAS = ("report", "checkpoints")  # folders collabkit itself writes inside a model folder
@@ -53,9 +53,7 @@ def is_model_folder(path: str | Path) -> bool:
         doc = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    marked = isinstance(doc, dict) and (
-        doc.get("format") == FORMAT or (doc.get("format_version") == 1 and "model" in doc)
-    )
+    marked = isinstance(doc, dict) and doc.get("format") == FORMAT
     return marked and all(p.name in FILES or p.name in OWN_EXTRAS for p in folder.iterdir())
 
 
@@ -150,7 +148,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedM
 
 def _load_model(src: Path, device: str | torch.device) -> TrainedModel:
     doc = _check_folder(src)
-    version = doc["format_version"]
     if doc.get("model") is None:
         raise CollabkitError(
             f"{src} holds the weights of your own module {doc.get('module', '?')}; load them into an "
@@ -169,9 +166,10 @@ def _load_model(src: Path, device: str | torch.device) -> TrainedModel:
             f"{src / 'vocab.json'}: {len(users)} users and {len(items)} items, but the model has "
             f"{config.n_users} and {config.n_items}; the folder is damaged"
         )
-    model = build_model(config)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    with torch.device("meta"):  # shapes only: a config claiming 10^9 items allocates nothing
+        expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
     _check_shapes(src / "weights.safetensors", expected)
+    model = build_model(config)
     state = _load_tensors(src / "weights.safetensors")
     train = _load_tensors(src / "train.safetensors")
     for key, tensor in state.items():
@@ -192,12 +190,8 @@ def _load_model(src: Path, device: str | torch.device) -> TrainedModel:
         raise CollabkitError(
             f"{src / 'train.safetensors'}: indices outside the vocabularies; the folder is damaged"
         )
-    meta = doc.get("meta", {}) if version == 1 else {}
     split, data = doc.get("split"), doc.get("data")
-    history, results = (
-        doc.get("history") or meta.get("epochs") or meta.get("history") or [],
-        doc.get("results") or meta,
-    )
+    history, results = doc.get("history") or [], doc.get("results") or {}
     if not (
         isinstance(history, list) and all(isinstance(r, dict) for r in history) and isinstance(results, dict)
     ):
@@ -229,13 +223,14 @@ def _check_folder(src: Path) -> dict[str, Any]:
             raise CollabkitError(f"{src / name}: missing; this is not a complete collabkit model folder")
     doc = _read_json(src / "config.json")
     version = doc.get("format_version") if isinstance(doc, dict) else None
-    if version not in (1, FORMAT_VERSION):
+    if version != FORMAT_VERSION or doc.get("format") != FORMAT:
+        older = isinstance(version, int) and not isinstance(version, bool) and 1 <= version < FORMAT_VERSION
+        why = "written by an older collabkit; train the model again" if older else "not a format it knows"
         raise CollabkitError(
-            f"{src / 'config.json'}: model format {version!r}; "
-            f"this collabkit reads formats 1 and {FORMAT_VERSION}"
+            f"{src / 'config.json'}: model format {version!r}; this collabkit reads format "
+            f"{FORMAT_VERSION} only ({why})"
         )
-    if version == FORMAT_VERSION:
-        _check_files(src, doc.get("files") or {})
+    _check_files(src, doc.get("files") or {})
     return doc
 
 
@@ -243,6 +238,10 @@ def _check_folder(src: Path) -> dict[str, Any]:
 
 
 def _write_folder(folder: Path, t: TrainedModel) -> None:
+    if t.config is None:
+        raise CollabkitError(
+            "this model wraps your own module: save it with learn.export, which records its vocabularies"
+        )
     header = {
         "model": t.config.to_dict(),
         "split": None if t.split is None else t.split.to_dict(),

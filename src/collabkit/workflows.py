@@ -25,40 +25,14 @@ from collabkit.data.loaders import CollabDataLoaders
 from collabkit.data.splits import SplitSpec, make_split
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import mae, mse, rmse, summarize_folds
-from collabkit.models import CollabModel, ModelConfig, check_model_name, family
+from collabkit.models import family, model_names
+from collabkit.models.settings import RECIPE_FIELDS, Recipe, parse_recipe, parse_settings
 from collabkit.train import distributed
 from collabkit.train.learner import set_seed
 
 StepKind = Literal["auto", "fused", "autograd"]
 RecipeName = Literal["fast", "chapter"]
 STEP_KINDS = ("auto", "fused", "autograd")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Batch size, epochs, peak learning rate and weight decay of a one-cycle run.
-
-    `keep_best`: hold out a tenth of the training rows (never the test rows) and keep the epoch
-    with the lowest loss on them, instead of the last epoch.
-    """
-
-    bs: int
-    epochs: int
-    lr: float
-    wd: float
-    keep_best: bool = False
-
-
-CHAPTER = Recipe(bs=64, epochs=5, lr=5e-3, wd=0.1)  # fastbook chapter 8's settings
-# Tuned on ML-100k's random 20% split (seed 42): see bench/speed.py and the speed issue's note.
-# Raising the learning rate with the batch overfits; a moderate batch and one more epoch do not.
-FAST = {
-    "dot": Recipe(bs=768, epochs=6, lr=5e-3, wd=0.1),
-    "dotbias": Recipe(bs=768, epochs=6, lr=5e-3, wd=0.1),
-    # the deep models overfit in their last epoch (valid 0.859 then 0.893): keep the best one
-    "nn": Recipe(bs=512, epochs=5, lr=5e-3, wd=0.1, keep_best=True),
-    "classifier": Recipe(bs=512, epochs=5, lr=5e-3, wd=0.1, keep_best=True),
-}
 
 
 # The model each task gets by default. ranking: easeknn (EASE blended with user kNN) had the best
@@ -75,11 +49,13 @@ def model_for_task(task: str) -> str:
 
 
 def recipe_for(model: str, name: str = "fast") -> Recipe:
-    """The named recipe's settings for `model` (a model with no fast recipe gets the chapter's)."""
-    if name not in ("fast", "chapter"):
-        raise CollabkitError(f"unknown recipe {name!r}; expected fast or chapter")
-    check_model_name(model)
-    return FAST.get(model, CHAPTER) if name == "fast" else CHAPTER
+    """The family's named recipe (its file declares them); an error for a family that fits itself."""
+    fam = family(model)
+    if not fam.recipes:
+        raise CollabkitError(f"{model} fits itself, not by the Learner's one-cycle epochs: it has no recipes")
+    if name not in fam.recipes:
+        raise CollabkitError(f"unknown recipe {name!r}; expected one of: {', '.join(fam.recipes)}")
+    return fam.recipes[name]
 
 
 def y_range_for(ratings: np.ndarray) -> tuple[float, float]:
@@ -91,64 +67,91 @@ def y_range_for(ratings: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class TrainConfig:
-    """What to train and how. None means: from the recipe (bs, epochs, lr, wd) or the data (y_range)."""
+    """What to train and how.
+
+    `settings` are the family's own (n_factors, layers, y_range, l2, k, ...: see `collabkit train
+    --model NAME --help-settings` or the family's `Settings` class); unknown ones are refused.
+    bs, epochs, lr and wd come from the recipe unless given; a family that fits itself takes them
+    only where its settings declare them (bpr: bs, epochs, lr) and refuses them otherwise.
+    """
 
     model: str = "dotbias"
-    recipe: str = "fast"  # "fast" (collabkit's tuned settings) or "chapter" (bs 64, 5 epochs, 5e-3, 0.1)
+    recipe: str | None = None  # None: "fast" for a family with recipes
     bs: int | None = None
     epochs: int | None = None
     lr: float | None = None
     wd: float | None = None
-    n_factors: int = 50
-    layers: list[int] = field(default_factory=lambda: [100, 50])
-    y_range: tuple[float, float] | None = None  # None: set from the training ratings
+    settings: dict[str, Any] = field(default_factory=dict)
     split: SplitSpec = field(default_factory=SplitSpec)
     seed: int = 42
     device: str = "cpu"
     step: str = "auto"  # auto | fused | autograd
-    options: dict[str, Any] = field(default_factory=dict)  # family-specific settings (ModelConfig.options)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "split": self.split.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise CollabkitError(f"unknown training settings {unknown}")
+        known = dict(data)
         known["split"] = SplitSpec.from_dict(known.get("split") or {})
-        if known.get("y_range") is not None:
-            known["y_range"] = tuple(known["y_range"])
         return cls(**known)
 
-    def resolved(self) -> tuple[Recipe, dict[str, str]]:
-        """The settings to train with, and where each came from ("given" or the recipe's name)."""
-        base = recipe_for(self.model, self.recipe)
-        chosen, source = {}, {}
-        for key in ("bs", "epochs", "lr", "wd"):
-            given = getattr(self, key)
-            chosen[key] = getattr(base, key) if given is None else given
-            source[key] = f"{self.recipe} recipe" if given is None else "given"
-        r = Recipe(int(chosen["bs"]), int(chosen["epochs"]), float(chosen["lr"]), float(chosen["wd"]),
-                   base.keep_best)  # fmt: skip
-        check_settings(r, self.n_factors, self.step)
-        return r, source
+    def check(self) -> None:
+        """Refuse bad settings before any data is read (what needs the ratings is checked in `plan`)."""
+        plan = self.plan(None)
+        fam = family(self.model)  # the family's own settings class checks names, types and ranges
+        parse_settings(self.model, fam.Settings, plan.settings)
+
+    def plan(self, train_y: np.ndarray | None) -> Plan:
+        """The settings to train with, checked, and where each came from ("given", the recipe, the data).
+
+        `train_y` (the training ratings) sets an output range not given; None skips that step.
+        """
+        fam = family(self.model)
+        if self.step not in STEP_KINDS:
+            raise CollabkitError(f"unknown step {self.step!r}; expected one of: {', '.join(STEP_KINDS)}")
+        settings = dict(self.settings)
+        sources = dict.fromkeys(settings, "given")
+        overrides = {k: getattr(self, k) for k in RECIPE_FIELDS if getattr(self, k) is not None}
+        recipe: Recipe | None = None
+        if fam.recipes:
+            name = self.recipe or "fast"
+            base = recipe_for(self.model, name)
+            recipe = parse_recipe(self.model, {**base.model_dump(), **overrides})
+            sources |= {k: "given" if k in overrides else f"{name} recipe" for k in RECIPE_FIELDS}
+        else:
+            how = f"{self.model} fits itself, not by the Learner's one-cycle epochs"
+            if self.recipe is not None:
+                raise CollabkitError(f"{how}: it has no recipe to choose (--recipe)")
+            if self.step != "auto":
+                raise CollabkitError(f"{how}: --step {self.step} does not apply")
+            for key, value in overrides.items():
+                if key not in fam.Settings.model_fields:
+                    raise CollabkitError(
+                        f"{how}: it takes no --{key}; its settings are: {fam.Settings.help_line()}"
+                    )
+                settings[key], sources[key] = value, "given"
+        if "y_range" in fam.Settings.model_fields and train_y is not None:
+            if settings.get("y_range") is None:
+                settings["y_range"] = tuple(round(v, 6) for v in y_range_for(train_y))
+                sources["y_range"] = "the data"
+            else:
+                settings["y_range"] = check_y_range(settings["y_range"], train_y)
+        return Plan(self.model, recipe, self.recipe or ("fast" if recipe else None), settings, sources)
 
 
-def check_settings(r: Recipe, n_factors: int, step: str) -> None:
-    """Refuse settings that cannot train: a rate that ascends, a decay that grows the weights."""
-    if r.bs < 1:
-        raise CollabkitError(f"batch size must be at least 1, got {r.bs}")
-    if r.epochs < 1:
-        raise CollabkitError(f"epochs must be at least 1, got {r.epochs}")
-    if not (math.isfinite(r.lr) and r.lr > 0):
-        raise CollabkitError(
-            f"learning rate must be a positive number, got {r.lr} (a negative one trains uphill)"
-        )
-    if not (math.isfinite(r.wd) and r.wd >= 0):
-        raise CollabkitError(f"weight decay must be 0 or more, got {r.wd}")
-    if n_factors < 1:
-        raise CollabkitError(f"factors must be at least 1, got {n_factors}")
-    if step not in STEP_KINDS:
-        raise CollabkitError(f"unknown step {step!r}; expected one of: {', '.join(STEP_KINDS)}")
+@dataclass
+class Plan:
+    """A run's checked settings: the family's, its recipe (None: the family fits itself), sources."""
+
+    model: str
+    recipe: Recipe | None
+    recipe_name: str | None
+    settings: dict[str, Any]  # the given ones and y_range; the family completes the rest from the data
+    sources: dict[str, str]
 
 
 def resolve_device(device: str) -> str:
@@ -169,7 +172,7 @@ class TrainResult:
     model: str
     data: DataInfo
     split: SplitSpec
-    recipe: str
+    recipe: str | None  # None: the family fits itself
     settings: dict[str, Any]
     sources: dict[str, str]
     n_train: int
@@ -187,21 +190,35 @@ class TrainResult:
         return d
 
     def settings_line(self) -> str:
-        s = self.settings
-        return settings_line(self.model, self.recipe, s, self.sources, self.split)
+        return settings_line(self.model, self.settings, self.sources, self.split)
 
 
-def settings_line(
-    model: str, recipe: str, s: dict[str, Any], sources: dict[str, str], split: SplitSpec
-) -> str:
-    """One line naming every setting a run uses, and which ones came from the recipe."""
-    from_recipe = [k for k, v in sources.items() if v.endswith("recipe")]
-    note = f" ({', '.join(from_recipe)} from the {recipe} recipe)" if from_recipe else ""
-    y_note = " (from the data)" if sources.get("y_range") == "the data" else ""
-    return (
-        f"{model}: bs {s['bs']}, epochs {s['epochs']}, lr {s['lr']:g}, wd {s['wd']:g}{note}; "
-        f"y_range {s['y_range']}{y_note}; split {split.describe()}; seed {s['seed']}"
-    )
+def settings_line(model: str, s: dict[str, Any], sources: dict[str, str], split: SplitSpec) -> str:
+    """One line naming every setting a run used, and where those not given came from."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:g}"
+        if isinstance(v, (list, tuple)):
+            return (
+                "(" + ", ".join(fmt(x) for x in v) + ")"
+                if isinstance(v, tuple)
+                else f"[{', '.join(fmt(x) for x in v)}]"
+            )
+        return str(v)
+
+    shown = [k for k in s if k not in ("seed", "device", "step", "keep_best")]
+    parts = ", ".join(f"{k} {fmt(s[k])}" for k in shown)
+    notes = []
+    by_source: dict[str, list[str]] = {}
+    for k in shown:
+        src = sources.get(k)
+        if src is not None and src != "given":
+            by_source.setdefault(src, []).append(k)
+    for src, keys in by_source.items():
+        notes.append(f"{', '.join(keys)} from {'the ' if not src.startswith('the ') else ''}{src}")
+    note = f" ({'; '.join(notes)})" if notes else ""
+    return f"{model}: {parts}{note}; split {split.describe()}; seed {s['seed']}"
 
 
 INNER_VALID = 0.1  # the share of training rows a keep_best recipe watches
@@ -213,66 +230,47 @@ class _Run:
 
     dls: CollabDataLoaders
     learn: Any
-    recipe: Recipe
-    settings: dict[str, Any]
-    sources: dict[str, str]
+    plan: Plan
+    settings: dict[str, Any]  # every setting used, for the result and the model folder
     train_rows: np.ndarray  # every training row (a keep_best recipe watches some of them)
     valid_rows: np.ndarray  # the split's held-out rows
 
 
 def _prepare(table: pd.DataFrame, config: TrainConfig, log: Callable[[str], None] | None) -> _Run:
-    recipe, sources = config.resolved()
     device = distributed.init_from_env(resolve_device(config.device))
     log = log if distributed.is_main() else None
     set_seed(config.seed)
     train_rows, valid_rows = make_split(table, config.split)
+    train_y = table["rating"].to_numpy(dtype=np.float32)[train_rows]
+    if len(train_y) == 0:
+        raise CollabkitError(f"split {config.split.describe()} leaves no training rows; nothing to train on")
+    plan = config.plan(train_y)
+    recipe = plan.recipe
     fit_rows, watch_rows = train_rows, valid_rows
-    if recipe.keep_best and len(train_rows) >= 20:
+    if recipe is not None and recipe.keep_best and len(train_rows) >= 20:
         perm = np.random.default_rng(config.seed).permutation(train_rows)
         cut = max(1, int(len(perm) * INNER_VALID))
         watch_rows, fit_rows = np.sort(perm[:cut]), np.sort(perm[cut:])
     dls = CollabDataLoaders.from_df(
-        table, user_name="user", item_name="item", rating_name="rating", seed=config.seed, bs=recipe.bs,
-        train_rows=fit_rows, valid_rows=watch_rows,
+        table, user_name="user", item_name="item", rating_name="rating", seed=config.seed,
+        bs=recipe.bs if recipe is not None else 64, train_rows=fit_rows, valid_rows=watch_rows,
     )  # fmt: skip
     dls.split = config.split
-    train_y = table["rating"].to_numpy(dtype=np.float32)[train_rows]
-    if len(train_y) == 0:
-        raise CollabkitError(f"split {config.split.describe()} leaves no training rows; nothing to train on")
-    y_range = config.y_range if config.y_range is not None else y_range_for(train_y)
-    if config.y_range is not None:
-        check_y_range(y_range, train_y)
-        sources["y_range"] = "given"
-    else:
-        sources["y_range"] = "the data"
-    settings = {
-        **asdict(recipe),
-        "y_range": tuple(round(v, 6) for v in y_range),
-        "n_factors": config.n_factors,
-        "layers": config.layers,
-        "seed": config.seed,
-        "device": device,
-        "step": config.step,
-        "options": config.options,
-    }
-    if log is not None:
-        fam = family(config.model)
-        if fam.trains_by_gradient:
-            log(settings_line(config.model, config.recipe, settings, sources, config.split))
-        else:  # no epochs, batches or learning rate: say the settings it does use
-            opts = ", ".join(f"{k} {v}" for k, v in fam.describe_config(learn_config(table, config)).items())
-            log(
-                f"{config.model} ({fam.score_kind}s, fitted in closed form or by its own solver): {opts}; "
-                f"split {config.split.describe()}; seed {config.seed}"
-            )
-        if recipe.keep_best:
-            log(f"keeping the best epoch by the loss on {len(watch_rows):,} training rows held aside")
     learn = collab_learner(
-        dls, model=config.model, n_factors=config.n_factors, layers=config.layers, y_range=y_range,
-        device=device, log=log, show_progress=log is not None,
-        fused={"auto": None, "fused": True, "autograd": False}[config.step], options=config.options,
+        dls, model=config.model, settings=plan.settings, device=device, log=log,
+        show_progress=log is not None, fused={"auto": None, "fused": True, "autograd": False}[config.step],
     )  # fmt: skip
-    return _Run(dls, learn, recipe, settings, sources, train_rows, valid_rows)
+    if learn.config is None:  # collab_learner always sets it: this is a bug, not bad input
+        raise RuntimeError("collab_learner built a Learner without its config")
+    settings: dict[str, Any] = dict(learn.config.settings.used())
+    if recipe is not None:
+        settings |= recipe.model_dump() | {"recipe": plan.recipe_name, "step": config.step}
+    settings |= {"seed": config.seed, "device": device}
+    if log is not None:
+        log(settings_line(config.model, settings, plan.sources, config.split))
+        if recipe is not None and recipe.keep_best:
+            log(f"keeping the best epoch by the loss on {len(watch_rows):,} training rows held aside")
+    return _Run(dls, learn, plan, settings, train_rows, valid_rows)
 
 
 def train(
@@ -307,7 +305,7 @@ def train(
     if (checkpoint_every or resume) and out is None:
         raise CollabkitError("checkpoints need --out: they are written inside the model's folder")
     run = _prepare(table, config, log)
-    learn, recipe = run.learn, run.recipe
+    learn, recipe = run.learn, run.plan.recipe
     cbs: list[Any] = []
     ckpt = Path(out) / "checkpoints" if out is not None else None
     if checkpoint_every and ckpt is not None:
@@ -316,7 +314,7 @@ def train(
     start_epoch = learn.load_checkpoint(ckpt) if resume and ckpt is not None else 0
     start = time.perf_counter()
     net = learn.model
-    if not isinstance(net, CollabModel) or net.trains_by_gradient:
+    if recipe is not None:  # the Learner's one-cycle loop
         if start_epoch >= recipe.epochs:
             raise CollabkitError(f"the checkpoint in {ckpt} is of a finished run ({start_epoch} epochs)")
         with tempfile.TemporaryDirectory(prefix="collabkit-best-") as scratch:  # the best epoch's weights
@@ -324,7 +322,7 @@ def train(
                 cbs.append(SaveModelCallback(fname="best"))
                 learn.path = Path(scratch)
             learn.fit_one_cycle(recipe.epochs, recipe.lr, wd=recipe.wd, cbs=cbs, start_epoch=start_epoch)
-    else:  # closed-form or alternating fits: all training pairs at once, no epochs
+    else:  # the family fits itself (closed form, alternating solves, its own sampler): all pairs at once
         net.fit_direct(run.dls.train.x, run.dls.train.y)
     fit_seconds = time.perf_counter() - start
     data = DataInfo.of(table, data_name, "user", "item", "rating")
@@ -342,8 +340,9 @@ def train(
 
         ranking = evaluate_ranking(trained, valid_rows, k=ranking_k)
     result = TrainResult(
-        model=config.model, data=data, split=config.split, recipe=config.recipe,
-        settings=run.settings, sources=run.sources, n_train=len(run.train_rows), n_valid=len(run.valid_rows),
+        model=config.model, data=data, split=config.split, recipe=run.plan.recipe_name,
+        settings=run.settings, sources=run.plan.sources, n_train=len(run.train_rows),
+        n_valid=len(run.valid_rows),
         valid=valid, fit_seconds=fit_seconds, history=trained.history,
         world_size=distributed.world_size(), ranking=ranking,
     )  # fmt: skip
@@ -357,6 +356,16 @@ def train(
     return result
 
 
+def check_lr_find(model: str) -> None:
+    """An error for a family that has no learning rate to find (it fits itself)."""
+    if not family(model).capabilities().lr_find:
+        able = ", ".join(n for n in model_names() if family(n).capabilities().lr_find)
+        raise CollabkitError(
+            f"{model} fits itself (closed form, alternating solves or its own sampler), not by the "
+            f"Learner's one-cycle loop: there is no learning rate to find (lr-find applies to {able})"
+        )
+
+
 def find_lr(
     table: pd.DataFrame,
     config: TrainConfig,
@@ -368,11 +377,12 @@ def find_lr(
     """fastai's learning-rate finder on `config`'s model and data; suggestions and the sweep."""
     from collabkit.train.lr_find import lr_find
 
+    check_lr_find(config.model)
     run = _prepare(table, config, log)
     found = lr_find(run.learn, num_it=num_it, show_plot=False, plot_path=plot_path)
     return {
         "model": config.model,
-        "bs": run.recipe.bs,
+        "bs": run.plan.recipe.bs if run.plan.recipe is not None else None,
         "suggestions": found.suggestions._asdict(),
         "lrs": found.lrs,
         "losses": found.losses,
@@ -380,15 +390,14 @@ def find_lr(
     }
 
 
-def learn_config(table: pd.DataFrame, config: TrainConfig) -> ModelConfig:
-    """The ModelConfig a run of `config` builds (for saying its settings before it trains)."""
-    return ModelConfig(config.model, 2, 2, n_factors=config.n_factors, layers=config.layers,
-                       y_range=None, options=dict(config.options), levels=[1.0, 2.0])  # fmt: skip
-
-
-def check_y_range(y_range: tuple[float, float], ratings: np.ndarray) -> None:
-    """Refuse an output range that cannot hold the ratings (sigmoid_range never reaches its ends)."""
-    lo, hi = y_range
+def check_y_range(y_range: Sequence[float], ratings: np.ndarray) -> tuple[float, float]:
+    """`y_range` as floats, or an error when it cannot hold the ratings (sigmoid_range never
+    reaches its ends)."""
+    if len(y_range) != 2:
+        raise CollabkitError(f"y_range must be LOW HIGH, got {list(y_range)}")
+    lo, hi = float(y_range[0]), float(y_range[1])
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise CollabkitError(f"y_range must be finite numbers, got {lo:g} {hi:g}")
     r_lo, r_hi = float(np.min(ratings)), float(np.max(ratings))
     if not lo < hi:
         raise CollabkitError(f"y_range must be LOW HIGH with LOW < HIGH, got {lo:g} {hi:g}")
@@ -397,6 +406,7 @@ def check_y_range(y_range: tuple[float, float], ratings: np.ndarray) -> None:
             f"y_range {lo:g} {hi:g} cannot hold the ratings, which run from {r_lo:g} to {r_hi:g} "
             f"(the output never reaches the ends of the range); leave --y-range out to set it from the data"
         )
+    return (lo, hi)
 
 
 def score_rows(trained: TrainedModel, rows: pd.DataFrame) -> dict[str, Any]:

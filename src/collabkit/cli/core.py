@@ -45,15 +45,22 @@ def _load(
 
 ModelOpt = Annotated[str, typer.Option("--model", help=" | ".join(model_names()))]
 RecipeOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--recipe",
-        help="Where unset --bs/--epochs/--lr/--wd come from: fast (collabkit's tuned settings; bias model: "
-        "bs 768, 6 epochs, lr 5e-3, wd 0.1) or chapter (bs 64, 5 epochs, lr 5e-3, wd 0.1).",
+        help="Families trained by one-cycle epochs (dot, dotbias, nn, classifier): where unset "
+        "--bs/--epochs/--lr/--wd come from: fast (collabkit's tuned settings; bias model: bs 768, "
+        "6 epochs, lr 5e-3, wd 0.1) or chapter (bs 64, 5 epochs, lr 5e-3, wd 0.1). Default: fast.",
     ),
 ]
-FactorsOpt = Annotated[int, typer.Option("--factors", help="Latent factors (dot, dotbias).")]
-LayersOpt = Annotated[str, typer.Option("--layers", help="Hidden sizes, comma separated (nn, classifier).")]
+FactorsOpt = Annotated[
+    int | None,
+    typer.Option("--factors", help="Latent factors (the n_factors setting); default: the family's."),
+]
+LayersOpt = Annotated[
+    str | None,
+    typer.Option("--layers", help="Hidden sizes, comma separated (nn, classifier); default: 100,50."),
+]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Epochs; default: the recipe's.")]
 LrOpt = Annotated[
     float | None, typer.Option("--lr", help="Peak one-cycle learning rate; default: the recipe's.")
@@ -68,21 +75,45 @@ YRangeOpt = Annotated[
 ]
 
 
-def _config(model: str, recipe: str, factors: int, layers: str, epochs: int | None, lr: float | None,
-            wd: float | None, bs: int | None, y_range: tuple[float, float] | None, split: Any, seed: int,
-            device: str = "cpu", step: str = "auto", options: list[str] | None = None) -> Any:  # fmt: skip
+def _config(model: str, recipe: str | None, factors: int | None, layers: str | None, epochs: int | None,
+            lr: float | None, wd: float | None, bs: int | None, y_range: tuple[float, float] | None,
+            split: Any, seed: int, device: str = "cpu", step: str = "auto",
+            options: list[str] | None = None) -> Any:  # fmt: skip
+    """The TrainConfig of the command's options, checked against the family before any data is read:
+    an option the family does not take is refused with the settings it does take."""
+    from collabkit.models import family
     from collabkit.workflows import TrainConfig
 
-    return TrainConfig(
-        model=model, recipe=recipe, bs=bs, epochs=epochs, lr=lr, wd=wd, n_factors=factors,
-        layers=_parse_layers(layers), y_range=y_range, split=split, seed=seed, device=device, step=step,
-        options=_parse_options(options or []),
+    fam = family(model)
+    settings = _parse_options(options or [])
+    named = {"--factors": ("n_factors", factors), "--y-range": ("y_range", y_range),
+             "--layers": ("layers", None if layers is None else _parse_layers(layers))}  # fmt: skip
+    for flag, (key, value) in named.items():
+        if value is None:
+            continue
+        if key not in fam.Settings.model_fields:
+            raise CollabkitError(
+                f"{model} takes no {flag}; its settings are: {fam.Settings.help_line()} "
+                "(give them as -o KEY=VALUE)"
+            )
+        if key in settings:
+            raise CollabkitError(f"{flag} and -o {key}=... both given; give one")
+        settings[key] = value
+    config = TrainConfig(
+        model=model, recipe=recipe, bs=bs, epochs=epochs, lr=lr, wd=wd, settings=settings, split=split,
+        seed=seed, device=device, step=step,
     )  # fmt: skip
+    config.check()
+    return config
 
 
 OptionOpt = Annotated[
     list[str] | None,
-    typer.Option("--option", "-o", help="A model's own setting as KEY=VALUE (repeat), e.g. -o l2=500."),
+    typer.Option(
+        "--option",
+        "-o",
+        help="A setting of the family as KEY=VALUE (repeat), e.g. -o l2=500; unknown keys are refused.",
+    ),
 ]
 
 
@@ -117,9 +148,9 @@ def train(
     model: Annotated[
         str | None, typer.Option("--model", help=" | ".join(model_names()) + "; default: by --task")
     ] = None,
-    recipe: RecipeOpt = "fast",
-    factors: FactorsOpt = 50,
-    layers: LayersOpt = "100,50",
+    recipe: RecipeOpt = None,
+    factors: FactorsOpt = None,
+    layers: LayersOpt = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
     wd: WdOpt = None,
@@ -180,7 +211,7 @@ def train(
             config = _config(
                 model, recipe, factors, layers, epochs, lr, wd, bs, y_range, spec, seed, device, step, option
             )
-        config.resolved()  # refuse bad settings before loading any data
+        config.check()  # refuse bad settings before loading any data
         log = None if quiet else (lambda s: typer.echo(s, err=as_json))
         table = _load(data, user_col, item_col, rating_col, timestamp_col, quiet or as_json)
         run_info = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
@@ -214,12 +245,13 @@ def train(
 def lr_find(
     data: DataOpt = "ml-100k",
     model: ModelOpt = "dotbias",
-    recipe: RecipeOpt = "fast",
+    recipe: RecipeOpt = None,
     bs: BsOpt = None,
     wd: WdOpt = None,
-    factors: FactorsOpt = 50,
-    layers: LayersOpt = "100,50",
+    factors: FactorsOpt = None,
+    layers: LayersOpt = None,
     y_range: YRangeOpt = None,
+    option: OptionOpt = None,
     split: SplitOpt = "random",
     valid_pct: ValidPct = 0.2,
     seed: SeedOpt = 42,
@@ -235,15 +267,17 @@ def lr_find(
 ) -> None:
     """fastai's learning-rate finder: sweep the rate from 1e-7 to 10 and suggest one (valley)."""
     with clean_errors():
-        from collabkit.workflows import find_lr
+        from collabkit.workflows import check_lr_find, find_lr
 
         if plot.suffix.lower() != ".png":
             raise CollabkitError(f"--plot must name a .png file, got {plot}")
         if plot.is_dir():
             raise CollabkitError(f"--plot {plot} is a folder; name a .png file")
+        check_lr_find(model)  # first: a family with no learning rate needs no word on its settings
         spec = split_spec(split, valid_pct, seed)
-        config = _config(model, recipe, factors, layers, None, None, wd, bs, y_range, spec, seed)
-        config.resolved()
+        config = _config(
+            model, recipe, factors, layers, None, None, wd, bs, y_range, spec, seed, options=option
+        )
         table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
         result = find_lr(table, config, plot_path=plot, num_it=num_it)
         if not as_json:
@@ -384,14 +418,15 @@ def crossval(
         typer.Option("--folds", help="'kfold' (with --k) or a list of named splits such as u1,u2,u3,u4,u5."),
     ] = "kfold",
     k: KOpt = 5,
-    recipe: RecipeOpt = "fast",
-    factors: FactorsOpt = 50,
-    layers: LayersOpt = "100,50",
+    recipe: RecipeOpt = None,
+    factors: FactorsOpt = None,
+    layers: LayersOpt = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
     wd: WdOpt = None,
     bs: BsOpt = None,
     y_range: YRangeOpt = None,
+    option: OptionOpt = None,
     seed: SeedOpt = 42,
     user_col: UserCol = "user",
     item_col: ItemCol = "item",
@@ -416,8 +451,9 @@ def crossval(
             if names == ["kfold"]
             else [split_spec(name, seed=seed) for name in names]
         )
-        config = _config(model, recipe, factors, layers, epochs, lr, wd, bs, y_range, specs[0], seed)
-        config.resolved()
+        config = _config(
+            model, recipe, factors, layers, epochs, lr, wd, bs, y_range, specs[0], seed, options=option
+        )
         table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
 
         def show(res: TrainResult) -> None:

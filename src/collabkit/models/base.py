@@ -17,70 +17,82 @@ prepared once per candidate set and a block of users costs one product:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from collabkit.errors import CollabkitError
-from collabkit.models.core import Module, emb_sz_rule
+from collabkit.models.core import Module
+from collabkit.models.settings import FamilySettings, Recipe, parse_settings
+
+MAX_TABLE = 2**31 - 1  # users or items a model can index (int32 positions in its tables)
 
 Metric = Callable[[Tensor, Tensor], float]
 ScoreKind = Literal["rating", "score"]
 
 
-@dataclass
 class ModelConfig:
-    """Everything needed to rebuild a model; round-trips through JSON.
+    """Everything needed to rebuild a model: its family, its sizes and the family's typed settings.
 
-    The shared fields cover the chapter's models; a family added later keeps its own settings in
-    `options` (JSON values), so no other file changes when a model is added.
+    `ModelConfig("dotbias", n_users, n_items, n_factors=50, y_range=(0, 5.5))` checks the settings
+    against the family's `Settings` class (unknown or out-of-range ones are one-line errors naming
+    the settings the family takes); `to_dict()`/`from_dict()` round-trip through JSON.
     """
 
-    model: str  # a registered family name (see model_names())
-    n_users: int
-    n_items: int
-    n_factors: int = 50  # dot, dotbias
-    y_range: tuple[float, float] | None = (0.0, 5.5)  # dot, dotbias, nn (None: unbounded)
-    layers: list[int] = field(default_factory=lambda: [100, 50])  # nn, classifier
-    emb_szs: list[tuple[int, int]] | None = None  # nn, classifier; None: fastai's rule
-    ps: list[float] = field(default_factory=list)  # dropout after each hidden layer
-    embed_p: float = 0.0  # dropout on the concatenated embeddings
-    levels: list[float] | None = None  # classifier: the rating levels, ascending
-    options: dict[str, Any] = field(default_factory=dict)  # family-specific settings
+    __slots__ = ("family", "n_users", "n_items", "settings")
 
-    def __post_init__(self) -> None:
-        check_model_name(self.model)
-        if self.y_range is not None:
-            lo, hi = (float(v) for v in self.y_range)
-            if not lo < hi:
-                raise CollabkitError(f"y_range must be (low, high) with low < high, got {self.y_range}")
-            self.y_range = (lo, hi)
-        if self.emb_szs is not None:
-            self.emb_szs = [(int(n), int(w)) for n, w in self.emb_szs]
-        if self.n_factors < 1:
-            raise CollabkitError(f"n_factors must be at least 1, got {self.n_factors}")
-        if self.n_users < 1 or self.n_items < 1:
-            raise CollabkitError(f"a model needs users and items, got {self.n_users} and {self.n_items}")
-        family(self.model).check_config(self)
+    def __init__(
+        self, family: str, n_users: int, n_items: int, settings: FamilySettings | None = None, **values: Any
+    ) -> None:
+        fam = family_class(family)
+        for name, n in (("users", n_users), ("items", n_items)):
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_TABLE:
+                raise CollabkitError(f"a model needs 1 to {MAX_TABLE:,} {name}, got {n!r}")
+        if settings is not None and values:
+            raise CollabkitError("give a ModelConfig either a settings object or setting values, not both")
+        if settings is None:
+            settings = parse_settings(family, fam.Settings, values)
+        elif not isinstance(settings, fam.Settings):
+            raise CollabkitError(f"{family} takes {fam.Settings.__qualname__}, got {type(settings).__name__}")
+        self.family, self.n_users, self.n_items, self.settings = family, n_users, n_items, settings
+
+    @property
+    def model(self) -> str:
+        """The family's name (what `--model` calls it)."""
+        return self.family
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        parts = [repr(self.family), f"n_users={self.n_users}", f"n_items={self.n_items}"]
+        parts += [f"{k}={v!r}" for k, v in self.settings.used().items()]
+        return f"ModelConfig({', '.join(parts)})"
+
+    def replace(self, **values: Any) -> ModelConfig:
+        """A copy with some settings changed (checked again)."""
+        return ModelConfig(self.family, self.n_users, self.n_items, **{**self.settings.used(), **values})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "family": self.family,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "settings": self.settings.used(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CollabkitError(f"unknown model settings {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
-
-    def embedding_sizes(self) -> list[tuple[int, int]]:
-        return self.emb_szs or [
-            (self.n_users, emb_sz_rule(self.n_users)),
-            (self.n_items, emb_sz_rule(self.n_items)),
-        ]
+        if not isinstance(data, dict) or set(data) != {"family", "n_users", "n_items", "settings"}:
+            keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise CollabkitError(
+                f"model settings must hold family, n_users, n_items and settings, got {keys}"
+            )
+        if not isinstance(data["settings"], dict):
+            raise CollabkitError("model settings: 'settings' must be an object")
+        return cls(data["family"], data["n_users"], data["n_items"], **data["settings"])
 
 
 @dataclass
@@ -121,7 +133,9 @@ class CollabModel(Module):
     """
 
     name: ClassVar[str] = ""  # set by @register
-    settings_used: ClassVar[tuple[str, ...]] = ()  # the ModelConfig fields this family reads
+    Settings: ClassVar[type[FamilySettings]] = FamilySettings  # the family's typed settings
+    # the Learner's one-cycle runs by name ("fast", "chapter"); empty: the family fits itself
+    recipes: ClassVar[dict[str, Recipe]] = {}
     score_kind: ClassVar[ScoreKind] = "rating"  # "score": the model ranks, it does not predict stars
     trains_by_gradient: ClassVar[bool] = True  # False: `fit_direct` fits it in closed form
     default_fold_in_strength: ClassVar[float] = 1.0
@@ -151,18 +165,14 @@ class CollabModel(Module):
         raise NotImplementedError
 
     @classmethod
-    def settings_from_data(cls, settings: dict[str, Any], dls: Any, emb_szs: Any = None) -> dict[str, Any]:
-        """`ModelConfig` fields for this family on the data loaders `dls` (embedding sizes, levels)."""
+    def settings_from_data(cls, settings: dict[str, Any], dls: Any) -> dict[str, Any]:
+        """The settings completed from the data loaders `dls` (embedding sizes, rating levels)."""
         return settings
 
     @classmethod
     def describe_config(cls, config: ModelConfig) -> dict[str, Any]:
-        """The settings that matter for this family, by name (for reports and summaries)."""
-        return {**{k: getattr(config, k) for k in cls.settings_used}, **config.options}
-
-    @classmethod
-    def check_config(cls, config: ModelConfig) -> None:
-        """Raise CollabkitError for settings this family cannot use."""
+        """The settings this family used, by name (for reports and summaries)."""
+        return config.settings.used()
 
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         """Fit on all training pairs at once (families with `trains_by_gradient = False`)."""
@@ -174,7 +184,7 @@ class CollabModel(Module):
         return None
 
     def default_metrics(self) -> list[Metric]:
-        from collabkit.evaluate import rmse
+        from collabkit.evaluate import rmse  # TODO(layering): top-level once evaluate.py is a leaf
 
         return [rmse]
 
@@ -261,6 +271,8 @@ def register(name: str) -> Callable[[type[CollabModel]], type[CollabModel]]:
     def add(cls: type[CollabModel]) -> type[CollabModel]:
         if not (isinstance(cls, type) and issubclass(cls, CollabModel)):
             raise TypeError(f"{cls!r} is not a CollabModel subclass")
+        if cls.recipes and not cls.trains_by_gradient:
+            raise TypeError(f"{cls.__name__} has training recipes but fits itself (trains_by_gradient False)")
         cls.name = name
         _FAMILIES[name] = cls
         return cls
@@ -284,9 +296,12 @@ def family(name: str) -> type[CollabModel]:
     return _FAMILIES[check_model_name(name)]
 
 
+family_class = family  # ModelConfig's own name for it (its `family` attribute is the name)
+
+
 def build_model(config: ModelConfig) -> CollabModel:
     """A freshly initialised model of `config`."""
-    return family(config.model).from_config(config)
+    return family(config.family).from_config(config)
 
 
 def predict_ratings(model: nn.Module, x: Tensor) -> Tensor:

@@ -16,44 +16,42 @@ Memory: EASE's and user kNN's (see those files): X, R (n_users, n_items) and B (
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from collabkit.models.base import ModelConfig, register
-from collabkit.models.ease import EASE
-from collabkit.models.knn import KNN_OPTIONS, UserKNN
-from collabkit.models.ranking_base import Opt, RankingModel
+from collabkit.models.ease import EASE, EASESettings
+from collabkit.models.knn import KNNSettings, UserKNN, neighbours_field, shrink_field
+from collabkit.models.ranking_base import RankingModel
+from collabkit.models.settings import FamilySettings
 
-EASE_KEYS = ("l2", "dropout")
-KNN_KEYS = ("k", "shrink")
+
+class EASEKNNSettings(FamilySettings):
+    l2: float = Field(500.0, gt=0, description="EASE's ridge penalty")
+    dropout: float = Field(0.0, ge=0.0, le=0.95, description="EASE's EDLAE dropout")
+    k: int = neighbours_field(30)
+    shrink: float = shrink_field()
+    weight: float = Field(0.5, ge=0, description="weight of the user kNN part (0: EASE alone)")
 
 
 @register("easeknn")
 class EASEUserKNN(RankingModel):
-    """EASE (binary) + user kNN (on ratings), blended per user. Options: EASE's `l2`, `dropout`;
+    """EASE (binary) + user kNN (on ratings), blended per user. Settings: EASE's `l2`, `dropout`;
     user kNN's `k`, `shrink`; `weight` of the kNN part. Defaults: EASE's l2 500 (its own tuned
     value); k 30 and weight 0.5 chosen on a validation part of ML-100k u1's training rows
     (bench/ranking.py --tune: 0.266 NDCG@10 against EASE alone's 0.261)."""
 
-    options_spec = {
-        "l2": Opt(500.0, low=0.0, open_low=True, help="EASE's ridge penalty"),
-        "dropout": Opt(0.0, low=0.0, high=0.95, help="EASE's EDLAE dropout"),
-        "k": Opt(30, low=1, help="user kNN neighbours"),
-        "shrink": KNN_OPTIONS["shrink"],
-        "weight": Opt(0.5, low=0.0, help="weight of the user kNN part (0: EASE alone)"),
-    }
+    settings: EASEKNNSettings
+    Settings = EASEKNNSettings
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.ease = EASE(self._part(config, "ease", {k: self.opts[k] for k in EASE_KEYS}))
-        knn_opts = {**{k: self.opts[k] for k in KNN_KEYS}, "values": "rating"}
-        self.knn = UserKNN(self._part(config, "userknn", knn_opts))
-
-    @staticmethod
-    def _part(config: ModelConfig, model: str, options: dict[str, Any]) -> ModelConfig:
-        return ModelConfig(model=model, n_users=config.n_users, n_items=config.n_items, options=options)
+        s, n_users, n_items = self.settings, config.n_users, config.n_items
+        ease = EASESettings(l2=s.l2, dropout=s.dropout, values="binary")
+        self.ease = EASE(ModelConfig("ease", n_users, n_items, ease))
+        knn = KNNSettings(k=s.k, shrink=s.shrink, values="rating")
+        self.knn = UserKNN(ModelConfig("userknn", n_users, n_items, knn))
 
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         self.check_fit_input(x, y)
@@ -70,7 +68,7 @@ class EASEUserKNN(RankingModel):
         """(B, n_items + n_users) [x_u / scale, weight * s_u / scale]: see the module docstring."""
         e_scale = (binary @ self.ease.weights).abs().amax(1, keepdim=True).clamp_min(1e-12)  # (B, 1)
         k_scale = (neighbours @ self.knn.interactions).abs().amax(1, keepdim=True).clamp_min(1e-12)
-        return torch.cat([binary / e_scale, float(self.opts["weight"]) * neighbours / k_scale], 1)
+        return torch.cat([binary / e_scale, self.settings.weight * neighbours / k_scale], 1)
 
     def user_rows(self, user_idx: Tensor) -> Tensor:
         return self._blend_rows(self.ease.user_rows(user_idx), self.knn.user_rows(user_idx))

@@ -10,33 +10,38 @@ family trains through `train` like the closed-form ones.
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from collabkit.models.base import ModelConfig, register
-from collabkit.models.ranking_base import Opt, RankingModel
+from collabkit.models.ranking_base import RankingModel
+from collabkit.models.settings import MAX_BATCH, MAX_EPOCHS, MAX_FACTORS, FamilySettings
+
+
+class BPRSettings(FamilySettings):
+    n_factors: int = Field(64, ge=1, le=MAX_FACTORS, description="factors per user and item")
+    epochs: int = Field(20, ge=1, le=MAX_EPOCHS, description="passes over the training pairs")
+    lr: float = Field(0.01, gt=0, description="Adam's learning rate")
+    reg: float = Field(0.01, ge=0, description="L2 penalty on the factors in a step")
+    bs: int = Field(1024, ge=1, le=MAX_BATCH, description="pairs per step")
 
 
 @register("bpr")
 class BPR(RankingModel):
-    """Bayesian personalised ranking with item biases. `-o factors=64 -o epochs=20 -o lr=0.01
-    -o reg=0.01 -o bs=1024`: reg chosen among 0.003, 0.01, 0.03 on a validation part of ML-100k
+    """Bayesian personalised ranking with item biases. `--factors 64 --epochs 20 --lr 0.01
+    -o reg=0.01 --bs 1024`: reg chosen among 0.003, 0.01, 0.03 on a validation part of ML-100k
     u1's training rows (bench/ranking.py --tune); the rest are common settings, not tuned."""
 
     user_factors: Tensor  # (n_users, factors)
     item_factors: Tensor  # (n_items, factors)
     item_bias: Tensor  # (n_items,)
 
-    options_spec = {
-        "factors": Opt(64, low=1, help="factors per user and item"),
-        "epochs": Opt(20, low=1, help="passes over the training pairs"),
-        "lr": Opt(0.01, low=0.0, open_low=True, help="Adam's learning rate"),
-        "reg": Opt(0.01, low=0.0, help="L2 penalty on the factors in a step"),
-        "bs": Opt(1024, low=1, help="pairs per step"),
-    }
+    settings: BPRSettings
+    Settings = BPRSettings
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        k = int(self.opts["factors"])
+        k = self.settings.n_factors
         self.register_buffer("user_factors", torch.randn(self.n_users, k) * 0.01)
         self.register_buffer("item_factors", torch.randn(self.n_items, k) * 0.01)
         self.register_buffer("item_bias", torch.zeros(self.n_items))
@@ -48,11 +53,11 @@ class BPR(RankingModel):
         users = nn.Parameter(self.user_factors.clone())
         items = nn.Parameter(self.item_factors.clone())
         bias = nn.Parameter(self.item_bias.clone())
-        opt = torch.optim.Adam([users, items, bias], lr=float(self.opts["lr"]))
+        opt = torch.optim.Adam([users, items, bias], lr=self.settings.lr)
         rated = torch.unique(x[:, 1])  # negatives are drawn among items with training ratings
-        reg, bs = float(self.opts["reg"]), int(self.opts["bs"])
+        reg, bs = self.settings.reg, self.settings.bs
         with torch.enable_grad():
-            for _ in range(int(self.opts["epochs"])):
+            for _ in range(self.settings.epochs):
                 order = torch.randperm(len(x), device=dev)
                 negs = rated[torch.randint(len(rated), (len(x),), device=dev)]  # (N,) one per pair
                 for start in range(0, len(x), bs):

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
+from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from collabkit.errors import CollabkitError
 from collabkit.models.base import Metric, ModelConfig, nearest_level, register
-from collabkit.models.nn import EmbeddingNN
+from collabkit.models.nn import NN_RECIPES, EmbeddingNN, NetSettings
+
+
+class ClassifierSettings(NetSettings):
+    """The deep network's settings, with the rating levels (one class each) instead of a range."""
+
+    levels: list[float] | None = Field(None, description="the rating levels, ascending; from the data")
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if len(v) < 2:
+            raise ValueError(f"a classifier needs at least 2 rating levels, got {v}")
+        if any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError(f"levels must be distinct and ascending, got {v}")
+        return v
 
 
 def expected_rating(logits: Tensor, levels: Tensor) -> Tensor:
@@ -27,7 +45,8 @@ class RatingClassifier(EmbeddingNN):
     """
 
     levels: Tensor  # (L,) buffer: the rating of each class
-    settings_used = ("emb_szs", "layers", "ps", "embed_p", "levels")
+    Settings = ClassifierSettings
+    recipes = NN_RECIPES
 
     def __init__(
         self,
@@ -41,18 +60,17 @@ class RatingClassifier(EmbeddingNN):
         self.register_buffer("levels", torch.tensor(list(levels), dtype=torch.float32))
 
     @classmethod
-    def settings_from_data(cls, settings: dict[str, Any], dls: Any, emb_szs: Any = None) -> dict[str, Any]:
-        base = super().settings_from_data(settings, dls, emb_szs)
-        return {**base, "y_range": None, "levels": dls.rating_levels()}
-
-    @classmethod
-    def check_config(cls, config: ModelConfig) -> None:
-        if not config.levels:
-            raise CollabkitError("the classifier needs its rating levels (e.g. [1, 2, 3, 4, 5])")
+    def settings_from_data(cls, settings: dict[str, Any], dls: Any) -> dict[str, Any]:
+        base = super().settings_from_data(settings, dls)
+        return {**base, "levels": base.get("levels") or dls.rating_levels()}
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> RatingClassifier:
-        return cls(config.embedding_sizes(), config.levels or [], config.layers, config.ps, config.embed_p)
+        s = cast(ClassifierSettings, config.settings)  # ModelConfig checked it
+        if s.levels is None:
+            raise CollabkitError("the classifier needs its rating levels (e.g. [1, 2, 3, 4, 5])")
+        emb = s.embedding_sizes(config.n_users, config.n_items)
+        return cls(emb, s.levels, s.layers, s.ps, s.embed_p)
 
     def expected_rating(self, logits: Tensor) -> Tensor:
         """(B, L) logits -> (B,) expected rating under the softmax."""

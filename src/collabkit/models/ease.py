@@ -13,10 +13,24 @@ inverse while fitting: 11 MB + 6 MB for ML-100k, 55 MB + 90 MB for ML-1M. Past s
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from collabkit.models.base import ModelConfig, register
-from collabkit.models.ranking_base import VALUES, Opt, RankingModel, interaction_matrix, interaction_row
+from collabkit.models.ranking_base import (
+    RankingModel,
+    Values,
+    interaction_matrix,
+    interaction_row,
+    values_field,
+)
+from collabkit.models.settings import FamilySettings
+
+
+class EASESettings(FamilySettings):
+    l2: float = Field(500.0, gt=0, description="ridge penalty on B")
+    dropout: float = Field(0.0, ge=0.0, le=0.95, description="EDLAE dropout share, 0 for plain EASE")
+    values: Values = values_field("binary")
 
 
 @register("ease")
@@ -32,11 +46,8 @@ class EASE(RankingModel):
     interactions: Tensor  # (n_users, n_items) X, binary
     weights: Tensor  # (n_items, n_items) B
 
-    options_spec = {
-        "l2": Opt(500.0, low=0.0, open_low=True, help="ridge penalty on B"),
-        "dropout": Opt(0.0, low=0.0, high=0.95, help="EDLAE dropout share, 0 for plain EASE"),
-        "values": VALUES,
-    }
+    settings: EASESettings
+    Settings = EASESettings
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -47,10 +58,10 @@ class EASE(RankingModel):
         self.check_fit_input(x, y)
         dev = self.interactions.device
         # (n_users, n_items)
-        xs = interaction_matrix(x, y, self.n_users, self.n_items, dev, self.opts["values"])
+        xs = interaction_matrix(x, y, self.n_users, self.n_items, dev, self.settings.values)
         gram = xs.T.double() @ xs.double()  # (n_items, n_items); float64: a stable inverse
-        p = float(self.opts["dropout"])
-        penalty = float(self.opts["l2"]) + p / (1.0 - p) * gram.diagonal()
+        p = self.settings.dropout
+        penalty = self.settings.l2 + p / (1.0 - p) * gram.diagonal()
         gram.diagonal().add_(penalty)
         inv = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # gram is SPD: half inv's time
         b = -inv / inv.diagonal()[None, :]  # B_ij = -P_ij / P_jj
@@ -75,4 +86,6 @@ class EASE(RankingModel):
     def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
         """(n_items,) the new user's interaction row: EASE needs no solve (prior, strength unused)."""
         self.check_fold_in(item_idx, ratings)
-        return interaction_row(item_idx, ratings, self.n_items, self.interactions.device, self.opts["values"])
+        return interaction_row(
+            item_idx, ratings, self.n_items, self.interactions.device, self.settings.values
+        )

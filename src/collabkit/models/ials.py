@@ -18,17 +18,27 @@ from __future__ import annotations
 import warnings
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from collabkit.models.base import ModelConfig, register
-from collabkit.models.ranking_base import VALUES, Opt, RankingModel
+from collabkit.models.ranking_base import RankingModel, Values, values_field
+from collabkit.models.settings import MAX_FACTORS, FamilySettings
+
+
+class IALSSettings(FamilySettings):
+    n_factors: int = Field(64, ge=1, le=MAX_FACTORS, description="factors per user and item")
+    reg: float = Field(30.0, gt=0, description="L2 penalty on each factor row")
+    alpha: float = Field(0.5, ge=0, description="confidence of a rated cell: 1 + alpha * value")
+    iterations: int = Field(15, ge=1, le=10_000, description="alternating sweeps (users, then items)")
+    values: Values = values_field("rating")
 
 
 @register("ials")
 class ImplicitALS(RankingModel):
     """Hu/Koren/Volinsky implicit ALS, solved exactly by batched Cholesky.
 
-    `-o factors=64 -o reg=30 -o alpha=0.5 -o iterations=15 -o values=rating`: reg, alpha and values
+    `--factors 64 -o reg=30 -o alpha=0.5 -o iterations=15 -o values=rating`: reg, alpha and values
     chosen on a validation part of ML-100k u1's training rows (bench/ranking.py --tune; u1's test
     rows unread), where a strong penalty and a low confidence on ratings ranked best (0.274 NDCG@10
     against 0.191-0.268 for the rest of the grid); factors and iterations are the usual 64 and 15.
@@ -37,25 +47,20 @@ class ImplicitALS(RankingModel):
     user_factors: Tensor  # (n_users, factors)
     item_factors: Tensor  # (n_items, factors)
 
-    options_spec = {
-        "factors": Opt(64, low=1, help="factors per user and item"),
-        "reg": Opt(30.0, low=0.0, open_low=True, help="L2 penalty on each factor row"),
-        "alpha": Opt(0.5, low=0.0, help="confidence of a rated cell: 1 + alpha * value"),
-        "iterations": Opt(15, low=1, help="alternating sweeps (users, then items)"),
-        "values": Opt("rating", choices=VALUES.choices, help=VALUES.help),
-    }
+    settings: IALSSettings
+    Settings = IALSSettings
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        k = int(self.opts["factors"])
+        k = self.settings.n_factors
         # small random start (seeded by train's seed): the item side must not start at zero
         self.register_buffer("user_factors", torch.randn(self.n_users, k) * 0.01)
         self.register_buffer("item_factors", torch.randn(self.n_items, k) * 0.01)
 
     def _confidence(self, ratings: Tensor) -> Tensor:
         """(N,) c - 1 = alpha * value for rated cells."""
-        v = torch.ones_like(ratings) if self.opts["values"] == "binary" else ratings
-        return float(self.opts["alpha"]) * v.float()
+        v = torch.ones_like(ratings) if self.settings.values == "binary" else ratings
+        return self.settings.alpha * v.float()
 
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         self.check_fit_input(x, y)
@@ -69,10 +74,10 @@ class ImplicitALS(RankingModel):
         by_item = _csr(items, users, c1, self.n_items, self.n_users)  # (n_items, n_users)
         ones_u = _csr(users, items, torch.ones_like(c1), self.n_users, self.n_items)
         ones_i = _csr(items, users, torch.ones_like(c1), self.n_items, self.n_users)
-        reg = float(self.opts["reg"])
+        reg = self.settings.reg
         u, it = self.user_factors.clone(), self.item_factors.clone()
         u.zero_()  # the first sweep solves the users from the random items
-        for _ in range(int(self.opts["iterations"])):
+        for _ in range(self.settings.iterations):
             u = _solve_side(by_user, ones_u, it, reg)
             it = _solve_side(by_item, ones_i, u, reg)
         self.user_factors.copy_(u)
@@ -98,11 +103,7 @@ class ImplicitALS(RankingModel):
         rated = items[item_idx.to(items.device)]  # (m, k)
         c1 = self._confidence(ratings.to(items.device)).double()  # (m,)
         k = items.shape[1]
-        a = (
-            items.T @ items
-            + (rated.T * c1) @ rated
-            + float(self.opts["reg"]) * torch.eye(k, dtype=items.dtype)
-        )
+        a = items.T @ items + (rated.T * c1) @ rated + self.settings.reg * torch.eye(k, dtype=items.dtype)
         b = rated.T @ (1.0 + c1)  # (k,)
         return torch.linalg.solve(a, b).float()
 

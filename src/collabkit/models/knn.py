@@ -14,25 +14,39 @@ similarity matrix: 11 MB for ML-100k, 55 MB for ML-1M.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from collabkit.models.base import ModelConfig, register
 from collabkit.models.ranking_base import (
-    VALUES,
-    Opt,
     RankingModel,
+    Values,
     cosine_similarity,
     interaction_matrix,
     interaction_row,
     keep_top_k,
+    values_field,
 )
+from collabkit.models.settings import FamilySettings
 
-KNN_OPTIONS = {
-    "k": Opt(20, low=1, help="neighbours kept per item (itemknn) or user (userknn)"),
-    "shrink": Opt(0.0, low=0.0, help="cosine shrinkage: x.y / (|x||y| + shrink)"),
-    "values": VALUES,
-}
+MAX_NEIGHBOURS = 1_000_000
+
+
+def neighbours_field(default: int) -> Any:
+    return Field(default, ge=1, le=MAX_NEIGHBOURS, description="neighbours kept per item or user")
+
+
+def shrink_field() -> Any:
+    return Field(0.0, ge=0.0, description="cosine shrinkage: x.y / (|x||y| + shrink)")
+
+
+class KNNSettings(FamilySettings):
+    k: int = neighbours_field(20)
+    shrink: float = shrink_field()
+    values: Values = values_field("binary")
 
 
 @register("itemknn")
@@ -44,7 +58,8 @@ class ItemKNN(RankingModel):
     interactions: Tensor  # (n_users, n_items) X, binary
     similarity: Tensor  # (n_items, n_items) row i: item i's k neighbours, others 0
 
-    options_spec = KNN_OPTIONS
+    settings: KNNSettings
+    Settings = KNNSettings
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -54,11 +69,11 @@ class ItemKNN(RankingModel):
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         self.check_fit_input(x, y)
         xs = interaction_matrix(
-            x, y, self.n_users, self.n_items, self.interactions.device, self.opts["values"]
+            x, y, self.n_users, self.n_items, self.interactions.device, self.settings.values
         )
-        sim = cosine_similarity(xs, float(self.opts["shrink"]))  # (n_items, n_items)
+        sim = cosine_similarity(xs, self.settings.shrink)  # (n_items, n_items)
         self.interactions.copy_(xs)
-        self.similarity.copy_(keep_top_k(sim, int(self.opts["k"]), dim=1))
+        self.similarity.copy_(keep_top_k(sim, self.settings.k, dim=1))
 
     def user_vectors(self) -> Tensor:
         return self.interactions  # (n_users, n_items)
@@ -75,7 +90,9 @@ class ItemKNN(RankingModel):
     def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
         """(n_items,) the new user's interaction row (prior, strength unused: nothing to fit)."""
         self.check_fold_in(item_idx, ratings)
-        return interaction_row(item_idx, ratings, self.n_items, self.interactions.device, self.opts["values"])
+        return interaction_row(
+            item_idx, ratings, self.n_items, self.interactions.device, self.settings.values
+        )
 
 
 @register("userknn")
@@ -86,7 +103,8 @@ class UserKNN(RankingModel):
 
     interactions: Tensor  # (n_users, n_items) X, binary
 
-    options_spec = KNN_OPTIONS
+    settings: KNNSettings
+    Settings = KNNSettings
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -96,7 +114,7 @@ class UserKNN(RankingModel):
         self.check_fit_input(x, y)
         self.interactions.copy_(
             interaction_matrix(
-                x, y, self.n_users, self.n_items, self.interactions.device, self.opts["values"]
+                x, y, self.n_users, self.n_items, self.interactions.device, self.settings.values
             )
         )
 
@@ -116,10 +134,10 @@ class UserKNN(RankingModel):
         norms = xs.norm(dim=1)  # (n_users,)
         dots = vectors @ xs.T  # (B, n_users)
         own = vectors.norm(dim=1)  # (B,)
-        sim = dots / (own[:, None] * norms[None, :] + float(self.opts["shrink"])).clamp_min(1e-12)
+        sim = dots / (own[:, None] * norms[None, :] + self.settings.shrink).clamp_min(1e-12)
         if exclude is not None:
             sim[torch.arange(len(sim), device=sim.device), exclude] = 0.0
-        return keep_top_k(sim, int(self.opts["k"]), dim=1)
+        return keep_top_k(sim, self.settings.k, dim=1)
 
     def user_rows(self, user_idx: Tensor) -> Tensor:
         out = torch.empty(len(user_idx), self.n_users, device=self.interactions.device)
@@ -134,5 +152,5 @@ class UserKNN(RankingModel):
     def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
         """(n_users,) the new user's neighbours, found as a trained user's are (prior, strength unused)."""
         self.check_fold_in(item_idx, ratings)
-        row = interaction_row(item_idx, ratings, self.n_items, self.interactions.device, self.opts["values"])
+        row = interaction_row(item_idx, ratings, self.n_items, self.interactions.device, self.settings.values)
         return self.neighbour_rows(row[None], None)[0]

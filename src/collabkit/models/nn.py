@@ -8,16 +8,67 @@ users costs one small product plus the rest of the network on (users x items) ro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import torch
+from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from collabkit.errors import CollabkitError
 from collabkit.models.base import CollabModel, ModelConfig, register
-from collabkit.models.core import Embedding, SigmoidRange, get_emb_sz
+from collabkit.models.core import Embedding, SigmoidRange, emb_sz_rule, get_emb_sz
+from collabkit.models.settings import CHAPTER, MAX_FACTORS, FamilySettings, Recipe, check_y_range
 
 YRange = tuple[float, float] | None
+
+
+class NetSettings(FamilySettings):
+    """What the deep networks share: embedding widths, hidden sizes, dropout."""
+
+    emb_szs: list[tuple[int, int]] | None = Field(
+        None, description="(count, width) of the user and item embeddings; from fastai's rule"
+    )
+    layers: list[int] = Field([100, 50], min_length=1, description="hidden sizes")
+    ps: list[float] = Field([], description="dropout after each hidden layer")
+    embed_p: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the embeddings")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: list[int]) -> list[int]:
+        if any(n < 1 or n > MAX_FACTORS for n in v):
+            raise ValueError(f"hidden sizes must be 1 to {MAX_FACTORS:,}, got {v}")
+        return v
+
+    @field_validator("ps")
+    @classmethod
+    def _ps(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 <= p < 1.0 for p in v):
+            raise ValueError(f"dropout shares must be in [0, 1), got {v}")
+        return v
+
+    @field_validator("emb_szs")
+    @classmethod
+    def _emb(cls, v: list[tuple[int, int]] | None) -> list[tuple[int, int]] | None:
+        if v is not None and (len(v) != 2 or any(n < 1 or not 1 <= w <= MAX_FACTORS for n, w in v)):
+            raise ValueError(f"emb_szs must be two (count, width) pairs, width 1 to {MAX_FACTORS:,}; got {v}")
+        return v
+
+    def embedding_sizes(self, n_users: int, n_items: int) -> list[tuple[int, int]]:
+        return self.emb_szs or [(n_users, emb_sz_rule(n_users)), (n_items, emb_sz_rule(n_items))]
+
+
+class NNSettings(NetSettings):
+    """The deep network's settings, with its output range."""
+
+    y_range: tuple[float, float] | None = Field(
+        None, description="output range (low, high); the command sets it from the data"
+    )
+
+    _y = field_validator("y_range")(check_y_range)
+
+
+# The deep models overfit in their last epoch (valid 0.859 then 0.893): keep the best one.
+NN_RECIPES = {"fast": Recipe(bs=512, epochs=5, lr=5e-3, wd=0.1, keep_best=True), "chapter": CHAPTER}
 
 
 def mlp_blocks(sizes: Sequence[int], ps: Sequence[float] = ()) -> nn.Sequential:
@@ -39,7 +90,8 @@ class EmbeddingNN(CollabModel):
     """
 
     default_fold_in_strength = 1.0  # chosen by bench/coldstart.py --model nn (NDCG@10 of new users)
-    settings_used = ("emb_szs", "layers", "ps", "embed_p", "y_range")
+    Settings: ClassVar[type[FamilySettings]] = NNSettings
+    recipes = NN_RECIPES
 
     def __init__(
         self,
@@ -59,17 +111,21 @@ class EmbeddingNN(CollabModel):
         self.out_range = nn.Identity() if y_range is None else SigmoidRange(*y_range)
 
     @classmethod
-    def settings_from_data(cls, settings: dict[str, Any], dls: Any, emb_szs: Any = None) -> dict[str, Any]:
-        return {**settings, "emb_szs": get_emb_sz(dls, emb_szs)}
+    def settings_from_data(cls, settings: dict[str, Any], dls: Any) -> dict[str, Any]:
+        sizes = settings.get("emb_szs")
+        if sizes is None or isinstance(sizes, dict):  # fastai's rule, or widths by column name
+            sizes = get_emb_sz(dls, sizes)
+        return {**settings, "emb_szs": sizes}
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> EmbeddingNN:
+        s = cast(NNSettings, config.settings)  # ModelConfig checked it against NNSettings
         return cls(
-            config.embedding_sizes(),
-            config.layers,
-            ps=config.ps,
-            embed_p=config.embed_p,
-            y_range=config.y_range,
+            s.embedding_sizes(config.n_users, config.n_items),
+            s.layers,
+            ps=s.ps,
+            embed_p=s.embed_p,
+            y_range=s.y_range,
         )
 
     def forward(self, x_cat: Tensor, x_cont: Tensor | None = None) -> Tensor:

@@ -8,6 +8,7 @@ from torch import Tensor
 from collabkit.errors import CollabkitError
 from collabkit.models.base import ModelConfig, register
 from collabkit.models.ranking_base import RankingModel
+from collabkit.models.settings import FamilySettings
 
 
 @register("popular")
@@ -19,6 +20,7 @@ class Popular(RankingModel):
     """
 
     counts: Tensor  # (n_items,)
+    Settings = FamilySettings  # nothing to set
     has_item_vectors = False
     has_user_vectors = False
 

@@ -1,5 +1,5 @@
-"""What the ranking families share: validated `-o KEY=VALUE` options, the interaction matrix, the
-"score" protocol defaults.
+"""What the ranking families share: the interaction matrix, the "score" protocol defaults, and the
+`values` setting (which ratings count, and how much).
 
 A ranking model learns which items a user will pick, not how many stars they would give: it is
 fitted in closed form (or by alternating solves) on the (binarised) interaction matrix, so it has
@@ -13,96 +13,33 @@ safetensors path does not carry today.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from collabkit.errors import CollabkitError
-from collabkit.evaluate import rmse
-from collabkit.models.base import CollabModel, Metric, ModelConfig
-
-
-@dataclass(frozen=True)
-class Opt:
-    """One family option: its default and what values it allows."""
-
-    default: float | int | str
-    low: float | None = None  # smallest allowed value (inclusive unless `open_low`)
-    open_low: bool = False
-    high: float | None = None  # largest allowed value (inclusive)
-    choices: tuple[str, ...] = ()
-    help: str = ""
-
-    def check(self, family: str, key: str, value: Any) -> float | int | str:
-        """`value` as this option's type, or CollabkitError naming the bad value and what is allowed."""
-        if self.choices:
-            if value not in self.choices:
-                allowed = ", ".join(self.choices)
-                raise CollabkitError(
-                    f"{family}: option {key}={value!r} is not allowed; expected one of: {allowed}"
-                )
-            return str(value)
-        whole = isinstance(self.default, int)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            kind = "a whole number" if whole else "a number"
-            raise CollabkitError(f"{family}: option {key}={value!r} must be {kind}")
-        if whole and int(value) != value:
-            raise CollabkitError(f"{family}: option {key}={value!r} must be a whole number")
-        below = self.low is not None and (value <= self.low if self.open_low else value < self.low)
-        above = self.high is not None and value > self.high
-        if below or above:
-            lo = "" if self.low is None else f"{'>' if self.open_low else '>='} {self.low:g}"
-            hi = "" if self.high is None else f"<= {self.high:g}"
-            raise CollabkitError(
-                f"{family}: option {key}={value!r} must be {' and '.join(p for p in (lo, hi) if p)}"
-            )
-        return int(value) if whole else float(value)
+from collabkit.models.base import CollabModel, ModelConfig
 
 
 class RankingModel(CollabModel):
-    """Base of the ranking families: options from `config.options`, checked; scores, not ratings.
+    """Base of the ranking families: typed settings (`config.settings`); scores, not ratings.
 
-    A subclass sets `options_spec` and implements `fit_direct`, `user_rows`, `item_side` (and, where
+    A subclass sets `Settings` and implements `fit_direct`, `user_rows`, `item_side` (and, where
     scoring is not `rows @ side`, `score_block`), `item_vectors` and `fold_in`.
     """
 
     score_kind = "score"
     trains_by_gradient = False
-    options_spec: ClassVar[dict[str, Opt]] = {}
 
     def __init__(self, config: ModelConfig) -> None:
         self.n_users, self.n_items = config.n_users, config.n_items
-        self.opts: dict[str, Any] = self.resolve_options(config)
+        self.settings: Any = config.settings  # the family's own Settings, checked by ModelConfig
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> CollabModel:
         return cls(config)
-
-    @classmethod
-    def resolve_options(cls, config: ModelConfig) -> dict[str, Any]:
-        """Every option of the family: the given ones checked, the others at their defaults."""
-        unknown = sorted(set(config.options) - set(cls.options_spec))
-        if unknown:
-            allowed = "; ".join(f"{k}={o.default} ({o.help})" for k, o in cls.options_spec.items()) or "none"
-            raise CollabkitError(f"{cls.name}: unknown option(s) {unknown}; it takes: {allowed}")
-        return {
-            k: (spec.check(cls.name, k, config.options[k]) if k in config.options else spec.default)
-            for k, spec in cls.options_spec.items()
-        }
-
-    @classmethod
-    def check_config(cls, config: ModelConfig) -> None:
-        cls.resolve_options(config)
-
-    @classmethod
-    def describe_config(cls, config: ModelConfig) -> dict[str, Any]:
-        return cls.resolve_options(config)  # the defaults too: a report says every setting used
-
-    def default_metrics(self) -> list[Metric]:
-        return [rmse]  # never computed: the Learner is built, but fit_direct replaces its loop
 
     def forward(self, x: Tensor) -> Tensor:
         """(B,) ranking scores of (user, item) pairs x (B, 2); not ratings."""
@@ -135,7 +72,13 @@ class RankingModel(CollabModel):
             raise CollabkitError(f"{self.name}: fold_in item indices outside 0..{self.n_items - 1}")
 
 
-VALUES = Opt("binary", choices=("binary", "rating"), help="interaction values: 1, or the rating")
+Values = Literal["binary", "rating"]
+VALUES_HELP = "interaction values: 1, or the rating"
+
+
+def values_field(default: Values) -> Any:
+    """The `values` setting: a rated cell counts 1, or its rating."""
+    return Field(default, description=VALUES_HELP)
 
 
 def interaction_matrix(
