@@ -2,11 +2,16 @@
 
     .venv/bin/python bench/serve.py                       # trains a dotbias model on ML-100k first
     .venv/bin/python bench/serve.py --model runs/dotbias --json bench/results/serve.json
+    .venv/bin/python bench/serve.py --cases "GET /recommend,GET /explain" --concurrency 1
+
+GET /explain and GET /recommend are measured in the same run and set side by side (medians and the
+server's CPU per request): an explanation is one pair's parts, so it should cost no more than twice
+a top-10 list (it cost 17x when every call rebuilt the id resolver and scanned the training rows).
 
 `collabkit serve` runs in its own process on 127.0.0.1 (as in production: one uvicorn worker); the
 load comes from this process over keep-alive connections, one asyncio task per connection with a
 minimal HTTP/1.1 client (an HTTP library would spend more of the 2 cores than the server does).
-Each case (GET /recommend, POST /recommend, GET /similar at concurrency 1 and 32) is bounded: at
+Each case (GET /recommend, POST /recommend, GET /similar, GET /explain at concurrency 1 and 32) is bounded: at
 most --requests requests or --seconds seconds, after a warm-up. Targets for an ML-100k model:
 median < 5 ms and p99 < 25 ms at concurrency 1; >= 1,000 req/s at concurrency 32 for GET /recommend.
 """
@@ -31,7 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import ROOT, print_table, write_json  # noqa: E402
 
-TARGETS = {"median_ms": 5.0, "p99_ms": 25.0, "rps_get_recommend_c32": 1000.0}
+TARGETS = {"median_ms": 5.0, "p99_ms": 25.0, "rps_get_recommend_c32": 1000.0, "explain_over_recommend": 2.0}
+CASES = ("GET /recommend", "POST /recommend", "GET /similar", "GET /explain")
 
 
 def free_port() -> int:
@@ -60,6 +66,9 @@ def requests_for(case: str, users: list[str], items: list[str]) -> list[bytes]:
             out.append(
                 f"GET /similar?item={items[k % len(items)]}&n=10 HTTP/1.1\r\n".encode() + host + b"\r\n"
             )
+        elif case == "GET /explain":
+            user, item = users[k % len(users)], items[(k * 7) % len(items)]
+            out.append(f"GET /explain?user={user}&item={item} HTTP/1.1\r\n".encode() + host + b"\r\n")
         else:
             rated = {items[(k + j * 37) % len(items)]: 1 + (k + j) % 5 for j in range(5)}
             body = json.dumps({"ratings": rated, "n": 10}).encode()
@@ -152,9 +161,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0, help="Most seconds per case.")
     ap.add_argument("--warmup", type=int, default=200, help="Requests before each case, not counted.")
     ap.add_argument("--concurrency", default="1,32", help="Connections at once, comma separated.")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"Comma separated, of: {', '.join(CASES)}.")
     ap.add_argument("--workers", type=int, default=1, help="collabkit serve --workers (processes).")
     ap.add_argument("--json", help="Write the results here.")
     args = ap.parse_args()
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        ap.error(f"unknown cases {unknown}; expected some of: {', '.join(CASES)}")
 
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else train_ml100k(Path(tmp) / "dotbias")
@@ -184,7 +198,7 @@ def main() -> None:
                 n_users = json.load(r)["config"].get("n_users", 944)
             users = [str(u) for u in range(1, min(int(n_users), 944))]
             rows = []
-            for case in ("GET /recommend", "POST /recommend", "GET /similar"):
+            for case in cases:
                 reqs = requests_for(case, users, items)
                 for c in (int(x) for x in args.concurrency.split(",")):
                     row = run_case(port, server.pid, reqs, c, args.requests, args.seconds, args.warmup)
@@ -215,10 +229,40 @@ def main() -> None:
         capacity = 1e3 / get32[0]["server_cpu_ms"] * args.workers
         print(f"GET /recommend costs the server {get32[0]['server_cpu_ms']:.2f} ms of CPU: at most "
               f"~{capacity:.0f} req/s with {args.workers} worker(s) given a free core each")  # fmt: skip
+    side_by_side = explain_vs_recommend(rows)
+    if side_by_side:
+        print("\nGET /explain against GET /recommend (same run, same server):")
+        print_table(side_by_side, list(side_by_side[0]))
+        limit = TARGETS["explain_over_recommend"]
+        checks[f"GET /explain median <= {limit:g}x GET /recommend at every concurrency"] = all(
+            r["median_ratio"] <= limit for r in side_by_side
+        )
     for name, ok in checks.items():
         print(f"{'met' if ok else 'MISSED'}: {name}")
     payload = {"bench": "serve", "model": health, "targets": TARGETS, "checks": checks, "load_average": load}
-    write_json(args.json, {**payload, "rows": rows})
+    write_json(args.json, {**payload, "rows": rows, "explain_vs_recommend": side_by_side})
+
+
+def explain_vs_recommend(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per concurrency: the medians and server CPU per request of both cases, and their ratios."""
+    by = {(r["case"], r["concurrency"]): r for r in rows}
+    out = []
+    for (case, c), exp in by.items():
+        rec = by.get(("GET /recommend", c))
+        if case != "GET /explain" or rec is None:
+            continue
+        out.append(
+            {
+                "concurrency": c,
+                "recommend_median_ms": rec["median_ms"],
+                "explain_median_ms": exp["median_ms"],
+                "median_ratio": exp["median_ms"] / rec["median_ms"],
+                "recommend_server_cpu_ms": rec["server_cpu_ms"],
+                "explain_server_cpu_ms": exp["server_cpu_ms"],
+                "cpu_ratio": exp["server_cpu_ms"] / rec["server_cpu_ms"],
+            }
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -165,3 +165,13 @@ def test_evaluate_ranking(tmp_path: Path, ratings: pd.DataFrame) -> None:
         and "precision@10" in text.stdout
         and "users with a held-out rating" in text.stdout
     )
+
+
+def test_a_family_without_vectors_is_refused_in_one_line(tmp_path: Path, board: pd.DataFrame) -> None:
+    from collabkit.workflows import TrainConfig, train
+
+    train(board, TrainConfig(model="popular"), out=tmp_path / "popular", log=None)
+    fails_with(["similar", str(tmp_path / "popular"), "100"], "model 'popular' has no item vectors, so no")
+    fails_with(["similar", str(tmp_path / "popular"), "--users", "1"], "model 'popular' has no user vectors")
+    top = run_json("recommend", str(tmp_path / "popular"), "--user", "1", "-n", "3")
+    assert top["score_kind"] == "score" and len(top["recommendations"]) == 3

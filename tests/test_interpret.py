@@ -22,6 +22,7 @@ from collabkit.interpret import (
     explain_prediction,
     interpret_model,
     item_biases,
+    item_title,
     plot_embedding_map,
     similar_items_table,
     similar_users_table,
@@ -30,6 +31,7 @@ from collabkit.interpret import (
 from collabkit.models import ModelConfig, build_model, predict_ratings
 from collabkit.models.core import pca
 from collabkit.persist import load_model
+from collabkit.recommend import Recommender
 from collabkit.recommend.engine import cosine_neighbours
 from collabkit.report import write_report
 
@@ -257,6 +259,93 @@ def test_report_for_a_model_without_biases(tmp_path: Path) -> None:
     assert any("has no item biases" in note for note in result.notes)
     files = write_report(saved, tmp_path, interpretation=result)
     assert "no additive explanation" in files.html.read_text(encoding="utf-8")
+
+
+# -- computed once, and a Recommender as good as its TrainedModel -------------------------------
+
+
+def test_every_function_takes_a_recommender_as_well_as_its_trained_model(tmp_path: Path) -> None:
+    saved = known_model()
+    rec = Recommender(saved)
+    for a, b in (
+        (item_biases(saved, n=2), item_biases(rec, n=2)),
+        (user_biases(saved, n=1), user_biases(rec, n=1)),
+        (embedding_map(saved, k=2).scores, embedding_map(rec, k=2).scores),
+        (similar_items_table(saved, "Alpha"), similar_items_table(rec, "Alpha")),
+        (similar_users_table(saved, "u1", n=2), similar_users_table(rec, "u1", n=2)),
+        (explain_prediction(saved, "u2", "Gamma").parts(), explain_prediction(rec, "u2", "Gamma").parts()),
+    ):
+        pd.testing.assert_frame_equal(a, b)
+    assert item_title(rec, 30) == "Gamma"
+    it = interpret_model(rec, n=2)
+    assert it.example is not None and it.example.to_dict() == interpret_model(saved, n=2).example.to_dict()
+    assert write_report(rec, tmp_path, n=2).html.exists()
+    with pytest.raises(CollabkitError, match="expected a TrainedModel or a Recommender, got str"):
+        item_biases("runs/dotbias")  # type: ignore[arg-type]
+
+
+class _Untouchable:
+    """Stands in for the training rows once the caches are built: any use of them fails."""
+
+    def __getitem__(self, key: object) -> None:
+        raise AssertionError("the training rows were scanned again")
+
+    def __len__(self) -> int:
+        raise AssertionError("the training rows were scanned again")
+
+
+def test_queries_use_what_was_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import collabkit.data.resolver as resolver
+    import collabkit.recommend.recommender as recommender
+
+    saved = known_model()
+    first = explain_prediction(saved, "u2", "Gamma")  # builds the caches
+    similar_items_table(saved, "Alpha")
+    similar_users_table(saved, "u1")
+    built = []
+    original = resolver.IdResolver.__init__
+
+    def counting(self: object, *args: object, **kwargs: object) -> None:
+        built.append(1)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def refuse(self: object, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a Recommender was built for one query")
+
+    monkeypatch.setattr(resolver.IdResolver, "__init__", counting)
+    monkeypatch.setattr(recommender.Recommender, "__init__", refuse)
+    saved.train_x, saved.train_y = _Untouchable(), _Untouchable()  # type: ignore[assignment]
+    again = explain_prediction(saved, "u2", "Gamma")
+    assert again.actual == first.actual == 1.0 and again.rating == first.rating
+    assert explain_prediction(saved, "u3", "Gamma").actual == 2.0  # 1 + (3 + 3) % 5, from u3's CSR row
+    assert similar_items_table(saved, "Alpha")["title"].iloc[0] == "Delta"
+    assert similar_users_table(saved, "u1")["user"].iloc[0] == "u2"
+    assert built == []  # no resolver rebuilt per call
+
+
+def test_a_ranking_model_report_says_what_it_lacks_and_shows_no_nan(
+    ratings: pd.DataFrame, tmp_path: Path
+) -> None:
+    from collabkit.workflows import TrainConfig, train
+
+    train(ratings, TrainConfig(model="popular"), out=tmp_path / "popular", log=None)
+    saved = load_model(tmp_path / "popular")
+    with pytest.raises(CollabkitError, match="model 'popular' has no item biases"):
+        item_biases(saved)
+    with pytest.raises(CollabkitError, match="model 'popular' has no item vectors"):
+        embedding_map(saved)
+    result = interpret_model(saved)
+    assert result.item_biases is None and result.embedding is None and result.neighbours == {}
+    assert result.capabilities == type(saved.model).capabilities() and result.score_kind == "score"
+    assert any("it ranks items by a score; it does not predict ratings" in note for note in result.notes)
+    page = write_report(saved, tmp_path / "r", interpretation=result).html.read_text(encoding="utf-8")
+    assert "model &#x27;popular&#x27; has no biases in rating units" in page
+    assert "no additive explanation: its score does not split" in page and "non-linearly" not in page
+    text = page.split("<body>", 1)[1]
+    assert "nan" not in text.lower().replace("nan-", "")  # no NaN (the PNG, if any, is base64 in src)
+    biases = text.split("<h2>Biases</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "<table" not in biases and "<h3>" not in biases  # no empty bias card
+    assert "ranking scores (larger is better), not ratings" in page
 
 
 # -- the chapter's findings on ML-100k ----------------------------------------------------------

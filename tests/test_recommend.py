@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collabkit import CollabDataLoaders, UnknownIdError, Vocab, collab_learner, set_seed
-from collabkit.bundle import TrainedModel
+from collabkit.bundle import SeenItems, TrainedModel
 from collabkit.errors import CollabkitError
 from collabkit.models import ModelConfig, build_model, sigmoid_range
 from collabkit.recommend import BatchRecommendations, Recommendations, Recommender, cosine_neighbours
@@ -314,6 +314,42 @@ def test_recommend_with_factors_worked_out() -> None:
     assert top.items == [10]
     np.testing.assert_allclose(top.scores, [5.5 / (1 + np.exp(-1))], rtol=1e-6)
     assert rec.recommend("u2", n=1, exclude_seen=False).scores[0] == pytest.approx(5.5 / (1 + np.exp(1)))
+
+
+def test_recommenders_share_what_their_model_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    vecs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
+    rec = hand_model([0.5, 2.0, -1.0, 1.0], item_vecs=vecs, train=[(1, 1), (1, 2), (2, 2), (2, 3), (3, 4)])
+    t = rec.trained
+    built: list[int] = []
+    original = SeenItems.of.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(SeenItems, "of", classmethod(lambda cls, *a: built.append(1) or original(cls, *a)))
+    again = Recommender(t)
+    assert again.resolve is rec.resolve is t.resolver  # one resolver per model, not per facade
+    assert again.engine.seen is rec.engine.seen is t.seen and built == []  # the CSR is not rebuilt
+    assert again.recommend("u1", n=5).items == rec.recommend("u1", n=5).items == [13, 12]
+    assert again.similar_items(10, n=3).items == rec.similar_items(10, n=3).items == [13, 12, 11]
+    assert t.unit_item_vectors[1:].norm(dim=1).numpy() == pytest.approx(1.0, abs=1e-6)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pairs=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 6)), max_size=40),
+    users=st.lists(st.integers(0, 5), max_size=8),
+)
+def test_seen_items_rows_match_the_training_rows(pairs: list[tuple[int, int]], users: list[int]) -> None:
+    x = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
+    y = torch.arange(len(pairs), dtype=torch.float32)  # each row's rating is its position
+    seen = SeenItems.of(x, y, 6)
+    for u in range(6):
+        items, ratings = seen.row(u)
+        mine = [(i, float(k)) for k, (v, i) in enumerate(pairs) if v == u]
+        assert list(zip(items.tolist(), ratings.tolist(), strict=True)) == mine  # training order kept
+        for i in range(7):
+            first = next((r for j, r in mine if j == i), None)
+            assert seen.rating(u, i) == first
+    rows, items = seen.pairs(torch.tensor(users, dtype=torch.long))
+    expected = sorted((p, i) for p, u in enumerate(users) for v, i in pairs if v == u)
+    assert sorted(zip(rows.tolist(), items.tolist(), strict=True)) == expected
 
 
 def test_fold_in_recovers_the_user_that_made_the_ratings() -> None:

@@ -254,14 +254,18 @@ def _unit_rows(table: Tensor) -> Tensor:
 def trained_from_learner(
     learn: Any, *, data: DataInfo | None = None, results: dict[str, Any] | None = None
 ) -> TrainedModel:
-    """The bundle of a Learner made by `collab_learner` (it knows its config) and its data loaders."""
-    from collabkit.errors import CollabkitError
-
+    """The bundle of a Learner and its data loaders: a model made by `collab_learner` (it knows its
+    config), or your own module, wrapped by `CustomModule` (ratings only; saved by `learn.export`)."""
     config = getattr(learn, "config", None)
-    if config is None or not isinstance(learn.model, CollabModel):
+    model = learn.model
+    if not isinstance(model, CollabModel):
+        from collabkit.models.custom import CustomModule
+
+        model, config = CustomModule(model, len(learn.dls.user_vocab), len(learn.dls.item_vocab)), None
+    elif config is None:
         raise CollabkitError(
-            "only models built by collab_learner (or the command) can be exported; "
-            "for your own nn.Module, save learn.model.state_dict() with safetensors"
+            f"this {type(model).__name__} was not built by collab_learner (or the command), so its "
+            "settings are unknown; build it with collab_learner(dls, model=...)"
         )
     dls = learn.dls
     titles: dict[Any, str] = {}
@@ -274,7 +278,7 @@ def trained_from_learner(
             table, str(table.attrs.get("name", "table")), dls.user_name, dls.item_name, dls.rating_name
         )
     return TrainedModel(
-        model=learn.model,
+        model=model,
         config=config,
         users=dls.user_vocab,
         items=dls.item_vocab,

@@ -401,9 +401,7 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 # -- neighbours ---------------------------------------------------------------------------------
 
 
-def similar_items_table(
-    saved: Model, item: Any, n: int = 10, min_count: int = MIN_COUNT
-) -> pd.DataFrame:
+def similar_items_table(saved: Model, item: Any, n: int = 10, min_count: int = MIN_COUNT) -> pd.DataFrame:
     """The `n` items whose factors point most nearly the same way as `item`'s (cosine similarity).
 
     `item` is a raw id or a title. Columns: rank, item, title, similarity, n_ratings, mean_rating.
@@ -432,9 +430,7 @@ def similar_items_table(
     return table
 
 
-def similar_users_table(
-    saved: Model, user: Any, n: int = 10, min_count: int = MIN_COUNT
-) -> pd.DataFrame:
+def similar_users_table(saved: Model, user: Any, n: int = 10, min_count: int = MIN_COUNT) -> pd.DataFrame:
     """The `n` users whose factors are most cosine-similar to `user`'s: users of like taste.
 
     Columns: rank, user, similarity, n_ratings, mean_rating; `min_count` as in `similar_items_table`.

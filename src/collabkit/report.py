@@ -1,7 +1,9 @@
 """One self-contained HTML page on what a trained model learned, with its embedding map as PNG and SVG.
 
 The page has no external assets and no JavaScript: the map is embedded as a base64 PNG, so the file
-can be mailed or archived alone. All text from the data (titles, ids) is escaped.
+can be mailed or archived alone. All text from the data (titles, ids) is escaped. Each section asks
+the family's declared capabilities: what a model lacks is said in one plain line, never shown as an
+empty table or a NaN.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 import pandas as pd
 
 from collabkit.atomic import write_atomic
-from collabkit.bundle import MIN_COUNT, TrainedModel
-from collabkit.interpret import Interpretation, interpret_model, plot_embedding_map
+from collabkit.bundle import MIN_COUNT, TrainedModel, lacks
+from collabkit.interpret import Interpretation, Model, interpret_model, plot_embedding_map, trained_of
 
 
 @dataclass
@@ -36,7 +38,7 @@ class ReportFiles:
 
 
 def write_report(
-    saved: TrainedModel,
+    saved: Model,
     out_dir: str | Path,
     *,
     n: int = 5,
@@ -57,6 +59,7 @@ def write_report(
         source: the model folder, to name it on the page.
         interpretation: tables already computed by `interpret_model` with the same settings.
     """
+    saved = trained_of(saved)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     it = interpretation or interpret_model(saved, n=n, min_count=min_count, items=items, top=top)
@@ -95,10 +98,10 @@ def _page(saved: TrainedModel, it: Interpretation, png: Path | None, source: Any
         "by collabkit</p>",
     ]
     parts += _summary(saved)
-    parts += _biases(it)
-    parts += _embedding(it, png, n_plot)
-    parts += _neighbours(it)
-    parts += _example(it)
+    parts += _biases(saved, it)
+    parts += _embedding(saved, it, png, n_plot)
+    parts += _neighbours(saved, it)
+    parts += _example(saved, it)
     if it.notes:
         parts.append("<h2>Notes</h2><ul>")
         parts += [f'<li class="note">{_e(note)}</li>' for note in it.notes]
@@ -108,14 +111,17 @@ def _page(saved: TrainedModel, it: Interpretation, png: Path | None, source: Any
 
 
 def _summary(saved: TrainedModel) -> list[str]:
-    c = saved.config
+    caps = type(saved.model).capabilities()
     rows: list[tuple[str, Any]] = [
-        ("model", c.model),
+        ("model", saved.name),
+        ("scores", "predicted ratings" if caps.ratings else "ranking scores (larger is better), not ratings"),
         ("users", len(saved.users) - 1),
         ("items", len(saved.items) - 1),
         ("training ratings", len(saved.train_y)),
     ]
-    rows += [(key.replace("_", " "), val) for key, val in saved.model.describe_config(c).items()]
+    if saved.config is not None:
+        settings = type(saved.model).describe_config(saved.config).items()
+        rows += [(key.replace("_", " "), val) for key, val in settings]
     if saved.data is not None:
         rows += [("data", saved.data.name), ("source", saved.data.source), ("table rows", saved.data.n_rows)]
     if saved.split is not None:
@@ -125,12 +131,12 @@ def _summary(saved: TrainedModel) -> list[str]:
         if key in res:
             rows.append((key.replace("_", " "), res[key]))
     for key, val in (res.get("valid") or {}).items():
-        if key != "n":
+        if key != "n" and not _missing(val):  # a ranking model has no rating error: no NaN row
             rows.append((f"held-out {key}", val))
     if "fit_seconds" in res:
         rows.append(("training time (s)", res["fit_seconds"]))
     for key, val in (res.get("settings") or {}).items():
-        if val is not None:
+        if not _missing(val):
             rows.append((f"setting: {key}", val))
     out = ["<h2>Model</h2>", _table(pd.DataFrame(rows, columns=["", "value"]))]
     if saved.history:
@@ -169,10 +175,10 @@ def _training_curve(history: list[dict[str, Any]]) -> str | None:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _biases(it: Interpretation) -> list[str]:
+def _biases(saved: TrainedModel, it: Interpretation) -> list[str]:
     out = ["<h2>Biases</h2>"]
-    if it.item_biases is None and it.user_biases is None:
-        return [*out, '<p class="note">This model has no biases (a dotbias model has them).</p>']
+    if not it.capabilities.biases or (it.item_biases is None and it.user_biases is None):
+        return [*out, f'<p class="note">{_e(lacks(saved, "biases"))}.</p>']
     out.append(
         "<p class=\"why\">An item's bias is what the model adds to its rating whatever the user's "
         "tastes. A low bias means that even people whose tastes match the item tend to rate it lower "
@@ -181,7 +187,7 @@ def _biases(it: Interpretation) -> list[str]:
     )
     for label, table in (("Items", it.item_biases), ("Users", it.user_biases)):
         if table is None:
-            out.append(f'<p class="note">{label}: this model has no such biases.</p>')
+            out.append(f'<p class="note">{label}: model {_e(repr(saved.name))} has no such biases.</p>')
             continue
         out.append('<div class="pair">')
         for side in ("lowest", "highest"):
@@ -191,9 +197,11 @@ def _biases(it: Interpretation) -> list[str]:
     return out
 
 
-def _embedding(it: Interpretation, png: Path | None, n_plot: int) -> list[str]:
+def _embedding(saved: TrainedModel, it: Interpretation, png: Path | None, n_plot: int) -> list[str]:
     out = ["<h2>The embedding map</h2>"]
     emap = it.embedding
+    if not it.capabilities.item_vectors:
+        return [*out, f'<p class="note">{_e(lacks(saved, "item_vectors"))}.</p>']
     if emap is None:
         return [*out, '<p class="note">No map for this model (see the notes).</p>']
     out.append(
@@ -219,7 +227,10 @@ def _embedding(it: Interpretation, png: Path | None, n_plot: int) -> list[str]:
     return out
 
 
-def _neighbours(it: Interpretation) -> list[str]:
+def _neighbours(saved: TrainedModel, it: Interpretation) -> list[str]:
+    if not it.capabilities.item_vectors or not it.neighbours:
+        why = lacks(saved, "item_vectors") if not it.capabilities.item_vectors else "no item to show"
+        return ["<h2>Neighbours</h2>", f'<p class="note">{_e(why)}.</p>']
     out = [
         "<h2>Neighbours</h2>",
         '<p class="why">The items whose factor vectors point most nearly the same way (cosine '
@@ -232,15 +243,12 @@ def _neighbours(it: Interpretation) -> list[str]:
     return out
 
 
-def _example(it: Interpretation) -> list[str]:
+def _example(saved: TrainedModel, it: Interpretation) -> list[str]:
     out = ["<h2>One prediction, explained</h2>"]
     ex = it.example
     if ex is None:
-        return [
-            *out,
-            '<p class="note">This model has no additive explanation: its layers mix the user and '
-            "the item non-linearly.</p>",
-        ]
+        why = lacks(saved, "explain") if not it.capabilities.explain else "no item has training ratings"
+        return [*out, f'<p class="note">{_e(why)}.</p>']
     out.append(
         f"<p>User <b>{_e(ex.user)}</b> and <b>{_e(ex.title)}</b>: the parts below add up to the raw "
         f"score <b>{ex.raw:.4f}</b>, and the model's rating is <b>{ex.rating:.3f}</b>"
@@ -263,6 +271,10 @@ def _table(df: pd.DataFrame) -> str:
             cells.append(f"<td{cls}>{_e(_fmt(v))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _fmt(v: Any) -> str:
