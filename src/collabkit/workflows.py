@@ -23,10 +23,12 @@ from collabkit.bundle import DataInfo, TrainedModel, table_fingerprint, trained_
 from collabkit.collab import collab_learner
 from collabkit.data.loaders import CollabDataLoaders
 from collabkit.data.splits import SplitSpec, make_split
+from collabkit.data.vocab import encode_pairs
 from collabkit.errors import CollabkitError
-from collabkit.evaluate import mae, mse, rmse, summarize_folds
+from collabkit.evaluate import summarize_folds
 from collabkit.models import family, model_names
 from collabkit.models.settings import RECIPE_FIELDS, Recipe, parse_recipe, parse_settings
+from collabkit.scoring import score_pairs
 from collabkit.train import distributed
 from collabkit.train.learner import set_seed
 
@@ -328,9 +330,7 @@ def train(
     data = DataInfo.of(table, data_name, "user", "item", "rating")
     trained = trained_from_learner(learn, data=data)
     rows = table.iloc[run.train_rows]  # all training rows, those a keep_best recipe watched too
-    trained.train_x = torch.from_numpy(
-        np.stack([trained.users.encode(rows["user"]), trained.items.encode(rows["item"])], 1)
-    )
+    trained.train_x = torch.from_numpy(encode_pairs(trained.users, trained.items, rows["user"], rows["item"]))
     trained.train_y = torch.from_numpy(table["rating"].to_numpy(dtype=np.float32)[run.train_rows])
     valid_rows = table.iloc[run.valid_rows]
     valid = score_rows(trained, valid_rows) if len(valid_rows) else {}
@@ -354,6 +354,36 @@ def train(
         }
         result.out = str(save_model(out, trained))  # the checkpoints go with the old folder
     return result
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    log: Callable[[str], None] | None = print,
+    progress: bool = False,
+) -> TrainResult:
+    """Finish the run whose checkpoints are in `run_dir`, on the same data with the same settings.
+
+    The run folder (`collabkit.train.run_folder`) records the data's name or path, its column names,
+    the training settings and how often to checkpoint; the result ends with the weights the
+    uninterrupted run would have, saved in `run_dir`.
+    """
+    from collabkit.data import load_ratings  # lazy: loading data pulls in pyarrow's CSV reader
+    from collabkit.train.run_folder import read_run
+
+    record = read_run(run_dir)
+    config = TrainConfig.from_dict(record.config)
+    config.check()
+    info = record.info
+    columns = {k: info.get(f"{k}_col") for k in ("user", "item", "rating", "timestamp")}
+    table = load_ratings(
+        record.data, **{k: v for k, v in columns.items() if v is not None}, progress=progress
+    )
+    table.attrs.setdefault("name", record.data)
+    return train(
+        table, config, data_name=record.data, out=record.run_dir, log=log,
+        checkpoint_every=int(info.get("checkpoint_every") or 1), run_info=info, resume=True,
+    )  # fmt: skip
 
 
 def check_lr_find(model: str) -> None:
@@ -412,36 +442,17 @@ def check_y_range(y_range: Sequence[float], ratings: np.ndarray) -> tuple[float,
 def score_rows(trained: TrainedModel, rows: pd.DataFrame) -> dict[str, Any]:
     """Rating error of a trained model on held-out rows (columns user, item, rating).
 
-    A pair whose user or item has no training ratings gets the training mean (the model learned
-    nothing about it) and is counted in `fallback`. A ranking model has no rating error: only
-    `n` is given.
+    The one scorer (`collabkit.scoring.score_pairs`, which the epoch table uses too): a pair whose
+    user or item has no training ratings gets the training mean (the model learned nothing about
+    it) and is counted in `fallback`. A ranking model has no rating error: only `n` is given.
     """
-    from collabkit.recommend import Recommender
-
     if trained.model.score_kind != "rating":
         return {"n": len(rows), "note": f"{trained.name} is a ranking model: it predicts no ratings"}
-    rec = Recommender(trained)
-    details = rec.predict_details(rows["user"].tolist(), rows["item"].tolist(), unknown="mean")
-    preds, y = details["rating"].to_numpy(), rows["rating"].to_numpy(dtype=np.float64)
-    out: dict[str, Any] = {"mse": mse(preds, y), "rmse": rmse(preds, y), "mae": mae(preds, y)}
-    out |= extra_metrics(trained, rows, details["fallback"].to_numpy())
-    out |= {"n": len(rows), "fallback": int(details["fallback"].sum())}
-    return out
-
-
-def extra_metrics(trained: TrainedModel, rows: pd.DataFrame, fallback: np.ndarray) -> dict[str, float]:
-    """The model's own further metrics (a classifier's accuracy) on the rows it has learned about."""
-    from collabkit.evaluate import evaluate_model
-
-    keep = ~fallback
-    if not keep.any():
-        return {}
-    x = torch.from_numpy(
-        np.stack([trained.users.encode(rows["user"][keep]), trained.items.encode(rows["item"][keep])], 1)
-    )
-    y = torch.tensor(rows["rating"].to_numpy(dtype=np.float32)[keep])
-    full = evaluate_model(trained.model, x, y)
-    return {k: v for k, v in full.items() if k not in ("mse", "rmse", "mae", "n")}
+    x = torch.from_numpy(encode_pairs(trained.users, trained.items, rows["user"], rows["item"]))
+    y = torch.tensor(rows["rating"].to_numpy(dtype=np.float32))
+    mean = float(trained.train_y.double().mean()) if len(trained.train_y) else 0.0
+    res = score_pairs(trained.model, x, y, trained.user_counts, trained.item_counts, mean)
+    return {**res, "n": len(rows), "fallback": int(res["fallback"])}
 
 
 @dataclass
@@ -528,8 +539,7 @@ def evaluate_saved(
 
 def count_overlap(trained: TrainedModel, rows: pd.DataFrame) -> int:
     """How many of `rows` have a (user, item) pair among the model's training ratings."""
-    u = trained.users.encode(rows["user"])
-    i = trained.items.encode(rows["item"])
+    u, i = encode_pairs(trained.users, trained.items, rows["user"], rows["item"]).T
     keys = u.astype(np.int64) * len(trained.items) + i
     known = (u > 0) & (i > 0)
     return int(np.isin(keys[known], trained.trained_pairs()).sum())

@@ -192,37 +192,49 @@ def train(
 ) -> None:
     """Train a model on a split of the data, print its settings and epoch table, and save it to --out."""
     with clean_errors():
-        from collabkit.workflows import TrainConfig, model_for_task
+        from collabkit.workflows import model_for_task
+        from collabkit.workflows import resume as resume_run
         from collabkit.workflows import train as run_train
 
-        if resume is not None:
-            if out is not None and out != resume:
-                raise CollabkitError("--resume continues the run in RUN_DIR and saves there; leave --out out")
-            out, info = resume, _run_info(resume)
-            config = TrainConfig.from_dict(info["config"])
-            data, user_col, item_col = info["data"], info["user_col"], info["item_col"]
-            rating_col, timestamp_col = info["rating_col"], info["timestamp_col"]
-            checkpoint_every = checkpoint_every or int(info.get("checkpoint_every", 1))
-        else:
-            if out is None:
-                raise CollabkitError("give --out, the folder to save the model in (or --resume RUN_DIR)")
-            model = model or model_for_task(task)
-            spec = split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
-            config = _config(
-                model, recipe, factors, layers, epochs, lr, wd, bs, y_range, spec, seed, device, step, option
-            )
-        config.check()  # refuse bad settings before loading any data
         log = None if quiet else (lambda s: typer.echo(s, err=as_json))
-        table = _load(data, user_col, item_col, rating_col, timestamp_col, quiet or as_json)
-        run_info = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
-                    "timestamp_col": timestamp_col, "checkpoint_every": checkpoint_every}  # fmt: skip
         try:
-            result = run_train(
-                table, config, data_name=data, out=out, log=log, checkpoint_every=checkpoint_every,
-                run_info=run_info, resume=resume is not None,
-            )  # fmt: skip
+            if resume is not None:
+                if out is not None and out != resume:
+                    raise CollabkitError(
+                        "--resume continues the run in RUN_DIR and saves there; leave --out out"
+                    )
+                out = resume
+                result = resume_run(resume, log=log, progress=not (quiet or as_json))
+            else:
+                if out is None:
+                    raise CollabkitError("give --out, the folder to save the model in (or --resume RUN_DIR)")
+                model = model or model_for_task(task)
+                spec = split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
+                config = _config(
+                    model,
+                    recipe,
+                    factors,
+                    layers,
+                    epochs,
+                    lr,
+                    wd,
+                    bs,
+                    y_range,
+                    spec,
+                    seed,
+                    device,
+                    step,
+                    option,
+                )  # checked before any data is read
+                table = _load(data, user_col, item_col, rating_col, timestamp_col, quiet or as_json)
+                run_info = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
+                            "timestamp_col": timestamp_col, "checkpoint_every": checkpoint_every}  # fmt: skip
+                result = run_train(
+                    table, config, data_name=data, out=out, log=log, checkpoint_every=checkpoint_every,
+                    run_info=run_info,
+                )  # fmt: skip
         except KeyboardInterrupt:
-            if not checkpoint_every:
+            if not (checkpoint_every or resume):
                 raise
             typer.echo(f"collabkit: interrupted; a checkpoint is in {out}/checkpoints: continue with "
                        f"`collabkit train --resume {out}`", err=True)  # fmt: skip
@@ -288,22 +300,6 @@ def lr_find(
             )
             typer.echo(f"plot written to {plot}")
         emit(result, as_json)
-
-
-def _run_info(run_dir: Path) -> dict[str, Any]:
-    """What `train --checkpoint-every` recorded about a run, to resume it with the same data."""
-    import json
-
-    path = run_dir / "checkpoints" / "run.json"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CollabkitError(f"{path}: no run to resume here (train with --checkpoint-every N)") from None
-    except (OSError, ValueError) as e:
-        raise CollabkitError(f"{path}: damaged run record ({str(e)[:80]})") from None
-    if not isinstance(info, dict) or info.get("format") != "collabkit-run" or "config" not in info:
-        raise CollabkitError(f"{path}: not a collabkit run record")
-    return info
 
 
 def _parse_layers(text: str) -> list[int]:
