@@ -56,7 +56,8 @@ USER_BIAS = [0.0, 0.3, -0.5, 0.1]
 
 def known_model(model: str = "dotbias", gamma_ratings: int = 3) -> TrainedModel:
     """3 users x 6 items with fixed weights; Gamma (30) rated `gamma_ratings` times, others 3 times."""
-    config = ModelConfig(model=model, n_users=4, n_items=7, n_factors=3, y_range=(0.0, 5.5))
+    factors = {"n_factors": 3} if model in ("dot", "dotbias") else {}  # the deep model takes none
+    config = ModelConfig(model, n_users=4, n_items=7, y_range=(0.0, 5.5), **factors)
     net = build_model(config)
     with torch.no_grad():
         if model == "dotbias":

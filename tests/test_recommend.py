@@ -54,9 +54,13 @@ def recs(board: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> dict[
     for name in MODELS:
         set_seed(0)
         dls = CollabDataLoaders.from_df(board, valid_pct=0.0, seed=0, bs=64)
-        learn = collab_learner(
-            dls, model=name, n_factors=4, y_range=(0, 5.5), layers=[16], log=None, show_progress=False
-        )
+        shape: dict[str, Any] = {  # the settings each family takes (a classifier predicts levels)
+            "dot": {"n_factors": 4, "y_range": (0, 5.5)},
+            "dotbias": {"n_factors": 4, "y_range": (0, 5.5)},
+            "nn": {"layers": [16], "y_range": (0, 5.5)},
+            "classifier": {"layers": [16]},
+        }[name]
+        learn = collab_learner(dls, model=name, log=None, show_progress=False, **shape)
         learn.fit_one_cycle(8 if name == "classifier" else 5, 1e-2 if name == "classifier" else 3e-2)
         path = learn.export(str(tmp_path_factory.mktemp(name) / "m"))
         out[name] = Recommender.load(path)
