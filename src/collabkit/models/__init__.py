@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from collabkit.models.base import (
+    Capabilities,
     CollabModel,
     DotTables,
     Explanation,
@@ -22,6 +23,7 @@ from collabkit.models.base import (
     register,
 )
 from collabkit.models.core import Embedding, Module, emb_sz_rule, get_emb_sz, sigmoid_range
+from collabkit.models.settings import FamilySettings, Recipe
 
 # registration order is the order models are listed in
 from collabkit.models.dot import DotProduct, EmbeddingDotBias  # isort: skip
@@ -34,9 +36,15 @@ from collabkit.models.ials import ImplicitALS as ImplicitALS  # isort: skip
 from collabkit.models.blend import EASEUserKNN as EASEUserKNN  # isort: skip
 from collabkit.models.bpr import BPR as BPR  # isort: skip
 
-ModelName = Literal["dot", "dotbias", "nn", "classifier"]  # the chapter's models
+# every built-in family, in registration order (tests/test_families.py checks it against the registry)
+ModelName = Literal[
+    "dot", "dotbias", "nn", "classifier", "ease", "popular", "itemknn", "userknn", "ials", "easeknn", "bpr"
+]
 
 __all__ = [
+    "Capabilities",
+    "FamilySettings",
+    "Recipe",
     "CollabModel",
     "DotProduct",
     "DotTables",
