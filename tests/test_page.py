@@ -218,11 +218,11 @@ def test_first_screen_of_every_family(name: str, browser: Any, tmp_path: Path) -
     """Each registered family's page loads: no console error, no request the family cannot answer,
     no "NaN" or "undefined" shown; a section the family cannot fill says why."""
     from collabkit.models import family
-    from collabkit.workflows import TrainConfig, train
+    from tests.test_service_contract import train_family
 
     ARTIFACTS.mkdir(exist_ok=True)
     table = ratings_table()
-    train(table, TrainConfig(model=name, epochs=1, bs=256), out=tmp_path / name, log=None)
+    train_family(name, tmp_path / name, table)
     caps = family(name).capabilities()
     items = table.drop_duplicates("item")
     app = create_app(tmp_path / name, genres=dict(zip(items["item"], items["genres"], strict=True)))

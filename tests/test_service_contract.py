@@ -39,9 +39,15 @@ def tiny_table() -> pd.DataFrame:
     return table
 
 
-def train_family(name: str, folder: Path) -> Recommender:
-    """A model of family `name` on `tiny_table`, with the settings' defaults and one epoch."""
-    train(tiny_table(), TrainConfig(model=name, epochs=1, bs=256), out=folder, log=None)
+def quick(name: str) -> TrainConfig:
+    """The family's default settings; one epoch for a family trained by gradient steps."""
+    fast = {"epochs": 1, "bs": 256} if family(name).trains_by_gradient else {}
+    return TrainConfig(model=name, **fast)
+
+
+def train_family(name: str, folder: Path, table: pd.DataFrame | None = None) -> Recommender:
+    """A model of family `name` on `tiny_table` (or `table`), saved to `folder` and loaded."""
+    train(tiny_table() if table is None else table, quick(name), out=folder, log=None)
     return Recommender.load(folder)
 
 

@@ -32,6 +32,7 @@ def load_genres(spec: str, data_name: str | None) -> tuple[dict[Any, str], str]:
     if spec == "none":
         return {}, "no genres (--genres none)"
     if spec == "auto":
+        # lazy: the MovieLens loaders only when genres are asked for by release name
         from collabkit.data.datasets import MOVIELENS, load_movielens
 
         if not data_name or data_name not in MOVIELENS:
@@ -144,6 +145,7 @@ def build_app(model_dir: Path, api_key: str | None, genres: str, threads: int) -
     """
     import torch
 
+    # lazy: torch, the model and FastAPI load only when the command serves, not for `collabkit --help`
     from collabkit.recommend import Recommender
     from collabkit.service import create_app
 

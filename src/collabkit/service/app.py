@@ -30,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 
 from collabkit.errors import AmbiguousIdError, CollabkitError, UnknownIdError
 from collabkit.recommend import Recommender
-from collabkit.service.deps import build_state, plain
+from collabkit.service.deps import VERSION, build_state, plain
 from collabkit.service.routes import router
 from collabkit.service.schemas import MAX_BODY_BYTES, MAX_BODY_RATINGS
 
@@ -169,12 +169,10 @@ def create_app(
         genres: raw item id -> "Genre|Genre", to colour the map (saved models keep no genres).
         max_body: the largest request body in bytes; larger ones get 413.
     """
-    from collabkit import __version__
-
     rec = model if isinstance(model, Recommender) else Recommender.load(model)
     app = FastAPI(
         title=f"{title}: {rec.trained.name} model",
-        version=__version__,
+        version=VERSION,
         description="Recommendations, similar items, predictions and explanations from a trained model. "
         "A route the model's family cannot answer (`x-requires` names what it needs) answers 422.",
         docs_url=None,  # FastAPI's own /docs loads Swagger UI from a CDN; ours serves it from the package

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
+from importlib import metadata
 from typing import Annotated, Any
 
 import numpy as np
@@ -22,6 +23,9 @@ from collabkit.models.base import Capabilities
 from collabkit.recommend import Recommender
 from collabkit.recommend.why import WhyTables, why_tables
 from collabkit.service.schemas import MAP_POINTS
+
+# The installed package's version (collabkit/__init__ is the facade, above this layer).
+VERSION = metadata.version("collabkit")
 
 # What a route needs, in the words a refusal uses: "model 'popular' has <LACKS[c]>".
 LACKS: dict[str, str] = {

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query
 
 import collabkit.interpret as interpret
 from collabkit.recommend.why import bias_min_count, why_recommended
-from collabkit.service.deps import Rec, State, plain, requires, search_titles
+from collabkit.service.deps import VERSION, Rec, State, plain, requires, search_titles
 from collabkit.service.schemas import (
     ERRORS,
     MAX_RESULTS,
@@ -55,8 +55,6 @@ ItemText = Annotated[str, Query(max_length=500, description="An item id, or a ti
 @router.get("/health", response_model=HealthResponse)
 async def health(state: State) -> HealthResponse:
     """Liveness, and what is loaded: the model's name, catalogue size and capabilities (no key needed)."""
-    from collabkit import __version__
-
     return HealthResponse(
         status="ok",
         model=state.name,
@@ -64,7 +62,7 @@ async def health(state: State) -> HealthResponse:
         n_users=state.n_users,
         score_kind=state.rec.model.score_kind,
         capabilities=state.capabilities.to_dict(),
-        version=__version__,
+        version=VERSION,
     )
 
 
@@ -239,13 +237,15 @@ async def biases(
 async def model_info(rec: Rec, state: State) -> ModelResponse:
     """The model's settings, training data, held-out figures and epoch history."""
     t = rec.trained
-    config = plain(t.config.to_dict())
+    # no config: your own module (collabkit.models.custom), whose settings live in your code
+    config = {} if t.config is None else plain(t.config.to_dict())
+    settings = {} if t.config is None else plain(type(rec.model).describe_config(t.config))
     return ModelResponse(
         model=t.name,
         score_kind=rec.model.score_kind,
         capabilities=state.capabilities.to_dict(),
-        settings=plain(type(rec.model).describe_config(t.config)),
-        config=config if isinstance(config, dict) else {"value": config},
+        settings=settings,
+        config=config,
         data=None if t.data is None else plain(t.data),
         results=plain(t.results),
         history=plain(list(t.history)),
