@@ -29,6 +29,7 @@ from collabkit.data.splits import SplitSpec
 from collabkit.data.vocab import Vocab
 from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel, ModelConfig
+from collabkit.models.custom import CustomModule
 
 MIN_COUNT = 1  # an item (or user) needs this many training ratings to be an answer: fewer, and it is noise
 
@@ -259,8 +260,6 @@ def trained_from_learner(
     config = getattr(learn, "config", None)
     model = learn.model
     if not isinstance(model, CollabModel):
-        from collabkit.models.custom import CustomModule
-
         model, config = CustomModule(model, len(learn.dls.user_vocab), len(learn.dls.item_vocab)), None
     elif config is None:
         raise CollabkitError(

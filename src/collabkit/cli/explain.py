@@ -32,6 +32,7 @@ def interpret(
 ) -> None:
     """Write an HTML report on what the model learned, and print its tables (or --json numbers)."""
     with clean_errors():
+        # lazy: torch and the models load only when the command runs, so --help stays instant
         from collabkit.interpret import interpret_model
         from collabkit.persist import load_model
         from collabkit.report import write_report

@@ -53,7 +53,7 @@ def recommend(
 ) -> None:
     """Top-n items for a known user (--user), a new user's ratings (--rate), or, with neither, anybody."""
     with clean_errors():
-        from collabkit.recommend import Recommender
+        from collabkit.recommend import Recommender  # lazy: torch loads only when the command runs
 
         if user is not None and rate:
             raise CollabkitError("give --user (a known user) or --rate (a new user's ratings), not both")
@@ -110,7 +110,7 @@ def similar(
 ) -> None:
     """Items (or, with --users, users) whose factors are nearest by cosine similarity."""
     with clean_errors():
-        from collabkit.recommend import Recommender
+        from collabkit.recommend import Recommender  # lazy: torch loads only when the command runs
 
         rec = Recommender.load(model_dir)
         result: dict[str, Any] = {"model_dir": str(model_dir), "model": rec.trained.name}

@@ -16,17 +16,13 @@ It is not a registered family: it is never built from a config, only wrapped aro
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from collabkit.errors import CollabkitError
 from collabkit.models.base import Capabilities, CollabModel
-
-if TYPE_CHECKING:
-    from collabkit.bundle import TrainedModel
 
 DEFAULT_MAX_PAIRS = 2**16  # (user, item) pairs per forward call while ranking
 
@@ -95,15 +91,3 @@ class CustomModule(CollabModel):
             pairs = torch.stack([users[flat // m], items[flat % m]], dim=1)  # (P, 2)
             out[start : start + len(flat)] = self.forward(pairs).float()
         return out.reshape(b, m)
-
-
-def load_custom(path: str | Path, module: nn.Module, device: str | torch.device = "cpu") -> TrainedModel:
-    """The `TrainedModel` of a folder exported from a Learner of your own module, loaded into
-    `module` (an instance built as when it was exported); a built-in model is used as it is."""
-    from collabkit.bundle import TrainedModel
-    from collabkit.persist import load_module
-
-    users, items, x, y, history = load_module(path, module)
-    module = module.to(device).eval()
-    model = module if isinstance(module, CollabModel) else CustomModule(module, len(users), len(items))
-    return TrainedModel(model.eval(), None, users, items, x, y, history=history)

@@ -26,7 +26,9 @@ from torch import Tensor, nn
 
 from collabkit.bundle import MIN_COUNT, TrainedModel, lacks
 from collabkit.errors import CollabkitError, UnknownIdError
-from collabkit.models import predict_ratings
+from collabkit.models import CollabModel, predict_ratings
+from collabkit.models.custom import CustomModule
+from collabkit.persist import load_model, load_module
 from collabkit.recommend.engine import DEFAULT_SCORE_BUDGET, TopN, check_n, unit_neighbours
 from collabkit.recommend.results import BatchRecommendations, NewUser, Recommendations, SimilarUsers
 
@@ -61,13 +63,11 @@ class Recommender:
         was exported (`model=MyModel(...)`): its weights are loaded into it (no pickle) and it is
         wrapped by `collabkit.models.custom.CustomModule`, which recommends and predicts.
         """
-        if model is not None:
-            from collabkit.models.custom import load_custom
-
-            return cls(load_custom(path, model, device=device))
-        from collabkit.persist import load_model
-
-        return cls(load_model(path, device=device))
+        if model is None:
+            return cls(load_model(path, device=device))
+        users, items, x, y, history = load_module(path, model)
+        net = model if isinstance(model, CollabModel) else CustomModule(model, len(users), len(items))
+        return cls(TrainedModel(net.to(device).eval(), None, users, items, x, y, history=history))
 
     def __repr__(self) -> str:
         return (
