@@ -126,3 +126,16 @@ def test_older_model_folders_are_refused_with_the_way_out(ratings_csv: Path, tmp
 
 def test_every_family_is_in_the_models_package() -> None:
     assert set(BUILT_IN) <= set(dir(collabkit.models)) | set(get_args(ModelName))
+
+
+def test_models_command_lists_every_family_with_its_settings() -> None:
+    res = runner.invoke(app, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {row["family"]: row for row in json.loads(res.stdout)["families"]}
+    assert list(rows) == list(model_names())
+    for name, row in rows.items():
+        assert list(row["settings"]) == list(family(name).Settings.model_fields)
+        assert row["capabilities"] == family(name).capabilities().to_dict()
+    text = runner.invoke(app, ["models", "ials"]).output
+    assert "-o n_factors=64" in text and "--recipe" not in text
+    assert runner.invoke(app, ["models", "nope"]).exit_code == 2

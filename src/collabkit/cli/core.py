@@ -515,3 +515,58 @@ def predict(
             for r in rows:
                 flag = "\t(training mean: no training ratings)" if r["fallback"] else ""
                 typer.echo(f"{r['user']}\t{r['item']}\t{r['rating']:.3f}{flag}")
+
+
+CAPABILITY_WORDS = {"item_vectors": "similar items", "user_vectors": "similar users", "biases": "biases",
+                    "fold_in": "new users", "explain": "explanations", "lr_find": "lr-find"}  # fmt: skip
+
+
+@app.command("models")
+def models(
+    name: Annotated[str | None, typer.Argument(help="A family: list its settings and recipes.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The model families: what each predicts, how it trains, what it can answer, and its settings."""
+    with clean_errors():
+        from collabkit.models import family
+
+        names = [name] if name is not None else list(model_names())
+        rows = [_family_row(n, family(n)) for n in names]
+        if not as_json:
+            for row in rows:
+                caps = ", ".join(
+                    CAPABILITY_WORDS[k] for k, v in row["capabilities"].items() if v and k != "ratings"
+                )
+                typer.echo(
+                    f"{row['family']}: {row['predicts']}; {row['trainer']}; answers: {caps or 'top-N only'}"
+                )
+                if name is not None:
+                    for key, spec in row["settings"].items():
+                        typer.echo(f"  -o {key}={spec['default']}  {spec['description']}")
+                    for recipe, values in row["recipes"].items():
+                        typer.echo(
+                            f"  --recipe {recipe}: "
+                            + ", ".join(f"{k} {v:g}" for k, v in values.items() if not isinstance(v, bool))
+                        )
+        emit({"families": rows}, as_json)
+
+
+def _family_row(name: str, fam: Any) -> dict[str, Any]:
+    """One family's declaration, as `collabkit models` shows it."""
+    settings = {}
+    for key, f in fam.Settings.model_fields.items():
+        default = None if f.is_required() else f.default
+        settings[key] = {
+            "default": "from the data" if default is None else default,
+            "description": f.description or "",
+        }
+    return {
+        "family": name,
+        "predicts": "ratings" if fam.score_kind == "rating" else "ranking scores",
+        "trainer": "one-cycle epochs (recipes: " + ", ".join(fam.recipes) + ")"
+        if fam.recipes
+        else "fits itself",
+        "capabilities": fam.capabilities().to_dict(),
+        "settings": settings,
+        "recipes": {k: r.model_dump() for k, r in fam.recipes.items()},
+    }
