@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from collabkit.jsonable import dumps
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,5 +68,5 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 def write_json(path: str | None, payload: dict[str, Any]) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps({"machine": machine(), **payload}, indent=1))
+        Path(path).write_text(dumps({"machine": machine(), **payload}, indent=1))  # NaN as null
         print(f"wrote {path}")

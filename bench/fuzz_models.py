@@ -12,7 +12,6 @@ crash. Prints a table by mutation and outcome, writes JSON with --json, exits 1 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import shutil
@@ -27,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import print_table, write_json  # noqa: E402
+from collabkit.checksum import file_sha256  # noqa: E402
 
 FILES = ("config.json", "vocab.json", "weights.safetensors", "train.safetensors")
 
@@ -55,7 +55,7 @@ def _rehash(folder: Path) -> None:
         doc = json.loads((folder / "config.json").read_text())
         for name in list(doc.get("files", {})):
             if (folder / name).is_file():
-                doc["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                doc["files"][name] = file_sha256(folder / name)
         (folder / "config.json").write_text(json.dumps(doc))
     except (ValueError, OSError, AttributeError, TypeError):
         pass

@@ -72,7 +72,7 @@ def test_failed_save_keeps_the_old_model(
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(persist, "_dumps", boom)
+    monkeypatch.setattr(persist, "dumps", boom)
     learn.fit(1, 1e-2)
     with pytest.raises(OSError, match="disk full"):
         learn.export(str(out))

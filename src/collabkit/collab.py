@@ -8,9 +8,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from collabkit.data.loaders import CollabDataLoaders
+from collabkit.data.loaders import CollabDataLoaders, DataLoader
 from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel, ModelConfig, build_model, family
+from collabkit.persist import load_model, load_module
 from collabkit.train.learner import Learner, default_metrics
 
 
@@ -90,8 +91,6 @@ def load_learner(
     as before (`model=MyModel(...)`), into which the weights are loaded (no pickle, no code from the
     file). Its data loaders hold the vocabularies and the training rows, and an empty validation set.
     """
-    from collabkit.data.loaders import DataLoader
-    from collabkit.persist import load_model, load_module
 
     device = "cpu" if cpu else None
     if model is None:

@@ -16,9 +16,7 @@ every file's checksum and every table's size before allocating, and refuses non-
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import shutil
 import sys
@@ -32,9 +30,11 @@ from safetensors.torch import load_file, save_file
 
 from collabkit.atomic import fsync_dir
 from collabkit.bundle import DataInfo, TrainedModel
+from collabkit.checksum import file_sha256
 from collabkit.data.splits import SplitSpec
 from collabkit.data.vocab import Vocab
 from collabkit.errors import CollabkitError
+from collabkit.jsonable import dumps
 from collabkit.models import ModelConfig, build_model
 
 FORMAT = "collabkit-model"
@@ -275,36 +275,19 @@ def _write_parts(
         "item_name": items.name,
         "item_titles": [[k, v] for k, v in titles.items()],
     }
-    (folder / "vocab.json").write_text(_dumps(vocab), encoding="utf-8")
+    (folder / "vocab.json").write_text(dumps(vocab), encoding="utf-8")
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         **header,
         "sizes": {"users": len(users), "items": len(items), "train": len(train_y)},
-        "files": {name: _sha256(folder / name) for name in DATA_FILES},
+        "files": {name: file_sha256(folder / name) for name in DATA_FILES},
     }
-    (folder / "config.json").write_text(_dumps(config), encoding="utf-8")
+    (folder / "config.json").write_text(dumps(config), encoding="utf-8")
     for f in folder.iterdir():
         with f.open("rb") as fh:
             os.fsync(fh.fileno())
     fsync_dir(folder)
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(_finite(data), indent=1, ensure_ascii=False, allow_nan=False)
-
-
-def _finite(o: Any) -> Any:
-    """JSON-ready values: NumPy/torch scalars as Python ones, NaN and infinities as null."""
-    if hasattr(o, "item") and not isinstance(o, (list, dict, str)):
-        o = o.item()
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {str(k): _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple, set)):
-        return [_finite(v) for v in o]
-    return o
 
 
 def check_destination(dest: Path) -> None:
@@ -354,14 +337,6 @@ def _clean_orphans(dest: Path) -> None:
 # -- reading -------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -378,7 +353,7 @@ def _check_files(src: Path, files: dict[str, str]) -> None:
             raise CollabkitError(
                 f"{src / 'config.json'}: no checksum recorded for {name}; the folder is damaged"
             )
-        if _sha256(src / name) != want:
+        if file_sha256(src / name) != want:
             raise CollabkitError(
                 f"{src / name}: checksum does not match the one recorded when the model was saved; "
                 "the file was changed or damaged"

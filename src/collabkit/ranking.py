@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from collabkit.errors import CollabkitError
+from collabkit.recommend import Recommender
 
 if TYPE_CHECKING:
     from collabkit.bundle import TrainedModel
-    from collabkit.recommend import Recommender
 
 
 def hits_matrix(recommended: np.ndarray, relevant: Sequence[Any]) -> np.ndarray:
@@ -124,8 +124,6 @@ def evaluate_ranking(
     Coverage is over the top-k lists of every ranked user. `random_precision@k` is what a random
     ordering of each user's candidates would score, for reference.
     """
-    from collabkit.recommend import Recommender
-
     if isinstance(model, (str, Path)):
         rec = Recommender.load(model)
     elif isinstance(model, Recommender):

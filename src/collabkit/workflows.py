@@ -21,6 +21,7 @@ import torch
 
 from collabkit.bundle import DataInfo, TrainedModel, table_fingerprint, trained_from_learner
 from collabkit.collab import collab_learner
+from collabkit.data import load_ratings
 from collabkit.data.loaders import CollabDataLoaders
 from collabkit.data.splits import SplitSpec, make_split
 from collabkit.data.vocab import encode_pairs
@@ -28,9 +29,15 @@ from collabkit.errors import CollabkitError
 from collabkit.evaluate import summarize_folds
 from collabkit.models import family, model_names
 from collabkit.models.settings import RECIPE_FIELDS, Recipe, parse_recipe, parse_settings
+from collabkit.persist import check_destination, load_model, save_model
+from collabkit.ranking import evaluate_ranking
 from collabkit.scoring import score_pairs
 from collabkit.train import distributed
+from collabkit.train.callbacks import SaveModelCallback
+from collabkit.train.checkpoint import CheckpointCallback
 from collabkit.train.learner import set_seed
+from collabkit.train.lr_find import lr_find
+from collabkit.train.run_folder import read_run
 
 StepKind = Literal["auto", "fused", "autograd"]
 RecipeName = Literal["fast", "chapter"]
@@ -294,9 +301,6 @@ def train(
     from it, ending with the weights the uninterrupted run would have. `run_info` is what a
     resumed command needs to load the same data (written beside the checkpoint).
     """
-    from collabkit.persist import check_destination
-    from collabkit.train.callbacks import SaveModelCallback
-    from collabkit.train.checkpoint import CheckpointCallback
 
     if out is not None:
         check_destination(Path(out))
@@ -336,8 +340,6 @@ def train(
     valid = score_rows(trained, valid_rows) if len(valid_rows) else {}
     ranking = None
     if ranking_k is not None and len(valid_rows):
-        from collabkit.ranking import evaluate_ranking
-
         ranking = evaluate_ranking(trained, valid_rows, k=ranking_k)
     result = TrainResult(
         model=config.model, data=data, split=config.split, recipe=run.plan.recipe_name,
@@ -347,8 +349,6 @@ def train(
         world_size=distributed.world_size(), ranking=ranking,
     )  # fmt: skip
     if out is not None and distributed.is_main():
-        from collabkit.persist import save_model
-
         trained.results = {
             k: v for k, v in result.to_dict().items() if k not in ("history", "out", "data", "split")
         }
@@ -368,9 +368,6 @@ def resume(
     the training settings and how often to checkpoint; the result ends with the weights the
     uninterrupted run would have, saved in `run_dir`.
     """
-    from collabkit.data import load_ratings  # lazy: loading data pulls in pyarrow's CSV reader
-    from collabkit.train.run_folder import read_run
-
     record = read_run(run_dir)
     config = TrainConfig.from_dict(record.config)
     config.check()
@@ -405,8 +402,6 @@ def find_lr(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """fastai's learning-rate finder on `config`'s model and data; suggestions and the sweep."""
-    from collabkit.train.lr_find import lr_find
-
     check_lr_find(config.model)
     run = _prepare(table, config, log)
     found = lr_find(run.learn, num_it=num_it, show_plot=False, plot_path=plot_path)
@@ -489,8 +484,6 @@ def evaluate_saved(
             model was trained on and no split is given; or the held-out rows hold training pairs
             and `allow_overlap` is False.
     """
-    from collabkit.persist import load_model
-
     trained = load_model(model_dir)
     notes: list[str] = []
     same = None if trained.data is None else trained.data.fingerprint == table_fingerprint(table)
@@ -525,8 +518,6 @@ def evaluate_saved(
     metrics = score_rows(trained, rows)
     result = Evaluation(str(model_dir), split.describe(), metrics, len(rows), overlap, same, notes)
     if ranking_k is not None:
-        from collabkit.ranking import evaluate_ranking
-
         result.ranking = evaluate_ranking(
             trained,
             rows,

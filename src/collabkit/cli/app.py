@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import json
-import math
 import os
 import re
 import sys
@@ -20,6 +18,7 @@ import typer
 
 from collabkit.data.splits import SplitSpec
 from collabkit.errors import CollabkitError
+from collabkit.jsonable import dumps
 
 app = typer.Typer(
     help="Collaborative filtering on PyTorch: train, evaluate and use recommendation models.",
@@ -135,34 +134,10 @@ def _is_safetensors_error(e: BaseException) -> bool:
     return type(e).__name__ == "SafetensorError" or type(e).__module__.startswith("safetensors")
 
 
-def jsonable(value: Any) -> Any:
-    """`value` as plain JSON types: NaN and infinities become null; NumPy/torch scalars and arrays,
-    paths and sets become numbers, strings and lists. JSON has no NaN, and a reader must not choke."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, dict):
-        return {k if isinstance(k, str) else str(jsonable(k)): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # NumPy arrays and scalars, torch tensors
-        return jsonable(value.tolist())
-    if hasattr(value, "item"):
-        return jsonable(value.item())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return str(value)
-
-
 def emit(result: dict[str, Any], as_json: bool) -> None:
     """Print `result` as JSON on stdout when asked: always valid JSON (non-finite numbers as null)."""
     if as_json:
-        typer.echo(json.dumps(jsonable(result), indent=1, allow_nan=False))
+        typer.echo(dumps(result, indent=1, ensure_ascii=True))
 
 
 # Options shared by the commands that read a table.

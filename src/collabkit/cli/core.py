@@ -34,6 +34,7 @@ from collabkit.train import distributed
 def _load(
     data: str, user_col: str, item_col: str, rating_col: str, timestamp_col: str | None, quiet: bool
 ) -> Any:
+    # lazy: the training stack loads only for the commands that use it
     from collabkit.data import load_ratings
 
     table = load_ratings(
@@ -81,6 +82,7 @@ def _config(model: str, recipe: str | None, factors: int | None, layers: str | N
             options: list[str] | None = None) -> Any:  # fmt: skip
     """The TrainConfig of the command's options, checked against the family before any data is read:
     an option the family does not take is refused with the settings it does take."""
+    # lazy: the training stack loads only for the commands that use it
     from collabkit.models import family
     from collabkit.workflows import TrainConfig
 
@@ -192,6 +194,7 @@ def train(
 ) -> None:
     """Train a model on a split of the data, print its settings and epoch table, and save it to --out."""
     with clean_errors():
+        # lazy: the training stack loads only for the commands that use it
         from collabkit.workflows import model_for_task
         from collabkit.workflows import resume as resume_run
         from collabkit.workflows import train as run_train
@@ -279,6 +282,7 @@ def lr_find(
 ) -> None:
     """fastai's learning-rate finder: sweep the rate from 1e-7 to 10 and suggest one (valley)."""
     with clean_errors():
+        # lazy: the training stack loads only for the commands that use it
         from collabkit.workflows import check_lr_find, find_lr
 
         if plot.suffix.lower() != ".png":
@@ -369,6 +373,7 @@ def evaluate(
     A --split whose held-out rows were trained on is refused unless --allow-overlap is given.
     """
     with clean_errors():
+        # lazy: the training stack loads only for the commands that use it
         from collabkit.workflows import evaluate_saved
 
         spec = None if split is None else split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
@@ -437,6 +442,7 @@ def crossval(
 ) -> None:
     """Train and evaluate on each fold; report every fold and the mean and standard deviation."""
     with clean_errors():
+        # lazy: the training stack loads only for the commands that use it
         from collabkit.workflows import TrainResult, cross_validate
 
         names = [n.strip() for n in folds.split(",") if n.strip()]
@@ -497,6 +503,7 @@ def predict(
 ) -> None:
     """Predicted ratings for (user, item) pairs given as raw ids (items also by title)."""
     with clean_errors():
+        # lazy: the training stack loads only for the commands that use it
         from collabkit.recommend import Recommender
 
         if len(user) != len(item):
@@ -528,6 +535,7 @@ def models(
 ) -> None:
     """The model families: what each predicts, how it trains, what it can answer, and its settings."""
     with clean_errors():
+        # lazy: the training stack loads only for the commands that use it
         from collabkit.models import family
 
         names = [name] if name is not None else list(model_names())
