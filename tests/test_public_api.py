@@ -47,6 +47,7 @@ OWN = {
     "AmbiguousIdError": "collabkit.errors",
     "Vocab": "collabkit.data.vocab",
     "UnknownIdEncoding": "collabkit.data.vocab",
+    "UnknownIdPrediction": "collabkit.recommend.recommender",
     "save_model": "collabkit.persist",
     "load_model": "collabkit.persist",
 }

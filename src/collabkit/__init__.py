@@ -46,6 +46,7 @@ from collabkit.models import (
 from collabkit.models.core import SigmoidRange, emb_sz_rule, one_hot, pca, trunc_normal_
 from collabkit.persist import load_model, save_model
 from collabkit.recommend import Recommender
+from collabkit.recommend.recommender import UnknownIdPrediction
 from collabkit.train.callbacks import (
     Callback,
     CancelFitException,
@@ -88,6 +89,7 @@ __all__ = [
     "TrackerCallback",
     "TrainedModel",
     "UnknownIdEncoding",
+    "UnknownIdPrediction",
     "UnknownIdError",
     "Vocab",
     "__version__",

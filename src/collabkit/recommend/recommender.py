@@ -32,7 +32,7 @@ from collabkit.persist import load_model, load_module
 from collabkit.recommend.engine import DEFAULT_SCORE_BUDGET, TopN, check_n, unit_neighbours
 from collabkit.recommend.results import BatchRecommendations, NewUser, Recommendations, SimilarUsers
 
-UnknownPolicy = Literal["error", "mean"]
+UnknownIdPrediction = Literal["error", "mean"]  # an untrained id: refuse it, or answer the training mean
 UnknownUserPolicy = Literal["error", "popular"]
 MAX_RATINGS = 1_000  # the most ratings a new user may bring to one fold-in
 
@@ -92,7 +92,7 @@ class Recommender:
     # -- predictions -----------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_details(
-        self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownPolicy = "error"
+        self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownIdPrediction = "error"
     ) -> pd.DataFrame:
         """One row per (users[k], items[k]) pair: user, item, rating, fallback.
 
@@ -126,7 +126,7 @@ class Recommender:
         return pd.DataFrame({"user": users, "item": items, "rating": preds, "fallback": cold})
 
     def predict(
-        self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownPolicy = "error"
+        self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownIdPrediction = "error"
     ) -> np.ndarray:
         """Predicted ratings for the pairs (users[k], items[k]); see `predict_details` for `unknown`."""
         return self.predict_details(users, items, unknown)["rating"].to_numpy()
