@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from collabkit.cli import app
+from collabkit.errors import CollabkitError
 from collabkit.persist import load_model
 
 runner = CliRunner()
@@ -63,6 +64,33 @@ def test_interrupted_run_resumes_to_the_same_weights(
     assert len(b.history) == 3 and not (run / "checkpoints").exists()  # the finished model replaces the run
 
 
+def test_a_run_stopped_while_saving_its_model_resumes(
+    ratings_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after its last epoch, before the model replaced the run folder: the checkpoint is
+    one a resume can continue (it redoes the last epoch), so `--resume` saves the same model."""
+    from collabkit.train.checkpoint import CheckpointCallback
+
+    args = ["train", "--data", str(ratings_csv), "--epochs", "3", "--bs", "128", "--factors", "4", "-q"]
+    straight = runner.invoke(app, [*args, "--out", str(tmp_path / "straight")])
+    assert straight.exit_code == 0, straight.output
+
+    def killed(self: CheckpointCallback) -> None:
+        raise KeyboardInterrupt  # the fit is over; the model is not saved yet
+
+    monkeypatch.setattr(CheckpointCallback, "after_fit", killed, raising=False)
+    run = tmp_path / "run"
+    stopped = runner.invoke(app, [*args, "--out", str(run), "--checkpoint-every", "1"])
+    assert stopped.exit_code == 130 and (run / "checkpoints" / "run.json").is_file()
+    monkeypatch.undo()
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    a, b = load_model(tmp_path / "straight"), load_model(run)
+    for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-6, msg=k)
+    assert len(b.history) == 3
+
+
 def test_resume_needs_a_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert result.exit_code == 2 and "no run to resume here" in result.stderr
@@ -81,8 +109,9 @@ def test_the_report_shows_the_training_curve(ratings_csv: Path, tmp_path: Path) 
 
 
 def test_a_run_killed_at_a_random_moment_resumes(ratings_csv: Path, tmp_path: Path) -> None:
-    """kill -9 (no chance to clean up) while checkpoints are being written: the last complete
-    checkpoint is intact and `--resume` finishes the run."""
+    """kill -9 (no chance to clean up) once a checkpoint exists: while checkpoints are written, or
+    while the finished model replaces the run folder. Either the model is saved (the run finished
+    before the kill landed) or `--resume` finishes the run."""
     import os
     import random
     import signal
@@ -90,22 +119,30 @@ def test_a_run_killed_at_a_random_moment_resumes(ratings_csv: Path, tmp_path: Pa
     import sys
     import time
 
+    from collabkit.persist import is_model_folder
+    from collabkit.train.run_folder import read_run
+
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "collabkit.cli", "train", "--data", str(ratings_csv), "--epochs", "40",
            "--bs", "16", "--recipe", "chapter", "--checkpoint-every", "1", "--out", str(run),
            "-q"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = run / "checkpoints" / "checkpoint.safetensors"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a busy machine can take long to import torch
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(random.Random(0).uniform(0.05, 0.6))
+        time.sleep(0.01)
+    assert ckpt.exists() or proc.poll() is not None, "no checkpoint within the deadline"
+    delay = random.Random().uniform(0.0, 0.8)  # 40 epochs take about 0.7 s after the first
+    time.sleep(delay)
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    if proc.returncode == 0:  # finished before the kill (a very fast machine): nothing to resume
-        assert load_model(run).config.model == "dotbias"
+    if proc.returncode == 0 or is_model_folder(run):  # the model was saved before the kill landed
+        with pytest.raises(CollabkitError, match="has finished"):
+            read_run(run)
+        assert len(load_model(run).history) == 40
         return
+    read_run(run)  # what a resume reads first: puts back a run a killed save left aside
     resumed = runner.invoke(app, ["train", "--resume", str(run), "-q"])
-    assert resumed.exit_code == 0, resumed.output
+    assert resumed.exit_code == 0, f"killed {delay:.3f} s after the first checkpoint: {resumed.output}"
     assert len(load_model(run).history) == 40

@@ -211,3 +211,27 @@ def test_resume_from_a_checkpoint_ends_with_the_same_weights(
     assert [round(r["train_loss"], 5) for r in resumed.history] == [
         round(r["train_loss"], 5) for r in straight.history
     ]
+
+
+@pytest.mark.parametrize("model", ["ease", "popular", "ials", "bpr"])
+def test_lr_find_and_fit_refuse_a_family_that_fits_itself(
+    ratings: pd.DataFrame, tmp_path: Path, model: str
+) -> None:
+    dls = CollabDataLoaders.from_df(ratings, bs=128, seed=1)
+    learn = collab_learner(dls, model=model, log=None, show_progress=False, path=tmp_path)
+    assert not type(learn.model).capabilities().lr_find
+    with pytest.raises(CollabkitError, match=rf"^model '{model}' is fitted in closed form or by its own "
+                       "solver, so it has no learning rate to find$"):  # fmt: skip
+        learn.lr_find(num_it=20, show_plot=False)
+    with pytest.raises(CollabkitError, match=f"model '{model}' is fitted in closed form.*no epochs to fit"):
+        learn.fit_one_cycle(1, 1e-2)
+
+
+def test_summary_shows_the_last_fit_s_weight_decay_and_rate(ratings: pd.DataFrame, tmp_path: Path) -> None:
+    learn = _learn(ratings, tmp_path)
+    assert "Not fitted yet: weight decay 0.01 and lr 0.001" in str(learn.summary())
+    learn.fit(1, 3e-3, wd=0.1)
+    text = str(learn.summary())
+    assert "Last fit: weight decay 0.1, lr 0.003, 1 epoch" in text and "weight decay 0.01" not in text
+    learn.fit_one_cycle(2, 5e-3, wd=0.2)
+    assert "Last fit: weight decay 0.2, lr 0.005 (one-cycle peak), 2 epochs" in str(learn.summary())

@@ -38,7 +38,7 @@ def training_facts(train_x: Tensor, train_y: Tensor, n_users: int, n_items: int)
     return TrainingFacts(
         torch.bincount(x[:, 0], minlength=n_users),
         torch.bincount(x[:, 1], minlength=n_items),
-        float(train_y.float().mean()) if len(train_y) else 0.0,
+        float(train_y.double().mean()) if len(train_y) else 0.0,
     )
 
 

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from collabkit.atomic import write_atomic
 from collabkit.errors import CollabkitError
 
 if TYPE_CHECKING:
@@ -169,8 +170,6 @@ class CSVLogger(Callback):
 
     def after_epoch(self) -> None:
         import pandas as pd
-
-        from collabkit.atomic import write_atomic
 
         rows = self.learn.history[self._start :]
         write_atomic(self.path, pd.DataFrame(rows).to_csv(index=False))

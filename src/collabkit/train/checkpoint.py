@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from collabkit.atomic import write_with
 from collabkit.errors import CollabkitError
 from collabkit.train.callbacks import Callback
 from collabkit.train.run_folder import CHECKPOINT_FILE, read_checkpoint, write_checkpoint
@@ -34,8 +35,6 @@ def weights_file(learn: Learner, name: str | Path) -> Path:
 def save_weights(learn: Learner, file: str | Path, with_opt: bool = False) -> Path:
     """See `Learner.save`."""
     from safetensors.torch import save_file
-
-    from collabkit.atomic import write_with
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
     if with_opt:
@@ -81,7 +80,8 @@ def restore(learn: Learner, folder: str | Path) -> int:
 
 
 class CheckpointCallback(Callback):
-    """Writes a checkpoint to `folder` every `every` epochs and when Ctrl-C stops the fit.
+    """Writes a checkpoint to `folder` every `every` epochs (but not after the last) and when
+    Ctrl-C stops the fit.
 
     A checkpoint holds the Learner's `TrainState`, so `Learner.load_checkpoint(folder)` followed by
     the same `fit_one_cycle(..., start_epoch=...)` ends with the weights an uninterrupted run would
@@ -97,8 +97,11 @@ class CheckpointCallback(Callback):
         self.folder, self.every, self.run = Path(folder), int(every), dict(run or {})
 
     def after_epoch(self) -> None:
+        # none after the schedule's last epoch: the fit is over then, and a checkpoint of a finished
+        # schedule is one a resume could not continue (killed while saving its model, a run resumes
+        # from the one before and redoes the last epochs, ending with the same weights)
         done = self.learn.epoch_in_fit + 1
-        if done % self.every == 0 or done == self.learn.n_epoch:
+        if done % self.every == 0 and done < self.learn.n_epoch:
             self.write()
 
     def after_interrupt(self) -> None:

@@ -25,6 +25,7 @@ from collabkit.scoring import TrainingFacts, fallback_mask, score_pairs, trainin
 from collabkit.train import checkpoint
 from collabkit.train.callbacks import Callback, CancelFitException
 from collabkit.train.fused import FusedDotTrainer, supports_fused
+from collabkit.train.lr_find import lr_find
 from collabkit.train.optim import FastAdamW, make_adam, set_hyper
 from collabkit.train.recorder import Recorder, Summary, results_table, shown, summary_text
 from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
@@ -476,8 +477,6 @@ class Learner:
     ) -> Any:
         """fastai's learning-rate finder; returns its suggestions (`.valley`, `.slide`, `.minimum`,
         `.steep`), plots loss against learning rate, and leaves the model's weights as they were."""
-        from collabkit.train.lr_find import lr_find
-
         found = lr_find(self, start_lr, end_lr, num_it, stop_div, show_plot=show_plot)
         self.lr_find_result = found
         return found.suggestions
@@ -512,6 +511,7 @@ class Learner:
         A built-in model is rebuilt by `load_learner(folder)`; your own module's weights are saved
         with it and loaded into an instance you build: `load_learner(folder, model=MyModel(...))`.
         """
+        # lazy: only export writes a model folder (persist loads safetensors and the bundle)
         from collabkit.bundle import trained_from_learner
         from collabkit.persist import save_model, save_module
 

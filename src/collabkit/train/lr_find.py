@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from collabkit.atomic import write_with
 from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel
 from collabkit.train.optim import make_adam, set_hyper
@@ -147,8 +148,6 @@ def lr_find(
     if show_plot or plot_path is not None:
         fig = plot_lr_find(lrs, losses, sugg)
         if plot_path is not None:
-            from collabkit.atomic import write_with
-
             write_with(Path(plot_path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     return LRFinderResult(sugg, lrs, losses)
 

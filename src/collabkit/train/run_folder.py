@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeGuard
 
+from collabkit.atomic import fsync_dir, write_atomic, write_with
 from collabkit.errors import CollabkitError
 from collabkit.train.state import TrainState
 
@@ -66,8 +67,6 @@ def write_checkpoint(folder: str | Path, state: TrainState, run: dict[str, Any] 
     """
     from safetensors.torch import save_file
 
-    from collabkit.atomic import write_with
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sd = state.state_dict()
@@ -84,8 +83,6 @@ def write_checkpoint(folder: str | Path, state: TrainState, run: dict[str, Any] 
 
 def write_run_file(folder: str | Path, run: dict[str, Any]) -> Path:
     """Write `folder/run.json` atomically."""
-    from collabkit.atomic import write_atomic
-
     return write_atomic(Path(folder) / RUN_FILE, json.dumps(_marked(run), indent=1))
 
 
@@ -151,8 +148,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
         if not _is_record(carried):
             raise CollabkitError(f"{run_path}: missing or damaged run record, and the checkpoint holds none")
         record = carried
-        write_run_file(folder, record)  # the marker `persist` looks for before replacing the folder
-    record = cast(dict[str, Any], record)
+        write_run_file(folder, carried)  # the marker `persist` looks for before replacing the folder
     info = {k: v for k, v in record.items() if k not in ("format", "data", "config")}
     return RunRecord(run_dir, str(record["data"]), dict(record["config"]), info, state.epochs_done,
                      state.n_epoch)  # fmt: skip
@@ -178,12 +174,10 @@ def _put_back(run_dir: Path) -> None:
         return
     newest = max(aside, key=lambda p: p.stat().st_mtime)
     newest.rename(run_dir)
-    from collabkit.atomic import fsync_dir
-
     fsync_dir(run_dir.parent)
 
 
-def _is_record(doc: Any) -> bool:
+def _is_record(doc: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(doc, dict) and doc.get("format") == RUN_FORMAT and "config" in doc and "data" in doc
 
 

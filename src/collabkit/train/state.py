@@ -31,7 +31,7 @@ class FitSettings:
 
     def describe(self) -> str:
         rate = f"lr {self.lr:g}" + (" (one-cycle peak)" if self.schedule == "one_cycle" else "")
-        return f"weight decay {self.wd:g}, {rate}, {self.n_epoch} epochs"
+        return f"weight decay {self.wd:g}, {rate}, {self.n_epoch} epoch{'s' if self.n_epoch != 1 else ''}"
 
 
 @dataclass
