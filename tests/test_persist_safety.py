@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from collabkit import CollabDataLoaders, CollabkitError, Recommender, collab_learner, set_seed
 from collabkit.bundle import trained_from_learner
 from collabkit.cli import app
-from collabkit.persist import is_model_folder, load_model, save_model
+from collabkit.persist import config_checksum, is_model_folder, load_model, save_model
 
 runner = CliRunner()
 
@@ -54,7 +54,7 @@ def test_a_model_folder_with_a_stranger_file_is_not_replaced(trained, tmp_path: 
     out = save_model(tmp_path / "m", trained)
     (out / "notes.txt").write_text("mine")
     assert not is_model_folder(out)
-    with pytest.raises(CollabkitError, match="not a collabkit model folder"):
+    with pytest.raises(CollabkitError, match=r"notes.txt, which collabkit did not write"):
         save_model(out, trained)
     assert (out / "notes.txt").read_text() == "mine"
 
@@ -104,6 +104,7 @@ def _rewrite_consistently(out: Path, edit) -> None:  # noqa: ANN001
     doc = json.loads((out / "config.json").read_text())
     for name in doc["files"]:
         doc["files"][name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
+    doc["config_sha256"] = config_checksum(doc)  # a forger who read persist.py
     (out / "config.json").write_text(json.dumps(doc))
 
 

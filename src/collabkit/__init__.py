@@ -25,7 +25,7 @@ from collabkit.data.splits import (
 )
 from collabkit.data.vocab import UnknownIdEncoding, Vocab
 from collabkit.errors import AmbiguousIdError, CollabkitError, DataError, UnknownIdError
-from collabkit.evaluate import evaluate_model, mae, mse, rmse
+from collabkit.evaluate import mae, mse, rmse
 from collabkit.models import (
     CollabModel,
     DotProduct,
@@ -47,6 +47,7 @@ from collabkit.models.core import SigmoidRange, emb_sz_rule, one_hot, pca, trunc
 from collabkit.persist import load_model, save_model
 from collabkit.recommend import Recommender
 from collabkit.recommend.recommender import UnknownIdPrediction
+from collabkit.scoring import evaluate_model
 from collabkit.train.callbacks import (
     Callback,
     CancelFitException,

@@ -257,7 +257,7 @@ def trained_from_learner(
 ) -> TrainedModel:
     """The bundle of a Learner and its data loaders: a model made by `collab_learner` (it knows its
     config), or your own module, wrapped by `CustomModule` (ratings only; saved by `learn.export`)."""
-    config = getattr(learn, "config", None)
+    config = learn.config
     model = learn.model
     if not isinstance(model, CollabModel):
         model, config = CustomModule(model, len(learn.dls.user_vocab), len(learn.dls.item_vocab)), None

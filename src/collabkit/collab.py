@@ -76,8 +76,7 @@ def collab_learner(
     if loss_func is None:
         loss_func = net.default_loss()
     learner_kwargs.setdefault("metrics", default_metrics(net))
-    learn = Learner(dls, net, loss_func=loss_func, **learner_kwargs)
-    learn.config = config  # type: ignore[attr-defined]
+    learn = Learner(dls, net, loss_func=loss_func, config=config, **learner_kwargs)
     return learn
 
 
@@ -119,9 +118,13 @@ def load_learner(
     learner_kwargs.setdefault("metrics", default_metrics(net))
     learner_kwargs.setdefault("log", None)
     learn = Learner(
-        dls, net, loss_func=learner_kwargs.pop("loss_func", loss_func), device=device, **learner_kwargs
+        dls,
+        net,
+        loss_func=learner_kwargs.pop("loss_func", loss_func),
+        device=device,
+        config=config,
+        **learner_kwargs,
     )
-    learn.config = config  # type: ignore[attr-defined]
     learn.history = [dict(r) for r in history]
     learn.epoch = len(learn.history)
     return learn

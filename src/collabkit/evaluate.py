@@ -85,14 +85,3 @@ def summarize_folds(results: list[dict[str, float]]) -> dict[str, dict[str, floa
         vals = np.array([r[k] for r in results], dtype=float)
         out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
     return out
-
-
-def __getattr__(name: str) -> Any:
-    # `evaluate_model` scores a model, so it lives in collabkit.scoring; this lazy re-export keeps
-    # `from collabkit.evaluate import evaluate_model` (collabkit/__init__.py) working without
-    # importing the models when this module loads.
-    if name == "evaluate_model":
-        from collabkit.scoring import evaluate_model
-
-        return evaluate_model
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,8 +16,10 @@ every file's checksum and every table's size before allocating, and refuses non-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -42,10 +44,41 @@ FORMAT_VERSION = 3  # 3: ModelConfig as {family, n_users, n_items, settings}
 DATA_FILES = ("vocab.json", "weights.safetensors", "train.safetensors")
 FILES = ("config.json", *DATA_FILES)
 OWN_EXTRAS = ("report", "checkpoints")  # folders collabkit itself writes inside a model folder
+# what collabkit writes inside them (interpret's report, train --checkpoint-every's run record)
+OWN_FILES = {
+    "report": ("report.html", "embedding_map.png", "embedding_map.svg"),
+    "checkpoints": ("run.json", "checkpoint.safetensors"),
+}
+_ATOMIC_TMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")  # atomic.py's temporary files
+
+
+def strangers(folder: Path) -> list[Path]:
+    """Everything under a model or run folder that collabkit did not write (sorted).
+
+    A save replaces the whole folder, so it may only do so when this list is empty: a file a user
+    put beside the model, in its report/ or in its checkpoints/, must never be deleted with it.
+    """
+    found: list[Path] = []
+    for p in folder.iterdir():
+        if p.is_symlink():
+            found.append(p)
+        elif p.name in FILES and p.is_file():
+            continue
+        elif p.name in OWN_FILES and p.is_dir():
+            for c in p.iterdir():
+                tmp = _ATOMIC_TMP.match(c.name)
+                own = c.name in OWN_FILES[p.name] or (tmp is not None and tmp["name"] in OWN_FILES[p.name])
+                if c.is_symlink() or not c.is_file() or not own:
+                    found.append(c)
+        else:
+            found.append(p)
+    return sorted(found)
 
 
 def is_model_folder(path: str | Path) -> bool:
-    """True when `path` is a folder collabkit wrote: its format marker, and only its own files."""
+    """True when `path` is a complete folder collabkit wrote: its format marker, every data file
+    matching the checksum its config.json records (a hand-written marker is not enough), and
+    nothing under it that collabkit did not write."""
     folder = Path(path)
     if not folder.is_dir() or folder.is_symlink():
         return False
@@ -53,8 +86,26 @@ def is_model_folder(path: str | Path) -> bool:
         doc = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    marked = isinstance(doc, dict) and doc.get("format") == FORMAT
-    return marked and all(p.name in FILES or p.name in OWN_EXTRAS for p in folder.iterdir())
+    if not (isinstance(doc, dict) and doc.get("format") == FORMAT and isinstance(doc.get("files"), dict)):
+        return False
+    try:
+        complete = all(file_sha256(folder / n) == doc["files"].get(n) for n in DATA_FILES)
+    except OSError:
+        return False
+    return complete and not strangers(folder)
+
+
+def _marked(folder: Path) -> bool:
+    """Whether `folder` carries collabkit's model or run marker (complete or not)."""
+    for marker, key, value in ((folder / "config.json", "format", FORMAT),
+                               (folder / "checkpoints" / "run.json", "format", "collabkit-run")):  # fmt: skip
+        try:
+            doc = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get(key) == value:
+            return True
+    return False
 
 
 def is_run_folder(path: str | Path) -> bool:
@@ -64,7 +115,7 @@ def is_run_folder(path: str | Path) -> bool:
         doc = json.loads((folder / "checkpoints" / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    own = all(p.name in OWN_EXTRAS for p in folder.iterdir())
+    own = all(p.name in OWN_EXTRAS for p in folder.iterdir()) and not strangers(folder)
     return own and isinstance(doc, dict) and doc.get("format") == "collabkit-run"
 
 
@@ -74,6 +125,7 @@ def save_model(path: str | Path, trained: TrainedModel) -> Path:
     Raises:
         CollabkitError: `path` is a file, a symbolic link, or a folder that is not a collabkit model.
     """
+    check_savable(trained.model)
     return _save_folder(Path(path), lambda tmp: _write_folder(tmp, trained))
 
 
@@ -84,6 +136,7 @@ def save_module(path: str | Path, model: torch.nn.Module, dls: Any, history: lis
     model=YourModule(...))` loads the weights into an instance you build, since a class cannot be
     rebuilt from a file without running code from it (which is what pickle does).
     """
+    check_savable(model)
     cls = type(model)
     header = {"model": None, "module": f"{cls.__module__}.{cls.__qualname__}", "history": history}
     return _save_folder(
@@ -110,6 +163,26 @@ def load_module(
     model.load_state_dict(state, strict=True)
     train = _load_tensors(src / "train.safetensors")
     return users, items, train["x"], train["y"], list(doc.get("history") or [])
+
+
+def check_savable(model: torch.nn.Module) -> None:
+    """Refuse, before anything is written or replaced, what loading would refuse: non-finite weights.
+
+    A fit that diverged leaves NaN in the weights; saving it over a good model would replace a
+    model that loads with one that never can.
+    """
+    for key, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CollabkitError(
+                f"the model's {key} holds NaN or infinite values (the fit diverged: try a lower learning "
+                "rate); refusing to save it, and nothing was replaced"
+            )
+
+
+def config_checksum(doc: dict[str, Any]) -> str:
+    """sha256 of config.json's content without its own checksum: a flipped y_range is caught too."""
+    body = {k: v for k, v in doc.items() if k != "config_sha256"}
+    return hashlib.sha256(dumps(body, indent=None).encode("utf-8")).hexdigest()
 
 
 def _save_folder(dest: Path, write: Any) -> Path:
@@ -230,6 +303,11 @@ def _check_folder(src: Path) -> dict[str, Any]:
             f"{src / 'config.json'}: model format {version!r}; this collabkit reads format "
             f"{FORMAT_VERSION} only ({why})"
         )
+    if doc.get("config_sha256") != config_checksum(doc):
+        raise CollabkitError(
+            f"{src / 'config.json'}: its content does not match the checksum recorded when the model was "
+            "saved; the settings were edited or damaged (train the model again)"
+        )
     _check_files(src, doc.get("files") or {})
     return doc
 
@@ -283,6 +361,7 @@ def _write_parts(
         "sizes": {"users": len(users), "items": len(items), "train": len(train_y)},
         "files": {name: file_sha256(folder / name) for name in DATA_FILES},
     }
+    config["config_sha256"] = config_checksum(config)
     (folder / "config.json").write_text(dumps(config), encoding="utf-8")
     for f in folder.iterdir():
         with f.open("rb") as fh:
@@ -300,9 +379,20 @@ def check_destination(dest: Path) -> None:
     if dest.exists() and not dest.is_dir():
         raise CollabkitError(f"{dest} is a file, not a folder; choose another --out")
     if dest.is_dir() and any(dest.iterdir()) and not (is_model_folder(dest) or is_run_folder(dest)):
+        found = strangers(dest) if _marked(dest) else []
+        if found:
+            more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+            raise CollabkitError(
+                f"{dest} holds {found[0]}{more}, which collabkit did not write; refusing to replace the "
+                "folder (move that file out, or choose another --out)"
+            )
+        what = (
+            "an incomplete or damaged collabkit model folder"
+            if found == [] and _marked(dest)
+            else ("not a collabkit model folder")
+        )
         raise CollabkitError(
-            f"{dest} exists and is not a collabkit model folder; refusing to replace it "
-            "(choose a new or empty folder)"
+            f"{dest} exists and is {what}; refusing to replace it (choose a new or empty folder)"
         )
 
 

@@ -22,7 +22,9 @@ import pandas as pd
 
 from collabkit.atomic import write_atomic
 from collabkit.bundle import MIN_COUNT, TrainedModel, lacks
+from collabkit.errors import CollabkitError
 from collabkit.interpret import Interpretation, Model, interpret_model, plot_embedding_map, trained_of
+from collabkit.persist import OWN_FILES
 
 
 @dataclass
@@ -61,6 +63,7 @@ def write_report(
     """
     saved = trained_of(saved)
     out = Path(out_dir)
+    check_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     it = interpretation or interpret_model(saved, n=n, min_count=min_count, items=items, top=top)
     png = svg = None
@@ -69,6 +72,35 @@ def write_report(
     page = _page(saved, it, png, source, n_plot)
     path = write_atomic(out / "report.html", page)
     return ReportFiles(path, png, svg)
+
+
+GENERATOR = '<meta name="generator" content="collabkit report">'  # marks a report collabkit wrote
+
+
+def check_report_folder(out: Path) -> None:
+    """Refuse a report folder collabkit may not write into: only a new or empty folder, or one that
+    holds nothing but a report collabkit wrote (its report.html carries the generator mark).
+
+    A report replaces report.html and the map images; those of a user's own folder are theirs.
+    """
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise CollabkitError(f"{out} is not a folder; choose a new folder for the report")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    found = [
+        p for p in out.iterdir() if p.is_symlink() or not p.is_file() or p.name not in OWN_FILES["report"]
+    ]
+    html = out / "report.html"
+    try:
+        ours = html.is_file() and GENERATOR in html.read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        ours = False
+    if found or not ours:
+        what = f"holds {sorted(found)[0].name}" if found else "holds a report.html"
+        raise CollabkitError(
+            f"{out} {what}, which collabkit did not write; refusing to write a report there "
+            "(choose a new or empty folder with --out)"
+        )
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -90,7 +122,7 @@ def _page(saved: TrainedModel, it: Interpretation, png: Path | None, source: Any
     name = f"{it.model} model" + (f" on {saved.data.name}" if saved.data is not None else "")
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="en"><head><meta charset="utf-8">{GENERATOR}',
         f"<title>{_e(name)}: what it learned</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>What the {_e(name)} learned</h1>",

@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from collabkit.errors import CollabkitError
+from collabkit.evaluate import nearest_level as nearest_level  # re-exported: models' public name
+from collabkit.evaluate import rmse
 from collabkit.models.core import Module
 from collabkit.models.settings import FamilySettings, Recipe, parse_settings
 
@@ -184,8 +186,6 @@ class CollabModel(Module):
         return None
 
     def default_metrics(self) -> list[Metric]:
-        from collabkit.evaluate import rmse  # TODO(layering): top-level once evaluate.py is a leaf
-
         return [rmse]
 
     def output_to_rating(self, out: Tensor) -> Tensor:
@@ -310,11 +310,6 @@ def predict_ratings(model: nn.Module, x: Tensor) -> Tensor:
     if isinstance(model, CollabModel):
         return model.output_to_rating(out)
     return out.reshape(-1)
-
-
-def nearest_level(ratings: Tensor, levels: Tensor) -> Tensor:
-    """Index of the level nearest each rating: the one map from a rating to a classifier's class."""
-    return (ratings.reshape(-1, 1).to(levels.dtype) - levels.reshape(1, -1)).abs().argmin(dim=1)
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from collabkit.errors import CollabkitError
+from collabkit.evaluate import ExpectedRatingRMSE, LevelAccuracy, expected_rating
 from collabkit.models.base import Metric, ModelConfig, nearest_level, register
 from collabkit.models.nn import NN_RECIPES, EmbeddingNN, NetSettings
 
@@ -29,11 +30,6 @@ class ClassifierSettings(NetSettings):
         if any(b <= a for a, b in zip(v, v[1:], strict=False)):
             raise ValueError(f"levels must be distinct and ascending, got {v}")
         return v
-
-
-def expected_rating(logits: Tensor, levels: Tensor) -> Tensor:
-    """(B, L) logits -> (B,) the rating expected under their softmax over the levels (L,)."""
-    return logits.float().softmax(dim=1) @ levels.to(logits.device).float()
 
 
 @register("classifier")
@@ -85,8 +81,6 @@ class RatingClassifier(EmbeddingNN):
         return RatingCrossEntropy(self.levels.tolist())
 
     def default_metrics(self) -> list[Metric]:
-        from collabkit.evaluate import ExpectedRatingRMSE, LevelAccuracy
-
         levels = self.levels.tolist()
         return [LevelAccuracy(levels), ExpectedRatingRMSE(levels)]
 
