@@ -315,7 +315,8 @@ def train(
     cbs: list[Any] = []
     ckpt = Path(out) / "checkpoints" if out is not None else None
     if checkpoint_every and ckpt is not None:
-        info = {"data": data_name, "config": config.to_dict(), **(run_info or {})}
+        info = {"data": data_name, "config": config.to_dict(), **(run_info or {}),
+                "fingerprint": table_fingerprint(table)}  # fmt: skip
         cbs.append(CheckpointCallback(ckpt, checkpoint_every, run=info))
     start_epoch = learn.load_checkpoint(ckpt) if resume and ckpt is not None else 0
     start = time.perf_counter()
@@ -377,6 +378,12 @@ def resume(
         record.data, **{k: v for k, v in columns.items() if v is not None}, progress=progress
     )
     table.attrs.setdefault("name", record.data)
+    recorded = info.get("fingerprint")
+    if recorded is not None and recorded != table_fingerprint(table):
+        raise CollabkitError(
+            f"{record.data} has changed since the run in {record.run_dir} started ({len(table):,} rows now); "
+            "a resumed run must train on the same ratings: train it again from the start"
+        )
     return train(
         table, config, data_name=record.data, out=record.run_dir, log=log,
         checkpoint_every=int(info.get("checkpoint_every") or 1), run_info=info, resume=True,

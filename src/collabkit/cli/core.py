@@ -137,6 +137,7 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     out: Annotated[Path | None, typer.Option("--out", help="Folder to save the trained model in.")] = None,
     data: DataOpt = "ml-100k",
     task: Annotated[
@@ -202,6 +203,12 @@ def train(
         log = None if quiet else (lambda s: typer.echo(s, err=as_json))
         try:
             if resume is not None:
+                given = _given_options(ctx, keep=("resume", "out", "quiet", "as_json"))
+                if given:
+                    raise CollabkitError(
+                        f"--resume continues the run with its own data and settings; drop {', '.join(given)} "
+                        "(they would be ignored)"
+                    )
                 if out is not None and out != resume:
                     raise CollabkitError(
                         "--resume continues the run in RUN_DIR and saves there; leave --out out"
@@ -304,6 +311,17 @@ def lr_find(
             )
             typer.echo(f"plot written to {plot}")
         emit(result, as_json)
+
+
+def _given_options(ctx: typer.Context, keep: tuple[str, ...]) -> list[str]:
+    """The options typed on the command line, other than `keep`, as the user spelled them."""
+    names = {p.name: p.opts[0] for p in ctx.command.params if p.opts}
+    given = []
+    for key in ctx.params:
+        source = ctx.get_parameter_source(key)  # typer's click enum: compared by name
+        if key not in keep and source is not None and source.name == "COMMANDLINE":
+            given.append(names.get(key, key))
+    return given
 
 
 def _parse_layers(text: str) -> list[int]:

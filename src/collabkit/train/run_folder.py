@@ -14,10 +14,13 @@ as `.RUN_DIR.old-PID`, which `read_run` puts back.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
+
+import torch
 
 from collabkit.atomic import fsync_dir, write_atomic, write_with
 from collabkit.errors import CollabkitError
@@ -70,7 +73,8 @@ def write_checkpoint(folder: str | Path, state: TrainState, run: dict[str, Any] 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sd = state.state_dict()
-    metadata = {"format": CHECKPOINT_FORMAT, "meta": json.dumps(sd["meta"], allow_nan=True)}
+    metadata = {"format": CHECKPOINT_FORMAT, "meta": json.dumps(sd["meta"], allow_nan=True),
+                "sha256": tensor_digest(sd["tensors"])}  # fmt: skip
     if run:
         metadata["run"] = json.dumps(_marked(run))
     path = write_with(
@@ -88,6 +92,17 @@ def write_run_file(folder: str | Path, run: dict[str, Any]) -> Path:
 
 def _marked(run: dict[str, Any]) -> dict[str, Any]:
     return {"format": RUN_FORMAT, **{k: v for k, v in run.items() if k != "format"}}
+
+
+def tensor_digest(tensors: dict[str, Any]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order: a flipped byte in a
+    checkpoint's data (which safetensors itself does not notice) is caught on resume."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -111,6 +126,11 @@ def read_checkpoint(folder: str | Path) -> tuple[TrainState, dict[str, Any] | No
         tensors = load_file(str(path))
     except Exception as e:  # safetensors and json raise their own types for damaged files
         raise CollabkitError(f"{path}: damaged checkpoint ({str(e)[:80]})") from e
+    if metadata.get("sha256") != tensor_digest(tensors):
+        raise CollabkitError(
+            f"{path}: damaged checkpoint (its tensors do not match the checksum written with them); "
+            "train the run again from the start"
+        )
     try:
         state = TrainState.from_state_dict({"tensors": tensors, "meta": meta})
     except CollabkitError as e:
