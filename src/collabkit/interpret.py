@@ -71,7 +71,7 @@ def _candidates(counts: Tensor, min_count: int, kind: str) -> Tensor:
     """Indices (never 0, `#na#`) with at least max(min_count, 1) training ratings; an error if none."""
     if min_count < 0:
         raise CollabkitError(f"min_count must be 0 or more, got {min_count}")
-    keep = counts >= max(min_count, 1)
+    keep = counts >= min(max(int(min_count), 1), 2**62)  # beyond any count: none kept, no overflow
     keep[0] = False
     idx = torch.nonzero(keep).squeeze(1)
     if len(idx) == 0:

@@ -8,6 +8,7 @@ average, bootstrap or compare them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +134,12 @@ def evaluate_ranking(
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise CollabkitError(f"k must be a positive whole number, got {k!r}")
     k = int(k)
+    for name, value in (
+        ("relevant_threshold", relevant_threshold),
+        ("popularity_penalty", popularity_penalty),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise CollabkitError(f"{name} must be a finite number, got {value!r}")
     for col in (user_col, item_col, rating_col):
         if col not in test.columns:
             have = ", ".join(map(str, test.columns))

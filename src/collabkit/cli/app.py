@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import sys
@@ -28,7 +29,6 @@ app = typer.Typer(
 )
 
 
-REPORT_URL = "https://github.com/collabkit/collabkit/issues"
 EXIT_USER = 2  # bad input, a file or folder the user named, the machine's disk or permissions
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in collabkit
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -124,8 +124,9 @@ def clean_errors() -> Iterator[None]:
                 f"collabkit: error: a weights file is damaged or not safetensors ({e})", EXIT_USER
             ) from None
         raise _fail(
-            f"collabkit: internal error: {type(e).__name__}: {_one_line(e, 300)}; please report it with "
-            f"the command you ran at {REPORT_URL} (set COLLABKIT_DEBUG=1 to see the traceback)",
+            f"collabkit: internal error: {type(e).__name__}: {_one_line(e, 300)}; this is a bug in "
+            "collabkit, not in your input: run the command again with COLLABKIT_DEBUG=1 to see the "
+            "traceback, and keep it with the command you ran",
             EXIT_INTERNAL,
         ) from None
 
@@ -189,4 +190,7 @@ def split_spec(
     cutoff: float | None = None,
 ) -> SplitSpec:
     """The split the command's split options describe (validated)."""
+    for name, value in (("--valid-pct", valid_pct), ("--cutoff", cutoff)):
+        if value is not None and not math.isfinite(value):
+            raise CollabkitError(f"{name} must be a finite number, got {value}")
     return SplitSpec(split, valid_pct, seed, fold, k, last_n, cutoff)

@@ -466,6 +466,11 @@ def crossval(
         names = [n.strip() for n in folds.split(",") if n.strip()]
         if not names:
             raise CollabkitError("--folds is empty; give 'kfold' or split names such as u1,u2,u3")
+        if names == ["kfold"] and (isinstance(k, bool) or k < 2):
+            raise CollabkitError(f"--k must be at least 2 folds, got {k}")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise CollabkitError(f"--folds names {', '.join(twice)} more than once; each fold is scored once")
         specs = (
             [split_spec("kfold", seed=seed, fold=i, k=k) for i in range(k)]
             if names == ["kfold"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import secrets
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +24,35 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line, a HOST:PORT this machine cannot listen on (in use, not ours, not allowed).
+
+    A trial bind with uvicorn's own SO_REUSEADDR, before the model loads and the banner prints, so a
+    port in use is one clear error rather than a banner followed by uvicorn's traceback.
+    """
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise CollabkitError(f"--host {host}: not an address this machine can resolve ({e.strerror})") from e
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise CollabkitError(
+                    f"port {port} on {host} is in use (another `collabkit serve`?); stop it or pick "
+                    "another with --port"
+                ) from e
+            if e.errno == errno.EACCES:
+                raise CollabkitError(
+                    f"port {port} on {host}: permission denied (ports below 1024 need privileges; "
+                    "pick another with --port)"
+                ) from e
+            raise CollabkitError(f"cannot listen on {host} port {port}: {e.strerror}") from e
 
 
 def load_genres(spec: str, data_name: str | None) -> tuple[dict[Any, str], str]:
@@ -71,7 +103,8 @@ def serve(
         typer.Option(
             "--api-key",
             envvar="COLLABKIT_API_KEY",
-            help="Key every request but /health must carry (X-API-Key header); env COLLABKIT_API_KEY.",
+            help="Key every request but /health must carry: X-API-Key header (percent-encoded as UTF-8 if "
+            "not ASCII) or Authorization: Bearer; the page logs in with a form. Env COLLABKIT_API_KEY.",
             show_default=False,
         ),
     ] = None,
@@ -111,9 +144,11 @@ def serve(
             raise CollabkitError(f"--threads must be at least 1, got {threads}")
         if workers < 1:
             raise CollabkitError(f"--workers must be at least 1, got {workers}")
+        check_port(host, port)  # before the model loads and the banner prints
         import uvicorn
 
-        service, name, note = build_app(model_dir, api_key, genres, threads)  # errors show here, once
+        secret = secrets.token_hex(32)  # signs the page's sessions; one for every worker process
+        service, name, note = build_app(model_dir, api_key, genres, threads, secret)  # errors show here
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"collabkit: {note}", err=True)
         typer.echo(
@@ -133,12 +168,15 @@ def serve(
             "COLLABKIT_SERVE_GENRES": genres,
             "COLLABKIT_SERVE_THREADS": str(threads),
             "COLLABKIT_API_KEY": api_key or "",
+            "COLLABKIT_SERVE_SECRET": secret,
         }
     )
     uvicorn.run("collabkit.cli.serve:app_from_env", factory=True, workers=workers, **options)
 
 
-def build_app(model_dir: Path, api_key: str | None, genres: str, threads: int) -> tuple[Any, str, str]:
+def build_app(
+    model_dir: Path, api_key: str | None, genres: str, threads: int, secret: str | None = None
+) -> tuple[Any, str, str]:
     """The service for a model folder: (the app, the model's name, where its genres came from).
 
     Any family serves: the routes its capabilities cannot answer are refused one by one (422).
@@ -153,7 +191,9 @@ def build_app(model_dir: Path, api_key: str | None, genres: str, threads: int) -
     rec = Recommender.load(model_dir)
     trained = rec.trained
     item_genres, note = load_genres(genres, None if trained.data is None else trained.data.name)
-    return create_app(rec, api_key=api_key, genres=item_genres), trained.name, note
+    sessions = bytes.fromhex(secret) if secret else None
+    service = create_app(rec, api_key=api_key, genres=item_genres, session_secret=sessions)
+    return service, trained.name, note
 
 
 def app_from_env() -> Any:
@@ -164,5 +204,6 @@ def app_from_env() -> Any:
         env.get("COLLABKIT_API_KEY") or None,
         env.get("COLLABKIT_SERVE_GENRES", "auto"),
         int(env.get("COLLABKIT_SERVE_THREADS", "1")),
+        env.get("COLLABKIT_SERVE_SECRET") or None,
     )
     return app

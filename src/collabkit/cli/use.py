@@ -61,6 +61,10 @@ def recommend(
             raise CollabkitError("--strength applies to a new user's --rate ratings only")
         if include_seen and user is None:
             raise CollabkitError("--include-seen applies to a known --user only")
+        if popularity_penalty and user is None:
+            raise CollabkitError(
+                "--popularity-penalty applies to a known --user only (and to evaluate --ranking)"
+            )
         rec = Recommender.load(model_dir)
         result: dict[str, Any] = {"model_dir": str(model_dir), "model": rec.trained.name}
         if user is not None:

@@ -373,7 +373,7 @@ def item_candidates(trained: TrainedModel, min_count: int) -> Tensor:
         raise CollabkitError(
             f"min_count must be a whole number of at least 1 (items need training ratings), got {min_count!r}"
         )
-    cand = trained.item_counts >= int(min_count)
+    cand = trained.item_counts >= min(int(min_count), 2**62)  # beyond any count: no item, not an overflow
     cand[0] = False  # `#na#` is never an answer
     return cand
 
