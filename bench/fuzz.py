@@ -9,7 +9,9 @@ timestamp column) are mutated by one to three random operations (truncate, injec
 tokens, drop or double a delimiter, swap columns, junk rows, flip bits, ...) and read with
 `collabkit.read_ratings`. Each outcome is classed:
 
-    accepted     a table came back with finite float32 ratings, no empty or space-padded ids, rows > 0
+    accepted     a table came back with finite float32 ratings, no empty or space-padded ids, rows > 0,
+                 one row per (user, item) pair, and (for a file without quotes) exactly the file's rows:
+                 as many as its non-blank lines, each as wide as the header, each rating its own cell
     refused      a DataError: one line naming the file, quoting at most a short excerpt
     bad message  a DataError that is not one short line naming the file
     bad table    a table came back that breaks one of the promises above
@@ -49,14 +51,14 @@ class Target:
     """One thing to fuzz: valid inputs to start from, how to read one, and how to judge the result.
 
     seeds: (name, bytes, read options) of valid inputs; mutate: bytes + rng -> (operation, bytes);
-    read: (path, options) -> result; check: result -> None or what is wrong with it; expected: the
-    error types that count as a clean refusal.
+    read: (path, options) -> result; check: (result, path, options) -> None or what is wrong with it;
+    expected: the error types that count as a clean refusal.
     """
 
     seeds: Callable[[], list[tuple[str, bytes, dict[str, Any]]]]
     mutate: Callable[[bytes, np.random.Generator], tuple[str, bytes]]
     read: Callable[[Path, dict[str, Any]], Any]
-    check: Callable[[Any], str | None]
+    check: Callable[[Any, Path, dict[str, Any]], str | None]
     expected: tuple[type[BaseException], ...]
     suffix: str = ".csv"
 
@@ -74,6 +76,7 @@ def _table_seeds() -> list[tuple[str, bytes, dict[str, Any]]]:
     rows = [(int(u), int(i), float(r) / 2, 880_000_000 + int(t)) for u, i, r, t in
             zip(rng.integers(1, 40, 60), rng.integers(1, 30, 60), rng.integers(1, 11, 60),
                 rng.integers(0, 10**6, 60), strict=True)]  # fmt: skip
+    rows = list({(u, i): (u, i, r, t) for u, i, r, t in rows}.values())  # one rating per pair: valid
     seeds = []
     for name, sep in (("comma", ","), ("tab", "\t"), ("pipe", "|"), ("double colon", "::")):
         lines = [sep.join(["user", "item", "rating", "when"])]
@@ -218,7 +221,7 @@ def _read_table(path: Path, options: dict[str, Any]) -> Any:
     return read_ratings(path, **options)
 
 
-def _check_table(table: Any) -> str | None:
+def _check_table(table: Any, path: Path, options: dict[str, Any]) -> str | None:
     if len(table) == 0:
         return "no rows"
     if str(table["rating"].dtype) != "float32" or not np.isfinite(table["rating"].to_numpy()).all():
@@ -227,6 +230,42 @@ def _check_table(table: Any) -> str | None:
         for v in table[col]:
             if v is None or (isinstance(v, float) and v != v) or str(v).strip() != str(v) or str(v) == "":
                 return f"a bad {col} id {str(v)[:40]!r}"
+    if table[["user", "item"]].duplicated().any():
+        return "a (user, item) pair twice: duplicates read silently"
+    return _against_the_file(table, path)
+
+
+def _against_the_file(table: Any, path: Path) -> str | None:
+    """An independent reading of an unquoted file: every non-blank line as wide as the header, and
+    each accepted rating equal to its own line's rating cell (a padded or shifted row shows here)."""
+    data = path.read_bytes()
+    if b'"' in data:
+        return None  # quoting: this plain oracle cannot say
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    head = text.split("\n", 1)[0]
+    sep = next((s for s in ("\t", "::", "|", ",") if s in head), ",")
+    lines = [line for line in re.split(r"\r\n|\r|\n", text) if line != ""]
+    names = lines[0].split(sep)
+    rows = [line.split(sep) for line in lines[1:]]
+    for n, row in enumerate(rows, start=2):
+        if len(row) != len(names):
+            return f"accepted, but record {n} has {len(row)} fields where the header has {len(names)}"
+    if len(rows) != len(table):
+        return f"{len(table)} rows read from {len(rows)} records"
+    if "rating" not in names:
+        return None
+    at = names.index("rating")
+    try:
+        want = np.array([float(row[at]) for row in rows], dtype=np.float32)
+    except ValueError:
+        return None
+    got = table["rating"].to_numpy()
+    if not np.array_equal(want, got):
+        n = int(np.flatnonzero(want != got)[0])
+        return f"record {n + 2}: rating {got[n]!r} where its cell says {rows[n][at][:20]!r} (shifted?)"
     return None
 
 
@@ -271,7 +310,7 @@ def _judge(target: Target, path: Path, options: dict[str, Any], case_seconds: in
         return "crash", f"{type(e).__name__}: {' '.join(str(e).split())[:200]} @ {_where(e)}"
     finally:
         signal.alarm(0)
-    problem = target.check(result)
+    problem = target.check(result, path, options)
     return ("bad table", problem) if problem else ("accepted", "")
 
 

@@ -84,16 +84,8 @@ def test_time_cutoff(ratings: pd.DataFrame) -> None:
     assert (ratings.iloc[valid]["timestamp"] >= cut).all()
 
 
-def _fake_udata(seed: int = 0) -> pd.DataFrame:
-    """100,000 rows shaped like u.data: 943 users and 1682 items, interleaved in file order."""
-    rng = np.random.default_rng(seed)
-    users = rng.permutation(np.resize(np.arange(1, 944), 100_000))
-    items = rng.permutation(np.resize(np.arange(1, 1683), 100_000))
-    return pd.DataFrame({"user": users, "item": items, "rating": 3.0, "timestamp": 0})
-
-
-def test_ml100k_u_splits_are_the_five_file_blocks() -> None:
-    table = _fake_udata()
+def test_ml100k_u_splits_are_the_five_file_blocks(ml100k: pd.DataFrame) -> None:
+    table = ml100k
     tests = []
     for i in range(1, 6):
         train, test = ml100k_split(table, f"u{i}")
@@ -105,8 +97,8 @@ def test_ml100k_u_splits_are_the_five_file_blocks() -> None:
     assert sorted(np.concatenate(tests).tolist()) == list(range(100_000))
 
 
-def test_ml100k_ua_ub_hold_first_and_next_ten_per_user() -> None:
-    table = _fake_udata()
+def test_ml100k_ua_ub_hold_first_and_next_ten_per_user(ml100k: pd.DataFrame) -> None:
+    table = ml100k
     _, ua = ml100k_split(table, "ua")
     _, ub = ml100k_split(table, "ub")
     assert len(ua) == 9430 and len(ub) == 9430 and not set(ua.tolist()) & set(ub.tolist())
@@ -122,11 +114,18 @@ def test_split_errors_name_the_choices(ratings: pd.DataFrame) -> None:
         make_split(ratings, "u1")
 
 
-def test_ml100k_splits_refuse_another_table_of_100k_rows() -> None:
-    table = _fake_udata()
-    table["user"] = table["user"] % 500 + 1  # 100,000 rows, but not ML-100k's users
-    with pytest.raises(CollabkitError, match="defined on ML-100k"):
-        ml100k_split(table, "u1")
+def test_ml100k_splits_refuse_another_table_of_100k_rows(ml100k: pd.DataFrame) -> None:
+    """Rows, not counts: a reordered, relabelled or edited copy of u.data is not GroupLens's split."""
+    shuffled = ml100k.sample(frac=1.0, random_state=0).reset_index(drop=True)  # same rows, new order
+    relabelled = ml100k.assign(user=ml100k["user"] % 500 + 1)
+    edited = ml100k.copy()
+    edited.loc[5, "rating"] = 6 - edited.loc[5, "rating"]
+    for table in (shuffled, relabelled, edited):
+        with pytest.raises(CollabkitError, match="not u.data's .user, item, rating. rows in that order"):
+            ml100k_split(table, "u1")
+    text_ids = ml100k.assign(user=ml100k["user"].astype(str))
+    with pytest.raises(CollabkitError, match="not u.data's"):
+        make_split(text_ids, "ua")
 
 
 @given(

@@ -60,6 +60,9 @@ RECBOLE_WHEEL = "recbole==1.2.1"
 RECBOLE_SOURCE = "recbole==1.2.1 wheel (offline copy of GroupLens ML-100k)"
 # sha256 of GroupLens's ml-100k/u.data; the converted recbole copy must match it byte for byte.
 ML100K_UDATA_SHA256 = "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"
+# sha256 of u.data's (user, item, rating) rows in file order as float64 (n, 3), C order: what the
+# canonical splits (u1..u5, ua, ub) check a table against (`splits.ml100k_fingerprint`).
+ML100K_RATINGS_FINGERPRINT = "3cb9c2f0a4c6b6d2deb6889e1266e64dd12f1fcc9ef36d3ebfad71acc1696802"
 # fmt: off
 ML100K_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -399,6 +402,43 @@ def _verify_release(folder: Path, release: MovieLensRelease, zip_path: Path) -> 
     A folder from an older collabkit has no manifest: it is checked against the kept zip's size and
     CRC where the zip is there, and its manifest is written then.
     """
+    problem = _verify_ratings(folder, release, zip_path)
+    return problem if problem is not None else _verify_items(folder, release)
+
+
+_ITEMS_FILE = {"100k": "u.item", "dat": "movies.dat", "csv": "movies.csv"}
+
+
+def _items_record(folder: Path, release: MovieLensRelease) -> dict[str, object]:
+    return cache.file_record(folder / _ITEMS_FILE[release.layout])
+
+
+def _verify_items(folder: Path, release: MovieLensRelease) -> str | None:
+    """None if the item file (u.item, movies.dat/csv: titles and genres) is the one extracted.
+
+    It is small, so it is hashed every time against the sha256 recorded at extraction; a folder
+    from an older collabkit gets its record now (trusted from this first check on).
+    """
+    items = folder / _ITEMS_FILE[release.layout]
+    try:
+        got = file_sha256(items)
+    except OSError as e:
+        return f"{items.name} cannot be read ({e.strerror or e})"
+    record = cache.read_manifest(folder / _MANIFEST) or {}
+    want = (record.get("items") or {}).get("sha256") if isinstance(record.get("items"), dict) else None
+    if want is None:
+        with contextlib.suppress(OSError):  # a read-only cache: record it next time
+            cache.write_manifest(
+                folder / _MANIFEST, {**record, "items": cache.file_record(items, digest=got)}
+            )
+        return None
+    if got == want:
+        return None
+    return f"{items.name} has sha256 {got[:12]}..., not the {str(want)[:12]}... it had when extracted"
+
+
+def _verify_ratings(folder: Path, release: MovieLensRelease, zip_path: Path) -> str | None:
+    """None if the cached ratings file is the one extracted; else what is wrong with it, in words."""
     ratings = folder / _RATINGS_FILE[release.layout]
     if release.name == "ml-100k":
         try:
@@ -556,8 +596,10 @@ def _extract(zip_path: Path, release: MovieLensRelease, folder: Path) -> None:
         ratings = unpacked / _RATINGS_FILE[release.layout]
         with open(ratings, "rb+") as f:
             os.fsync(f.fileno())  # the manifest must not describe data still in memory
+        doc = {"items": _items_record(unpacked, release)}
         if release.name != "ml-100k":  # ML-100k's u.data is checked against GroupLens's own sha256
-            cache.write_manifest(unpacked / _MANIFEST, {"ratings": _ratings_record(ratings, release)})
+            doc["ratings"] = _ratings_record(ratings, release)
+        cache.write_manifest(unpacked / _MANIFEST, doc)
         (unpacked / _SOURCE_FILE).write_text(f"grouplens ({release.url})\n", encoding="utf-8")
         _move_into_place(unpacked, folder)
     finally:
@@ -589,6 +631,7 @@ def _ml100k_from_recbole(folder: Path, zip_path: Path, why: str) -> None:
                     f"GroupLens's {ML100K_UDATA_SHA256}; put GroupLens's ml-100k.zip at {zip_path}"
                 )
             (staging / _SOURCE_FILE).write_text(RECBOLE_SOURCE + "\n", encoding="utf-8")
+            cache.write_manifest(staging / _MANIFEST, {"items": _items_record(staging, _release("ml-100k"))})
             _move_into_place(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from collabkit.data.splits import SplitSpec, make_split
-from collabkit.data.tables import read_ratings
+from collabkit.data.tables import Duplicates, apply_duplicates, read_ratings
 from collabkit.data.vocab import UnknownIdEncoding, Vocab, encode_pairs
 from collabkit.display import shown
 from collabkit.errors import CollabkitError, DataError
@@ -89,6 +89,32 @@ class DataLoader:
         """Give this process every `world`-th batch starting at `rank` (same permutation on all)."""
         self.rank, self.world = rank, world
         return self
+
+
+def _one_per_pair(
+    ratings: pd.DataFrame, user: str, item: str, rating: str, timestamp: str, duplicates: Duplicates
+) -> pd.DataFrame:
+    """`ratings` with one row per (user, item) pair by the rule `duplicates` (the reader's rule,
+    `apply_duplicates`); the same object when there are no duplicates."""
+    view = pd.DataFrame(
+        {
+            "user": ratings[user].to_numpy(),
+            "item": ratings[item].to_numpy(),
+            "rating": pd.to_numeric(ratings[rating], errors="coerce").to_numpy(dtype="float64"),
+            "row": np.arange(len(ratings)),
+        }
+    )
+    if timestamp in ratings.columns:
+        view["timestamp"] = ratings[timestamp].to_numpy()
+    kept = apply_duplicates(view, duplicates)
+    if kept.attrs["duplicates_dropped"] == 0:
+        ratings.attrs["duplicates_dropped"] = 0
+        return ratings
+    out = ratings.iloc[kept["row"].to_numpy()].reset_index(drop=True)
+    if duplicates == "mean":
+        out[rating] = kept["rating"].to_numpy()
+    out.attrs = {**ratings.attrs, "duplicates_dropped": kept.attrs["duplicates_dropped"]}
+    return out
 
 
 class CollabDataLoaders:
@@ -231,6 +257,7 @@ class CollabDataLoaders:
         train_rows: np.ndarray | None = None,
         shuffle_seed: int | None = None,
         timestamp_name: str = "timestamp",
+        duplicates: Duplicates = "error",
         **split_kwargs: Any,
     ) -> CollabDataLoaders:
         """Encode users and items and split the rows, as fastai's `CollabDataLoaders.from_df`.
@@ -239,6 +266,11 @@ class CollabDataLoaders:
         hold every id of the table (as fastai's do), so an item seen only in validation still has
         an index. `split` picks any split of `collabkit.data.splits.make_split`; or pass
         `train_rows`/`valid_rows` directly.
+
+        Checked as the file reader checks: no empty (NaN/None) user or item id, ratings finite
+        numbers (not booleans), and a repeated (user, item) pair follows `duplicates` (refused by
+        default; "last" or "mean" keep one, and `dls.table.attrs["duplicates_dropped"]` counts the
+        rest), as `collabkit.data.tables.apply_duplicates` says.
         """
         if not isinstance(ratings, pd.DataFrame):
             raise CollabkitError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}")
@@ -251,6 +283,25 @@ class CollabDataLoaders:
         for role, name in (("user", user_name), ("item", item_name), ("rating", rating_name)):
             if name not in ratings.columns:
                 raise DataError(f"no {role} column {name!r}; the table has: {', '.join(map(str, cols))}")
+        for role, name in (("user", user_name), ("item", item_name)):
+            empty = ratings[name].isna().to_numpy()
+            if empty.any():
+                pos = int(np.flatnonzero(empty)[0])
+                raise DataError(f"empty {role} id (NaN or None) in row {pos}", column=name)
+        if pd.api.types.is_bool_dtype(ratings[rating_name]) or (
+            ratings[rating_name].dtype == object
+            and any(isinstance(v, (bool, np.bool_)) for v in ratings[rating_name])
+        ):
+            values = ratings[rating_name].tolist()
+            pos = next(i for i, v in enumerate(values) if isinstance(v, (bool, np.bool_)))
+            raise DataError(f"rating {values[pos]!r} in row {pos} is not a number", column=rating_name)
+        before = len(ratings)
+        ratings = _one_per_pair(ratings, user_name, item_name, rating_name, timestamp_name, duplicates)
+        if len(ratings) != before and (train_rows is not None or valid_rows is not None):
+            raise DataError(
+                f"duplicates={duplicates!r} dropped {before - len(ratings):,} rows, so the train_rows/"
+                "valid_rows given no longer point at the same rows; drop the duplicates before choosing rows"
+            )
         y_all = pd.to_numeric(ratings[rating_name], errors="coerce").to_numpy(dtype="float32")
         if not np.isfinite(y_all).all():
             pos = int(np.flatnonzero(~np.isfinite(y_all))[0])

@@ -107,7 +107,8 @@ _MISSING: Any = _Missing()
 
 
 def _as_id(text: Any, vocab: Vocab) -> Any:
-    """`text` as an id of `vocab` (as given, stripped, or as a whole number), or _MISSING."""
+    """`text` as an id of `vocab`, or _MISSING: a non-text value as it is; text by `Vocab.find`
+    (the id whose printed form it is, after trimming spaces: "1_0", "+10", "１０" are not 10)."""
     if isinstance(text, bool):
         return _MISSING
     if not isinstance(text, str):
@@ -115,11 +116,5 @@ def _as_id(text: Any, vocab: Vocab) -> Any:
             return text if text in vocab else _MISSING
         except TypeError:
             return _MISSING
-    stripped = text.strip()
-    if stripped in vocab:
-        return stripped
-    try:
-        number = int(stripped)
-    except ValueError:
-        return _MISSING
-    return number if number in vocab else _MISSING
+    found = vocab.find(text)
+    return _MISSING if found is None else found

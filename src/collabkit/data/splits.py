@@ -6,6 +6,7 @@ model keeps its spec, so evaluating it again rebuilds exactly the rows it was te
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
@@ -14,9 +15,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from collabkit.data.datasets import ML100K_RATINGS_FINGERPRINT
+from collabkit.data.tables import BadTimestamp, excerpt, parse_timestamps
 from collabkit.errors import CollabkitError
 
 Split = tuple[np.ndarray, np.ndarray]  # (train rows, valid rows)
+MAX_SEED = 2**32 - 1  # what every generator here (torch, NumPy) takes
 ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 SplitName = Literal["random", "u1", "u2", "u3", "u4", "u5", "ua", "ub", "kfold", "last", "recent", "time"]
 SPLIT_NAMES: tuple[str, ...] = get_args(SplitName)
@@ -75,6 +79,7 @@ def check_split(spec: SplitSpec) -> None:
     """Raise CollabkitError for a split that cannot be made as asked."""
     if spec.kind not in SPLIT_NAMES:
         raise CollabkitError(f"unknown split {spec.kind!r}; expected one of: {', '.join(SPLIT_NAMES)}")
+    check_seed(spec.seed)
     if spec.kind == "random" and not 0 <= spec.valid_pct < 1:
         raise CollabkitError(
             f"valid_pct must be at least 0 and below 1 for a random split, got {spec.valid_pct}"
@@ -100,8 +105,17 @@ def check_split(spec: SplitSpec) -> None:
         raise CollabkitError(f"last_n must be at least 1, got {spec.last_n}")
 
 
+def check_seed(seed: object) -> None:
+    """Raise CollabkitError unless `seed` is None or a whole number in 0..2**32-1."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise CollabkitError(f"seed must be a whole number from 0 to {MAX_SEED:,} (2**32-1), got {seed!r}")
+
+
 def random_split(n: int, valid_pct: float = 0.2, seed: int | None = None) -> Split:
     """fastai's RandomSplitter: the same rows as fastai for the same seed."""
+    check_seed(seed)
     if not 0 <= valid_pct < 1:
         raise CollabkitError(f"valid_pct must be at least 0 and below 1, got {valid_pct}")
     gen = torch.Generator()
@@ -134,11 +148,11 @@ def ml100k_split(table: pd.DataFrame, name: str, user: str = "user", item: str =
             f"split {name!r} is defined on ML-100k's 100,000 rows in u.data order; "
             f"this table has {len(table):,} rows"
         )
-    n_users, n_items = table[user].nunique(), table[item].nunique()
-    if (n_users, n_items) != (943, 1682):
+    if ml100k_fingerprint(table, user, item) != ML100K_RATINGS_FINGERPRINT:
         raise CollabkitError(
-            f"split {name!r} is defined on ML-100k (943 users, 1682 items); this table has "
-            f"{n_users:,} users and {n_items:,} items"
+            f"split {name!r} is GroupLens's split of ML-100k's u.data in its file order; this table has "
+            "100,000 rows but not u.data's (user, item, rating) rows in that order (reordered, filtered "
+            "or edited?); load it with --data ml-100k, or use a random or kfold split"
         )
     n = len(table)
     rows = np.arange(n, dtype=np.int64)
@@ -155,22 +169,63 @@ def ml100k_split(table: pd.DataFrame, name: str, user: str = "user", item: str =
     )
 
 
-def kfold(n: int, k: int = 5, seed: int | None = None) -> Iterator[Split]:
-    """k shuffled folds: every row is in exactly one validation part."""
-    if not 2 <= k <= n:
-        raise CollabkitError(f"k must be between 2 and the number of rows ({n}), got {k}")
+def ml100k_fingerprint(table: pd.DataFrame, user: str = "user", item: str = "item") -> str | None:
+    """sha256 of the table's (user, item, rating) rows in order, as float64; None if they are not
+    numbers. Equal to `ML100K_RATINGS_FINGERPRINT` only for u.data's rows in u.data's order."""
+    cols = (user, item, "rating")
+    if any(c not in table.columns or not pd.api.types.is_numeric_dtype(table[c]) for c in cols):
+        return None
+    try:
+        rows = np.stack([table[c].to_numpy(dtype="float64") for c in cols], axis=1)  # (n, 3)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()
+
+
+def _check_k(n: int, k: int) -> None:
+    if isinstance(k, bool) or int(k) != k or not 2 <= k <= n:
+        raise CollabkitError(
+            f"k (the number of folds) must be a whole number from 2 to the number of rows ({n:,}), got {k}"
+        )
+
+
+def kfold_split(n: int, k: int = 5, seed: int | None = None, fold: int = 0) -> Split:
+    """Fold `fold` of k shuffled folds (the same rows as `kfold`'s), built alone: memory is O(n)
+    whatever k is."""
+    _check_k(n, k)
+    check_seed(seed)
+    if not 0 <= fold < k:
+        raise CollabkitError(f"fold must be in 0..{k - 1}, got {fold}")
     perm = np.random.default_rng(seed).permutation(n).astype(np.int64)
-    for part in np.array_split(perm, k):
-        mask = np.ones(n, dtype=bool)
-        mask[part] = False
-        yield np.flatnonzero(mask).astype(np.int64), np.sort(part)
+    size, extra = divmod(n, k)  # np.array_split's parts: the first `extra` hold one more row
+    start = fold * size + min(fold, extra)
+    part = perm[start : start + size + (fold < extra)]
+    mask = np.ones(n, dtype=bool)
+    mask[part] = False
+    return np.flatnonzero(mask).astype(np.int64), np.sort(part)
+
+
+def kfold(n: int, k: int = 5, seed: int | None = None) -> Iterator[Split]:
+    """k shuffled folds: every row is in exactly one validation part (each built when reached)."""
+    _check_k(n, k)
+    check_seed(seed)
+    for fold in range(k):
+        yield kfold_split(n, k, seed, fold)
 
 
 def _timestamps(table: pd.DataFrame, column: str) -> np.ndarray:
+    """The column as numbers in time order: numbers, dates or datetimes (ISO text such as 2023-01-02
+    becomes Unix seconds). Text that is neither is refused, never ordered as text."""
     if column not in table.columns:
         have = ", ".join(map(str, table.columns))
         raise CollabkitError(f"a time split needs a timestamp column {column!r}; the table has: {have}")
-    return table[column].to_numpy()
+    try:
+        return parse_timestamps(table[column], whole=False)
+    except BadTimestamp as e:
+        raise CollabkitError(
+            f"a time split orders rows by column {column!r}, which must hold numbers or dates; "
+            f"row {e.pos} holds {excerpt(table[column].iloc[e.pos])} ({e.message})"
+        ) from None
 
 
 def last_n_per_user(
@@ -236,9 +291,7 @@ def make_split(
     if spec.kind in ML100K_SPLITS:
         return ml100k_split(table, spec.kind, cols["user"], cols["item"])
     if spec.kind == "kfold":
-        if spec.k > n:
-            raise CollabkitError(f"k must be at most the number of rows ({n}), got {spec.k}")
-        return list(kfold(n, spec.k, spec.seed))[spec.fold]
+        return kfold_split(n, spec.k, spec.seed, spec.fold)
     if spec.kind == "last":
         return last_n_per_user(table, spec.last_n, cols["user"], cols["timestamp"])
     if spec.kind == "recent":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ NA = "#na#"
 # fastai does), "error" raises UnknownIdError. Not to be confused with what a trained model answers
 # for such an id (`collabkit.recommend.recommender`'s prediction policy: refuse, or the mean).
 UnknownIdEncoding = Literal["na", "error"]
+_PRINTED_INT = re.compile(r"-?(?:0|[1-9][0-9]*)", re.ASCII)  # what str() of a Python int prints
 
 
 def _plain(value: Any) -> Any:
@@ -39,6 +41,7 @@ class Vocab(Sequence[Any]):
         if len(self.o2i) != len(self.items):
             raise ValueError(f"{name} vocabulary has repeated values")
         self._index = pd.Index(self.items[1:])
+        self._printed: dict[str, Any] | None = None  # str(id) -> id for ids neither text nor int
 
     @classmethod
     def from_values(cls, values: Iterable[Any], *, name: str = "item") -> Vocab:
@@ -84,6 +87,30 @@ class Vocab(Sequence[Any]):
                 f"({len(self) - 1} known {self.name}s); it may only be in the validation data"
             )
         return codes
+
+    def find(self, text: str) -> Any | None:
+        """The id that `text` names, or None: the id whose `str()` is `text` after trimming spaces.
+
+        Exactly that and nothing more: for an integer id 10, "10" and " 10 " match, but "1_0",
+        "+10", "010", "10.0", fullwidth "１０" and Arabic-Indic "١٠" do not (Python's int() would
+        take them all). A text id matches itself, trimmed.
+        """
+        key = text.strip()
+        if key == NA:
+            return None
+        if key in self.o2i:
+            return key
+        if _PRINTED_INT.fullmatch(key):
+            number = int(key)
+            index = self.o2i.get(number)
+            if index is not None and type(self.items[index]) is int:  # not 10.0 or True
+                return number
+            return None
+        if self._printed is None:
+            self._printed = {
+                str(v): v for v in self.items[1:] if not isinstance(v, str) and type(v) is not int
+            }
+        return self._printed.get(key)
 
     def decode(self, indices: Iterable[int]) -> list[Any]:
         """Raw ids of indices."""
