@@ -139,3 +139,37 @@ def test_models_command_lists_every_family_with_its_settings() -> None:
     text = runner.invoke(app, ["models", "ials"]).output
     assert "-o n_factors=64" in text and "--recipe" not in text
     assert runner.invoke(app, ["models", "nope"]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "settings", "words"),
+    [
+        (
+            "ials",
+            {"reg": 1e-300, "alpha": 1e300, "n_factors": 4},
+            "ials: the alternating solve failed numerically",
+        ),
+        ("bpr", {"lr": 1e30, "n_factors": 2, "epochs": 3, "bs": 2}, "bpr: training"),
+    ],
+)
+def test_a_fit_that_fails_numerically_names_its_settings(name: str, settings: dict, words: str) -> None:
+    import torch
+
+    from collabkit.models import build_model
+
+    x = torch.tensor([[1, 1], [1, 2], [2, 1], [2, 3], [3, 2]])
+    y = torch.tensor([5.0, 4.0, 3.0, 5.0, 1.0])
+    model = build_model(ModelConfig(name, 4, 4, **settings))
+    with pytest.raises(CollabkitError, match=words) as err:
+        model.fit_direct(x, y)
+    assert all(f"{k}=" in str(err.value) for k in settings if k in ("reg", "alpha", "lr"))
+
+
+def test_a_singular_fold_in_says_what_to_change() -> None:
+    import torch
+
+    from collabkit.models import build_model
+
+    model = build_model(ModelConfig("dotbias", 4, 4, n_factors=8, y_range=(0.0, 5.5)))
+    with pytest.raises(CollabkitError, match="strength 0 a few ratings cannot determine every factor"):
+        model.fold_in(torch.tensor([1]), torch.tensor([5.0]), torch.zeros(10), 0.0)

@@ -312,6 +312,21 @@ def predict_ratings(model: nn.Module, x: Tensor) -> Tensor:
     return out.reshape(-1)
 
 
+def numeric_failure(family: str, what: str, settings: dict[str, Any], way_out: str) -> CollabkitError:
+    """The one-line error for a fit or solve that failed numerically, naming the settings behind it."""
+    named = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+    return CollabkitError(f"{family}: {what} failed numerically with {named}; {way_out}")
+
+
+def require_finite(
+    family: str, what: str, tensors: dict[str, Tensor], settings: dict[str, Any], way_out: str
+) -> None:
+    """Raise `numeric_failure` when a fit left NaN or infinite values in any of `tensors`."""
+    bad = [name for name, t in tensors.items() if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise numeric_failure(family, f"{what} ({', '.join(bad)} not finite)", settings, way_out)
+
+
 def model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     if p is None:

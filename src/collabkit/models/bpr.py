@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from collabkit.models.base import ModelConfig, register
+from collabkit.models.base import ModelConfig, numeric_failure, register, require_finite
 from collabkit.models.ranking_base import RankingModel
 from collabkit.models.settings import MAX_BATCH, MAX_EPOCHS, MAX_FACTORS, FamilySettings
 
@@ -70,6 +70,11 @@ class BPR(RankingModel):
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
+        s = self.settings
+        require_finite(
+            self.name, "training", {"user_factors": users, "item_factors": items, "item_bias": bias},
+            {"lr": s.lr, "reg": s.reg, "bs": s.bs}, "a smaller lr keeps Adam's steps from diverging",
+        )  # fmt: skip
         self.user_factors.copy_(users.detach())
         self.item_factors.copy_(items.detach())
         self.item_bias.copy_(bias.detach())
@@ -101,5 +106,10 @@ class BPR(RankingModel):
         start = prior[:-1].double().to(items.device)
         lam = max(float(strength), 1e-3) * len(items) / max(len(item_idx), 1)
         gram = items.T @ items + lam * torch.eye(items.shape[1], dtype=items.dtype, device=items.device)
-        u = start + torch.linalg.solve(gram, items.T @ (target - items @ start))
+        try:
+            u = start + torch.linalg.solve(gram, items.T @ (target - items @ start))
+        except torch.linalg.LinAlgError:
+            raise numeric_failure(
+                self.name, "folding in the new user", {"strength": strength}, "give a strength above 0"
+            ) from None
         return torch.cat([u.float(), torch.ones(1, device=u.device)])

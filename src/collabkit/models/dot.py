@@ -12,7 +12,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
-from collabkit.models.base import CollabModel, DotTables, Explanation, ModelConfig, register
+from collabkit.models.base import CollabModel, DotTables, Explanation, ModelConfig, numeric_failure, register
 from collabkit.models.core import Embedding, sigmoid_range
 from collabkit.models.settings import CHAPTER, MAX_FACTORS, FamilySettings, Recipe, check_y_range
 
@@ -106,7 +106,15 @@ class _DotFamily(CollabModel):
             design, start = side, prior
         resid = target - design @ start
         gram = design.T @ design + strength * torch.eye(design.shape[1], dtype=torch.float64)
-        sol = start + torch.linalg.solve(gram, design.T @ resid)
+        try:
+            sol = start + torch.linalg.solve(gram, design.T @ resid)
+        except torch.linalg.LinAlgError:
+            raise numeric_failure(
+                self.name,
+                "folding in the new user",
+                {"strength": strength},
+                "with strength 0 a few ratings cannot determine every factor: give a strength above 0",
+            ) from None
         if has_bias:
             sol = torch.cat([sol, torch.ones(1, dtype=torch.float64)])
         return sol.float().to(prior.device)

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from collabkit.models.base import ModelConfig, register
+from collabkit.models.base import ModelConfig, numeric_failure, register
 from collabkit.models.ranking_base import (
     RankingModel,
     Values,
@@ -63,7 +63,15 @@ class EASE(RankingModel):
         p = self.settings.dropout
         penalty = self.settings.l2 + p / (1.0 - p) * gram.diagonal()
         gram.diagonal().add_(penalty)
-        inv = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # gram is SPD: half inv's time
+        try:
+            inv = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # gram is SPD: half inv's time
+        except torch.linalg.LinAlgError:
+            raise numeric_failure(
+                self.name,
+                "the closed-form inverse",
+                {"l2": self.settings.l2, "dropout": p},
+                "a larger l2 keeps X'X + l2 I invertible",
+            ) from None
         b = -inv / inv.diagonal()[None, :]  # B_ij = -P_ij / P_jj
         b.fill_diagonal_(0.0)
         self.interactions.copy_(xs)

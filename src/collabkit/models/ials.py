@@ -21,7 +21,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from collabkit.models.base import ModelConfig, register
+from collabkit.models.base import ModelConfig, numeric_failure, register, require_finite
 from collabkit.models.ranking_base import RankingModel, Values, values_field
 from collabkit.models.settings import MAX_FACTORS, FamilySettings
 
@@ -77,9 +77,18 @@ class ImplicitALS(RankingModel):
         reg = self.settings.reg
         u, it = self.user_factors.clone(), self.item_factors.clone()
         u.zero_()  # the first sweep solves the users from the random items
-        for _ in range(self.settings.iterations):
-            u = _solve_side(by_user, ones_u, it, reg)
-            it = _solve_side(by_item, ones_i, u, reg)
+        s = self.settings
+        used = {"reg": s.reg, "alpha": s.alpha, "n_factors": s.n_factors}
+        way_out = "a larger reg (or a smaller alpha) keeps every k x k system well conditioned"
+        try:
+            for _ in range(s.iterations):
+                u = _solve_side(by_user, ones_u, it, reg)
+                it = _solve_side(by_item, ones_i, u, reg)
+        except torch.linalg.LinAlgError:
+            raise numeric_failure(self.name, "the alternating solve", used, way_out) from None
+        require_finite(
+            self.name, "the alternating solve", {"user_factors": u, "item_factors": it}, used, way_out
+        )
         self.user_factors.copy_(u)
         self.item_factors.copy_(it)
 
@@ -105,7 +114,12 @@ class ImplicitALS(RankingModel):
         k = items.shape[1]
         a = items.T @ items + (rated.T * c1) @ rated + self.settings.reg * torch.eye(k, dtype=items.dtype)
         b = rated.T @ (1.0 + c1)  # (k,)
-        return torch.linalg.solve(a, b).float()
+        try:
+            return torch.linalg.solve(a, b).float()
+        except torch.linalg.LinAlgError:
+            raise numeric_failure(
+                self.name, "folding in the new user", {"reg": self.settings.reg}, "a larger reg"
+            ) from None
 
 
 def _last_of_each(key: Tensor) -> tuple[Tensor, Tensor]:
