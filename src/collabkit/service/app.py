@@ -1,6 +1,6 @@
 """The FastAPI app over a trained model: `create_app`, the API-key and body-size guard, error
-handlers, the page and `/docs`. The routes are in `routes.py`, their bodies in `schemas.py`, what
-they receive in `deps.py`.
+handlers, the page, its login and `/docs`. The routes are in `routes.py`, their bodies in
+`schemas.py`, what they receive in `deps.py`, the key and the page's session in `auth.py`.
 
 `create_app(path_or_recommender)` loads the model once and answers JSON: recommendations for a known
 user or for a new user's ratings, similar items, predictions, explained predictions, title search,
@@ -8,35 +8,48 @@ the embedding map, the biases and the model's own settings and training history.
 page in `static/`, served by the same process. Every answer is deterministic: the same request gives
 the same bytes. Any family serves: a route its capabilities cannot answer is refused with 422.
 
-Errors are JSON with a `detail`: 404 for an unknown user or item (and for a title naming several
-items, with the `candidates`), 422 for bad parameters, a question the family cannot answer or any
-other `CollabkitError`, 413 for a body over `MAX_BODY_BYTES`, 401 for a missing or wrong API key.
+Every error is JSON in one documented shape (`schemas.ErrorResponse`: a one-line `detail`, plus
+`errors` for a bad field or `candidates` for an ambiguous title): 404 for an unknown user or item,
+422 for bad parameters or body (a body that is not UTF-8 JSON of finite numbers included), a
+question the family cannot answer or any other `CollabkitError`, 413 for a body over
+`MAX_BODY_BYTES`, 401 for a missing or wrong API key, 405 with every method of the path in `Allow`.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Security
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from collabkit.errors import AmbiguousIdError, CollabkitError, UnknownIdError
 from collabkit.recommend import Recommender
+from collabkit.service.auth import (
+    CHALLENGE,
+    KEY_HEADER,
+    REFUSED,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Sessions,
+    authenticated,
+    login_page,
+)
 from collabkit.service.deps import VERSION, build_state, plain
-from collabkit.service.routes import router
-from collabkit.service.schemas import MAX_BODY_BYTES, MAX_BODY_RATINGS
+from collabkit.service.routes import public, router
+from collabkit.service.schemas import MAX_BODY_BYTES, MAX_BODY_RATINGS, UNAUTHORIZED
 
 STATIC = Path(__file__).with_name("static")
-KEY_HEADER = "x-api-key"
-KEY_COOKIE = "collabkit_key"
+OPEN_PATHS = ("/health", "/login", "/static/style.css")  # no key: liveness, the login form, its look
 # /docs runs Swagger UI 5.35.0 (npm swagger-ui-dist@5.35.0, Apache-2.0; licences in
 # static/swagger-ui-bundle.js.LICENSE.txt), shipped in static/: Swagger UI 4 cannot read the
 # OpenAPI 3.1 that FastAPI writes ("Unable to render this definition"), and a CDN is not offline.
@@ -45,49 +58,49 @@ SWAGGER_CSS = "static/swagger-ui.css"
 PAGE_HEADERS = {  # the page loads only its own files and talks only to this service
     "cache-control": "no-cache",
     "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "frame-ancestors 'none'",
+    "form-action 'self'; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
+
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 Receive = Callable[[], Awaitable[Any]]
 Send = Callable[[Any], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 
-def _check_key(scope: MutableMapping[str, Any], api_key: str) -> bool:
-    """Whether the request carries `api_key`: header, bearer token, cookie, or `/?api_key=` for the page."""
+def _credentials(scope: MutableMapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """The request's key header, bearer token and session cookie (each None when absent)."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-    given = headers.get(KEY_HEADER)
     auth = headers.get("authorization", "")
-    if given is None and auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    if given is None:
-        for part in headers.get("cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == KEY_COOKIE:
-                given = value
-    if given is None and scope.get("path") == "/":
-        given = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("api_key") or [None])[0]
-    return given is not None and hmac.compare_digest(given.encode(), api_key.encode())
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    cookie = None
+    for part in headers.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == SESSION_COOKIE:
+            cookie = value
+    return headers.get(KEY_HEADER.lower()), token, cookie
 
 
 class _Guard:
-    """ASGI middleware: the API key (every path but /health) and the body-size cap, before routing."""
+    """ASGI middleware: the API key or session (every path but `OPEN_PATHS`) and the body-size cap,
+    before routing, so a refused request reaches no route, no body parser and no static file."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body: int) -> None:
-        self.app, self.api_key, self.max_body = app, api_key, max_body
+    def __init__(self, app: ASGIApp, sessions: Sessions | None, max_body: int) -> None:
+        self.app, self.sessions, self.max_body = app, sessions, max_body
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.api_key and scope.get("path") != "/health" and not _check_key(scope, self.api_key):
-            await _send_json(
-                send, 401, {"detail": f"missing or wrong API key: send it in the {KEY_HEADER!r} header "
-                            "(or 'Authorization: Bearer KEY'); for the page, open /?api_key=KEY once"},
-                [(b"www-authenticate", b'Bearer realm="collabkit"')],
-            )  # fmt: skip
+        path = scope.get("path")
+        if self.sessions and path not in OPEN_PATHS and not self.sessions.accepts(*_credentials(scope)):
+            if path == "/" and scope.get("method") in ("GET", "HEAD"):  # the page: its login form
+                await _send(send, 401, login_page().encode(), b"text/html; charset=utf-8", PAGE_HEADERS)
+            else:
+                body = json.dumps({"detail": REFUSED}).encode()
+                await _send(send, 401, body, b"application/json", CHALLENGE)
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length":
@@ -96,7 +109,8 @@ class _Guard:
                 except ValueError:
                     size = self.max_body + 1
                 if size > self.max_body:
-                    await _send_json(send, 413, {"detail": _too_large(self.max_body)})
+                    body = json.dumps({"detail": _too_large(self.max_body)}).encode()
+                    await _send(send, 413, body, b"application/json")
                     return
         seen = 0
         max_body = self.max_body
@@ -117,12 +131,12 @@ def _too_large(limit: int) -> str:
     return f"request body over {limit:,} bytes; send at most {MAX_BODY_RATINGS} ratings"
 
 
-async def _send_json(
-    send: Send, status: int, body: Any, extra: list[tuple[bytes, bytes]] | None = None
+async def _send(
+    send: Send, status: int, data: bytes, content_type: bytes, extra: Mapping[str, str] | None = None
 ) -> None:
-    data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+    headers = [(b"content-type", content_type), (b"content-length", str(len(data)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
 
@@ -143,14 +157,51 @@ async def _failed(_: Request, e: Exception) -> JSONResponse:  # logged by uvicor
     return JSONResponse({"detail": f"internal error ({type(e).__name__}); see the server's log"}, 500)
 
 
+def _message(err: Mapping[str, Any]) -> str:
+    """A validation error's message; for a body that is not JSON, what was wrong with it."""
+    msg = str(err.get("msg", ""))
+    ctx = err.get("ctx")
+    if err.get("type") == "json_invalid" and isinstance(ctx, Mapping) and ctx.get("error"):
+        msg = f"{msg}: {ctx['error']}"
+    return msg
+
+
 async def _invalid(_: Request, e: Exception) -> JSONResponse:
+    """422 in the documented `ErrorResponse` shape: a one-line `detail`, and each field in `errors`."""
     found = e.errors() if isinstance(e, RequestValidationError) else []
     errors = [
-        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+        {"loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())], "msg": _message(err),
+         "type": str(err.get("type", ""))}
         for err in found
-    ]
+    ]  # fmt: skip
     summary = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in errors)
     return JSONResponse({"detail": summary or "invalid request", "errors": errors}, status_code=422)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers at the request's path (for a 405's `Allow`).
+
+    Asked of the router itself, method by method: one route knows only its own methods, so Starlette's
+    405 for `OPTIONS /recommend` named GET and not POST. Static files (a mount) keep their own rule.
+    """
+    allowed = []
+    for method in HTTP_METHODS:
+        scope = {**request.scope, "method": method}
+        routes = (r for r in request.app.router.routes if not isinstance(r, Mount))
+        if any(r.matches(scope)[0] == Match.FULL for r in routes):
+            allowed.append(method)
+    return allowed
+
+
+async def _http_error(request: Request, e: Exception) -> Response:
+    """Starlette's errors in the one error shape; a 405 lists every method of the path, not one route's."""
+    if not isinstance(e, StarletteHTTPException):
+        raise e
+    headers = dict(e.headers or {})
+    allowed = allowed_methods(request) if e.status_code == 405 else []
+    if allowed:  # (static files answer their own 405)
+        headers["Allow"] = ", ".join(allowed)
+    return await http_exception_handler(request, StarletteHTTPException(e.status_code, e.detail, headers))
 
 
 def create_app(
@@ -160,39 +211,70 @@ def create_app(
     genres: Mapping[Any, str] | None = None,
     max_body: int = MAX_BODY_BYTES,
     title: str = "collabkit",
+    session_secret: bytes | None = None,
 ) -> FastAPI:
     """A FastAPI app answering for one trained model, loaded once (a folder, or a Recommender).
 
     Args:
-        api_key: when given, every path but /health needs it (header `X-API-Key`, `Authorization:
-            Bearer`, or for the page `/?api_key=KEY` once, which sets a cookie).
+        api_key: when given, every path but /health needs it: header `X-API-Key` (percent-encoded
+            as UTF-8 if it has characters other than ASCII) or `Authorization: Bearer`; the page
+            logs in with a form that POSTs it to /login and gets a signed session cookie.
         genres: raw item id -> "Genre|Genre", to colour the map (saved models keep no genres).
         max_body: the largest request body in bytes; larger ones get 413.
+        session_secret: signs the page's session tokens; by default random per app. Worker
+            processes serving one port share one, so a session from one is good on the others.
     """
     rec = model if isinstance(model, Recommender) else Recommender.load(model)
     app = FastAPI(
         title=f"{title}: {rec.trained.name} model",
         version=VERSION,
         description="Recommendations, similar items, predictions and explanations from a trained model. "
-        "A route the model's family cannot answer (`x-requires` names what it needs) answers 422.",
+        "A route the model's family cannot answer (`x-requires` names what it needs) answers 422. "
+        "Every error is an `ErrorResponse`.",
         docs_url=None,  # FastAPI's own /docs loads Swagger UI from a CDN; ours serves it from the package
         redoc_url=None,
     )
+    sessions = Sessions(api_key, session_secret) if api_key else None
     app.state.service = build_state(rec, genres)
-    app.add_middleware(_Guard, api_key=api_key or None, max_body=max_body)  # type: ignore[arg-type]
+    app.state.sessions = sessions
+    app.add_middleware(_Guard, sessions=sessions, max_body=max_body)  # type: ignore[arg-type]
     app.add_exception_handler(AmbiguousIdError, _ambiguous)
     app.add_exception_handler(UnknownIdError, _unknown)
     app.add_exception_handler(CollabkitError, _bad_input)
     app.add_exception_handler(Exception, _failed)
     app.add_exception_handler(RequestValidationError, _invalid)
-    app.include_router(router)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.include_router(public)
+    if sessions is None:
+        app.include_router(router)
+    else:  # the guard refuses first; the dependency documents the schemes (and checks again)
+        app.include_router(router, dependencies=[Security(authenticated)], responses=UNAUTHORIZED)
+
+        @app.post("/login", include_in_schema=False)
+        async def login(request: Request) -> Response:
+            """The page's login form: the key in a POST body, answered with a signed session cookie."""
+            try:
+                fields = parse_qs((await request.body()).decode("ascii"), errors="strict")
+            except UnicodeError:  # a form body is ASCII, its key percent-encoded as UTF-8
+                fields = {}
+            if not sessions.key_matches((fields.get("api_key") or [""])[0]):
+                page = login_page("That is not the key this service was started with.")
+                return HTMLResponse(page, status_code=401, headers=PAGE_HEADERS)
+            response = RedirectResponse("./", status_code=303)  # relative: works under a proxy's sub-path
+            response.set_cookie(
+                SESSION_COOKIE,
+                sessions.issue(),
+                max_age=SESSION_SECONDS,
+                path=None,  # the folder of /login: the service's root, also under a proxy's sub-path
+                secure=request.url.scheme == "https",
+                httponly=True,
+                samesite="strict",
+            )
+            return response
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        response = FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
-        if api_key:  # the page's own requests then carry the key
-            response.set_cookie(KEY_COOKIE, api_key, httponly=True, samesite="strict")
-        return response
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

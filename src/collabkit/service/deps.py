@@ -1,5 +1,6 @@
-"""What the routes receive through FastAPI dependencies: the Recommender, the per-app state, and
-the capability gate that refuses a route the model's family cannot answer (422 naming what it lacks).
+"""What the routes receive through FastAPI dependencies: the Recommender, the per-app state, the
+capability gate that refuses a route the model's family cannot answer (422 naming what it lacks),
+and the strict reading of every request (`StrictRoute`: declared parameters only, strict JSON).
 
 `ServiceState` is made once per app (`build_state`) and kept on `app.state.service`; a route asks
 for it (or for the Recommender) with `Depends`, so a test can call a route function directly with
@@ -8,14 +9,17 @@ the state passed in.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
 from importlib import metadata
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 import collabkit.interpret as interpret
@@ -23,6 +27,8 @@ from collabkit.models.base import Capabilities
 from collabkit.recommend import Recommender
 from collabkit.recommend.why import WhyTables, why_tables
 from collabkit.service.schemas import MAP_POINTS
+
+MAX_JSON_DIGITS = 30  # a longer integer in a body is beyond every documented range: refused unparsed
 
 # The installed package's version (collabkit/__init__ is the facade, above this layer).
 VERSION = metadata.version("collabkit")
@@ -206,3 +212,85 @@ def requires(*needs: str) -> dict[str, Any]:
     """Route keyword arguments gating it on capabilities, named in the OpenAPI description too
     (`x-requires`), so clients and the contract test read the rule instead of guessing it."""
     return {"dependencies": [Depends(Requires(*needs))], "openapi_extra": {"x-requires": list(needs)}}
+
+
+def _not_json(what: str, doc: str = "", pos: int = 0) -> json.JSONDecodeError:
+    return json.JSONDecodeError(what, doc, pos)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _not_json(f"number {text[:40]} is beyond a 64-bit float")
+    return value
+
+
+def _short_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise _not_json(f"integer of {len(text)} digits is beyond every documented range")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise _not_json(f"{name} is not JSON (a number must be finite)")
+
+
+def strict_json(body: bytes) -> Any:
+    """The JSON value of a request body, as RFC 8259 has it: UTF-8, finite numbers, no NaN/Infinity.
+
+    Raises json.JSONDecodeError for anything else (bytes that are not UTF-8, a number too large for
+    a float, a 31-digit integer, nesting deeper than the parser goes), which FastAPI answers with its
+    documented 422, where Python's lenient `json.loads` would let NaN through or fail in a way FastAPI
+    answers with an undocumented 400.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _not_json(f"the body is not UTF-8 (byte 0x{body[e.start]:02x} at {e.start})") from None
+    try:
+        return json.loads(text, parse_float=_finite_float, parse_int=_short_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise _not_json("the body nests arrays or objects too deeply") from None
+
+
+class StrictJSONRequest(Request):
+    """A request whose `json()` is `strict_json` of its body."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = strict_json(await self.body())
+        return self._json
+
+
+def query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route reads, its dependencies' included."""
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= query_names(sub)
+    return names
+
+
+class StrictRoute(APIRoute):
+    """A route that takes only what it documents: a query parameter it does not declare is a 422
+    naming the ones it takes (not silently ignored, as `/recommend?popularity_penalty=2` was), and its
+    JSON body is read with `strict_json` (every malformed body a documented 422)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        known = sorted(query_names(self.dependant))
+
+        async def strict(request: Request) -> Response:
+            unknown = sorted(set(request.query_params) - set(known))
+            if unknown:
+                takes = f"{request.method} {self.path} takes {', '.join(known) if known else 'no parameters'}"
+                msg = f"not a parameter of this route ({takes})"
+                raise RequestValidationError(
+                    [
+                        {"type": "extra_forbidden", "loc": ("query", name), "msg": msg,
+                         "input": request.query_params[name]}
+                        for name in unknown
+                    ]
+                )  # fmt: skip
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict

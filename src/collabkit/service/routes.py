@@ -19,11 +19,14 @@ from fastapi import APIRouter, Query
 
 import collabkit.interpret as interpret
 from collabkit.recommend.why import bias_min_count, why_recommended
-from collabkit.service.deps import VERSION, Rec, State, plain, requires, search_titles
+from collabkit.service.deps import VERSION, Rec, State, StrictRoute, plain, requires, search_titles
 from collabkit.service.schemas import (
     ERRORS,
+    INVALID,
+    MAX_COUNT,
     MAX_RESULTS,
     MAX_SEARCH_RESULTS,
+    TOO_LARGE,
     BiasEntry,
     BiasesResponse,
     CatalogueEntry,
@@ -46,13 +49,16 @@ from collabkit.service.schemas import (
     WhyEntry,
 )
 
-router = APIRouter()
+# An undeclared query parameter or a body that is not strict UTF-8 JSON: 422. `public` answers
+# without the key (liveness); `router` holds every other route, behind the key when there is one.
+public = APIRouter(route_class=StrictRoute)
+router = APIRouter(route_class=StrictRoute)
 
 UserText = Annotated[str, Query(max_length=200, description="Raw id of a user the model trained on.")]
 ItemText = Annotated[str, Query(max_length=500, description="An item id, or a title naming one item.")]
 
 
-@router.get("/health", response_model=HealthResponse)
+@public.get("/health", response_model=HealthResponse, responses=INVALID)
 async def health(state: State) -> HealthResponse:
     """Liveness, and what is loaded: the model's name, catalogue size and capabilities (no key needed)."""
     return HealthResponse(
@@ -83,7 +89,12 @@ async def recommend_user(
     )
 
 
-@router.post("/recommend", response_model=NewUserRecommendResponse, responses=ERRORS, **requires("fold_in"))
+@router.post(
+    "/recommend",
+    response_model=NewUserRecommendResponse,
+    responses={**ERRORS, **TOO_LARGE},
+    **requires("fold_in"),
+)
 async def recommend_new(body: RatingsRequest, rec: Rec, state: State) -> NewUserRecommendResponse:
     """Recommendations for a new user folded in from their ratings (titles or ids), each with a why."""
     new = rec.fold_in(body.ratings)
@@ -119,7 +130,7 @@ async def similar(
     state: State,
     n: Annotated[int, Query(ge=1, le=MAX_RESULTS)] = 5,
     min_count: Annotated[
-        int, Query(ge=1, description="Only neighbours with at least this many ratings.")
+        int, Query(ge=1, le=MAX_COUNT, description="Only neighbours with at least this many ratings.")
     ] = 1,
 ) -> SimilarResponse:
     """The n items whose vectors point most nearly the same way (cosine similarity)."""
@@ -146,7 +157,7 @@ async def predict(user: UserText, item: ItemText, rec: Rec) -> PredictResponse:
     return PredictResponse(user=plain(uid), item=plain(iid), title=rec.title(iid), rating=rating)
 
 
-@router.get("/items", response_model=ItemsResponse)
+@router.get("/items", response_model=ItemsResponse, responses=INVALID)
 async def items(
     state: State,
     q: Annotated[
@@ -216,6 +227,7 @@ async def biases(
         int | None,
         Query(
             ge=1,
+            le=MAX_COUNT,
             description="Only items with this many ratings; default: 20, or fewer for a small catalogue.",
         ),
     ] = None,
@@ -233,7 +245,7 @@ async def biases(
     return BiasesResponse(min_count=min_count, **rows)
 
 
-@router.get("/model", response_model=ModelResponse)
+@router.get("/model", response_model=ModelResponse, responses=INVALID)
 async def model_info(rec: Rec, state: State) -> ModelResponse:
     """The model's settings, training data, held-out figures and epoch history."""
     t = rec.trained

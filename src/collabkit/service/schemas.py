@@ -16,6 +16,7 @@ MAX_BODY_RATINGS = 200  # the most ratings one request may send for a new user
 MAX_BODY_BYTES = 64 * 1024  # the largest request body
 MAX_SEARCH_RESULTS = 100  # the most titles one search returns
 MAP_POINTS = 1000  # the chapter maps the 1000 most rated items
+MAX_COUNT = 2**31 - 1  # the largest count a request may name (`min_count`): beyond it, 422, not an overflow
 
 ItemId = int | str
 
@@ -80,7 +81,7 @@ class NewUserRecommendResponse(BaseModel):
 class RatingsRequest(BaseModel):
     """A new user's ratings, by item id or title, and how many recommendations to return."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN or infinity: 422
     ratings: dict[str, float] = Field(max_length=MAX_BODY_RATINGS, examples=[{"Star Wars (1977)": 5}])
     n: int = Field(10, ge=1, le=MAX_RESULTS)
 
@@ -188,15 +189,37 @@ class ModelResponse(BaseModel):
     history: list[dict[str, Any]]
 
 
+class FieldError(BaseModel):
+    """One parameter or body field that failed validation."""
+
+    loc: list[str | int] = Field(description="Where: 'query', 'body' and the field's path.")
+    msg: str
+    type: str
+
+
 class ErrorResponse(BaseModel):
-    detail: Any
-    candidates: list[dict[str, Any]] | None = None
+    """Every error answer: one line in `detail`; the fields at fault (422) or the titles' items (404)."""
+
+    detail: str = Field(description="What went wrong, in one line.")
+    errors: list[FieldError] | None = Field(
+        None, description="422 for bad parameters or body: each field at fault (absent otherwise)."
+    )
+    candidates: list[dict[str, Any]] | None = Field(
+        None, description="404 for a title naming several items: those items (absent otherwise)."
+    )
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "Unknown user or item, or a title naming several items"},
-    422: {
-        "model": ErrorResponse,
-        "description": "Bad parameters, or a question the model's family cannot answer",
-    },
+def error(description: str) -> dict[str, Any]:
+    """One documented error response, in the one error body every error answer has."""
+    return {"model": ErrorResponse, "description": description}
+
+
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: error("Bad parameters or body (`errors` names each field), or a question the family cannot answer")
 }
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: error("Unknown user or item, or a title naming several items (`candidates` lists them)"),
+    **INVALID,
+}
+TOO_LARGE: dict[int | str, dict[str, Any]] = {413: error(f"Request body over {MAX_BODY_BYTES:,} bytes")}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: error("Missing or wrong API key or session")}

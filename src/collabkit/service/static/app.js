@@ -45,7 +45,7 @@ function showError(error) {
     box.hidden = true;
     return;
   }
-  box.textContent = error.status === 401 ? "This service needs an API key: open the page as /?api_key=KEY." : error.message;
+  box.textContent = error.status === 401 ? "The session has ended (it lasts 12 hours, or until the service restarts): reload the page to log in again." : error.message;
   box.hidden = false;
 }
 
