@@ -252,3 +252,39 @@ def test_first_screen_of_every_family(name: str, browser: Any, tmp_path: Path) -
             assert all(("★ predicted" in s) == caps.ratings for s in scores), scores
         finally:
             page.close()
+
+
+@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)])
+def test_login_with_a_key_then_the_page_works(width: int, height: int, browser: Any, tmp_path: Path) -> None:
+    """A keyed service: the page's login form (a wrong key first), then the page itself; the key is in
+    no URL the browser requested and in no cookie."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    key = 'k;ey "ü"'
+    folder, _ = train_tiny_model(tmp_path)
+    with serving(create_app(folder, api_key=key)) as url:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        urls: list[str] = []
+        page.on("request", lambda r: urls.append(r.url))
+        try:
+            page.goto(url + "/")
+            page.wait_for_selector("#api-key")
+            page.screenshot(path=str(ARTIFACTS / f"login-{width}.png"), full_page=True)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            page.fill("#api-key", "wrong")
+            page.press("#api-key", "Enter")
+            page.wait_for_selector("p.error")
+            assert "not the key" in page.inner_text("p.error")
+            page.fill("#api-key", key)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#recs li")
+            assert "dotbias model" in page.inner_text("#model-line")
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            page.screenshot(path=str(ARTIFACTS / f"page-after-login-{width}.png"), full_page=True)
+            cookies = context.cookies()
+            assert [c["name"] for c in cookies] == ["collabkit_session"] and cookies[0]["httpOnly"]
+            assert not [c for c in cookies if "ey" in c["value"] or "%" in c["value"]]
+            assert not [u for u in urls if "k%3Bey" in u or "api_key" in u or "ey%20" in u], urls
+        finally:
+            context.close()
