@@ -96,7 +96,13 @@ def test_duplicates_are_refused_by_default_or_resolved_as_asked(tmp_path: Path) 
     assert mean["rating"].tolist() == [5.0, 3.0, 1.0] and mean.attrs["duplicates_dropped"] == 1
     frame = pd.DataFrame({"u": [1, 1, 2], "i": [2, 2, 2], "r": [4.0, 2.0, 1.0]})
     with pytest.raises(DataError, match="at rows 0 and 1"):
-        CollabDataLoaders.from_df(frame, seed=0)
+        CollabDataLoaders.from_df(frame, seed=0, duplicates="error")
+    kept = CollabDataLoaders.from_df(
+        frame, seed=0, valid_pct=0.0
+    )  # the chapter's API keeps them, and says so
+    assert (
+        kept.train.n == 3 and kept.duplicates_kept == 1 and "1 rows repeat a (user, item) pair" in repr(kept)
+    )
     dls = CollabDataLoaders.from_df(frame, seed=0, duplicates="mean", valid_pct=0.0)
     assert dls.table["r"].tolist() == [3.0, 1.0] and dls.table.attrs["duplicates_dropped"] == 1
 

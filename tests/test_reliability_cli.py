@@ -289,3 +289,18 @@ def test_huge_numbers_and_options_that_do_not_apply_are_one_line(ratings_csv: Pa
         app, ["evaluate", str(out), "--data", str(ratings_csv), "--ranking", "--relevant", "nan"]
     )
     assert res.exit_code == 2 and "relevant_threshold must be a finite number" in res.output
+
+
+def test_duplicates_rule_is_one_option_and_its_effect_is_said(tmp_path: Path) -> None:
+    csv = tmp_path / "dup.csv"
+    csv.write_text("user,item,rating\n1,2,5\n1,2,3\n2,2,4\n2,3,1\n3,3,2\n3,2,5\n4,3,4\n4,2,2\n")
+    res = runner.invoke(app, ["train", "--data", str(csv), "--out", str(tmp_path / "a"), "-q"])
+    assert res.exit_code == 2 and "lines 2 and 3" in res.output and "--duplicates" in res.output
+    res = runner.invoke(app, ["train", "--data", str(csv), "--out", str(tmp_path / "b"), "-q",
+                              "--duplicates", "mean", "--valid-pct", "0.25"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "1 rows repeating a (user, item) pair dropped (--duplicates mean" in res.stderr
+    res = runner.invoke(
+        app, ["train", "--data", str(csv), "--out", str(tmp_path / "c"), "--duplicates", "keep"]
+    )
+    assert res.exit_code == 2 and "expected one of: error, last, mean" in res.output

@@ -722,11 +722,6 @@ def test_serve_on_a_port_in_use_is_one_line_and_no_banner(model: tuple[Path, pd.
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="persist._load_tensors and _check_shapes catch every Exception, OSError too, and call it a "
-    "damaged file; the fix (re-raise OSError) is in persist.py, which the service does not own",
-)
 def test_a_disk_fault_when_loading_says_so(
     model: tuple[Path, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
 ) -> None:

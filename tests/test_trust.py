@@ -266,3 +266,11 @@ def test_a_popularity_penalty_recommends_less_popular_items(ratings: pd.DataFram
     assert np.array_equal(rec.recommend_many(users, n=5, popularity_penalty=0.0).item_idx, plain.item_idx)
     with pytest.raises(CollabkitError, match="popularity_penalty"):
         rec.recommend(users[0], popularity_penalty=-1)
+
+
+def test_held_out_rows_that_repeat_a_trained_pair_are_counted_and_noted(ratings: pd.DataFrame) -> None:
+    doubled = pd.concat([ratings, ratings.iloc[:300]], ignore_index=True)  # 300 pairs rated twice
+    res = train(doubled, TrainConfig(epochs=1), log=None)
+    assert res.valid["overlap"] > 0 and "flattered" in res.valid["note"]
+    clean = train(ratings, TrainConfig(epochs=1), log=None)
+    assert "overlap" not in clean.valid

@@ -455,6 +455,8 @@ def _check_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
     try:
         with safe_open(str(path), framework="pt") as f:
             have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except OSError:
+        raise  # a disk fault (ENOSPC, EIO) is said as such by the caller, not as a damaged file
     except Exception as e:  # safetensors raises its own error types for damaged headers
         raise CollabkitError(f"{path}: damaged weights file ({str(e)[:80]})") from e
     if have != expected:
@@ -469,5 +471,7 @@ def _check_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
+    except OSError:
+        raise  # a disk fault (ENOSPC, EIO) is said as such by the caller, not as a damaged file
     except Exception as e:  # safetensors raises its own error types for damaged files
         raise CollabkitError(f"{path}: damaged tensor file ({str(e)[:80]})") from e

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -339,6 +339,13 @@ def train(
     trained.train_y = torch.from_numpy(table["rating"].to_numpy(dtype=np.float32)[run.train_rows])
     valid_rows = table.iloc[run.valid_rows]
     valid = score_rows(trained, valid_rows) if len(valid_rows) else {}
+    overlap = count_overlap(trained, valid_rows) if len(valid_rows) else 0
+    if overlap:  # only a table that keeps repeated pairs (duplicates="keep") can get here
+        valid["overlap"] = overlap
+        valid["note"] = (
+            f"{overlap:,} held-out rows repeat a (user, item) pair that was trained on: "
+            "the figures are flattered by them"
+        )
     ranking = None
     if ranking_k is not None and len(valid_rows):
         ranking = evaluate_ranking(trained, valid_rows, k=ranking_k)
@@ -374,9 +381,9 @@ def resume(
     config.check()
     info = record.info
     columns = {k: info.get(f"{k}_col") for k in ("user", "item", "rating", "timestamp")}
-    table = load_ratings(
-        record.data, **{k: v for k, v in columns.items() if v is not None}, progress=progress
-    )
+    given = {k: v for k, v in columns.items() if v is not None}
+    duplicates = cast(Any, info.get("duplicates") or "error")
+    table = load_ratings(record.data, **given, progress=progress, duplicates=duplicates)
     table.attrs.setdefault("name", record.data)
     recorded = info.get("fingerprint")
     if recorded is not None and recorded != table_fingerprint(table):

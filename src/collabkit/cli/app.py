@@ -148,6 +148,14 @@ DataOpt = Annotated[
 UserCol = Annotated[str, typer.Option("--user-col", help="User column of a file.")]
 ItemCol = Annotated[str, typer.Option("--item-col", help="Item column of a file.")]
 RatingCol = Annotated[str, typer.Option("--rating-col", help="Rating column of a file.")]
+DuplicatesOpt = Annotated[
+    str,
+    typer.Option(
+        "--duplicates",
+        help="A (user, item) pair rated on several rows: error (refuse the file), last (keep the latest "
+        "rating) or mean (average them).",
+    ),
+]
 TimeCol = Annotated[
     str | None, typer.Option("--timestamp-col", help="Timestamp column of a file (time splits).")
 ]

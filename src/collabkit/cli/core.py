@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
 from collabkit.cli.app import (
     Cutoff,
     DataOpt,
+    DuplicatesOpt,
     FoldOpt,
     ItemCol,
     JsonOpt,
@@ -32,15 +33,30 @@ from collabkit.train import distributed
 
 
 def _load(
-    data: str, user_col: str, item_col: str, rating_col: str, timestamp_col: str | None, quiet: bool
+    data: str,
+    user_col: str,
+    item_col: str,
+    rating_col: str,
+    timestamp_col: str | None,
+    quiet: bool,
+    duplicates: str = "error",
 ) -> Any:
+    """The table, read with the duplicates rule; says on stderr how many repeated rows it dropped."""
     # lazy: the training stack loads only for the commands that use it
     from collabkit.data import load_ratings
 
+    if duplicates not in ("error", "last", "mean"):
+        raise CollabkitError(f"--duplicates {duplicates!r}; expected one of: error, last, mean")
     table = load_ratings(
-        data, user=user_col, item=item_col, rating=rating_col, timestamp=timestamp_col, progress=not quiet
-    )
+        data, user=user_col, item=item_col, rating=rating_col, timestamp=timestamp_col, progress=not quiet,
+        duplicates=cast(Any, duplicates),
+    )  # fmt: skip
     table.attrs.setdefault("name", data)
+    dropped = int(table.attrs.get("duplicates_dropped", 0))
+    if dropped:
+        how = "the latest rating kept" if duplicates == "last" else "their ratings averaged"
+        typer.echo(f"{dropped:,} rows repeating a (user, item) pair dropped (--duplicates {duplicates}: "
+                   f"{how})", err=True)  # fmt: skip
     return table
 
 
@@ -175,6 +191,7 @@ def train(
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
     timestamp_col: TimeCol = None,
+    duplicates: DuplicatesOpt = "error",
     checkpoint_every: Annotated[
         int | None,
         typer.Option(
@@ -236,9 +253,12 @@ def train(
                     step,
                     option,
                 )  # checked before any data is read
-                table = _load(data, user_col, item_col, rating_col, timestamp_col, quiet or as_json)
+                table = _load(
+                    data, user_col, item_col, rating_col, timestamp_col, quiet or as_json, duplicates
+                )
                 run_info = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
-                            "timestamp_col": timestamp_col, "checkpoint_every": checkpoint_every}  # fmt: skip
+                            "timestamp_col": timestamp_col, "checkpoint_every": checkpoint_every,
+                            "duplicates": duplicates}  # fmt: skip
                 result = run_train(
                     table, config, data_name=data, out=out, log=log, checkpoint_every=checkpoint_every,
                     run_info=run_info,
@@ -285,6 +305,7 @@ def lr_find(
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
     timestamp_col: TimeCol = None,
+    duplicates: DuplicatesOpt = "error",
     as_json: JsonOpt = False,
 ) -> None:
     """fastai's learning-rate finder: sweep the rate from 1e-7 to 10 and suggest one (valley)."""
@@ -301,7 +322,7 @@ def lr_find(
         config = _config(
             model, recipe, factors, layers, None, None, wd, bs, y_range, spec, seed, options=option
         )
-        table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
+        table = _load(data, user_col, item_col, rating_col, timestamp_col, True, duplicates)
         result = find_lr(table, config, plot_path=plot, num_it=num_it)
         if not as_json:
             s = result["suggestions"]
@@ -362,6 +383,7 @@ def evaluate(
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
     timestamp_col: TimeCol = None,
+    duplicates: DuplicatesOpt = "error",
     ranking: Annotated[
         bool,
         typer.Option(
@@ -395,7 +417,7 @@ def evaluate(
         from collabkit.workflows import evaluate_saved
 
         spec = None if split is None else split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
-        table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
+        table = _load(data, user_col, item_col, rating_col, timestamp_col, True, duplicates)
         result = evaluate_saved(
             model_dir, table, spec, allow_overlap=allow_overlap,
             ranking_k=top_k if ranking else None, relevant_threshold=relevant,
@@ -451,6 +473,7 @@ def crossval(
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
     timestamp_col: TimeCol = None,
+    duplicates: DuplicatesOpt = "error",
     ranking: Annotated[
         bool,
         typer.Option("--ranking", help="Also precision, recall, NDCG, MAP and hit rate at --top-k per fold."),
@@ -479,7 +502,7 @@ def crossval(
         config = _config(
             model, recipe, factors, layers, epochs, lr, wd, bs, y_range, specs[0], seed, options=option
         )
-        table = _load(data, user_col, item_col, rating_col, timestamp_col, True)
+        table = _load(data, user_col, item_col, rating_col, timestamp_col, True, duplicates)
 
         def show(res: TrainResult) -> None:
             if as_json:

@@ -109,6 +109,7 @@ def _one_per_pair(
     kept = apply_duplicates(view, duplicates)
     if kept.attrs["duplicates_dropped"] == 0:
         ratings.attrs["duplicates_dropped"] = 0
+        ratings.attrs["duplicates_kept"] = kept.attrs.get("duplicates_kept", 0)
         return ratings
     out = ratings.iloc[kept["row"].to_numpy()].reset_index(drop=True)
     if duplicates == "mean":
@@ -147,10 +148,17 @@ class CollabDataLoaders:
 
     def __repr__(self) -> str:
         split = self.split.describe() if self.split is not None else "rows given"
+        kept = self.duplicates_kept
+        repeats = f"; {kept:,} rows repeat a (user, item) pair, kept as ratings of their own" if kept else ""
         return (
             f"CollabDataLoaders({self.train.n:,} train and {self.valid.n:,} valid ratings; "
-            f"{self.n_users - 1:,} users, {self.n_items - 1:,} items; bs {self.bs}; split {split})"
+            f"{self.n_users - 1:,} users, {self.n_items - 1:,} items; bs {self.bs}; split {split}{repeats})"
         )
+
+    @property
+    def duplicates_kept(self) -> int:
+        """Rows that repeat a (user, item) pair and were kept (duplicates="keep", the default here)."""
+        return int(self.table.attrs.get("duplicates_kept", 0)) if self.table is not None else 0
 
     @property
     def loaders(self) -> list[DataLoader]:
@@ -257,7 +265,7 @@ class CollabDataLoaders:
         train_rows: np.ndarray | None = None,
         shuffle_seed: int | None = None,
         timestamp_name: str = "timestamp",
-        duplicates: Duplicates = "error",
+        duplicates: Duplicates = "keep",
         **split_kwargs: Any,
     ) -> CollabDataLoaders:
         """Encode users and items and split the rows, as fastai's `CollabDataLoaders.from_df`.
@@ -268,9 +276,12 @@ class CollabDataLoaders:
         `train_rows`/`valid_rows` directly.
 
         Checked as the file reader checks: no empty (NaN/None) user or item id, ratings finite
-        numbers (not booleans), and a repeated (user, item) pair follows `duplicates` (refused by
-        default; "last" or "mean" keep one, and `dls.table.attrs["duplicates_dropped"]` counts the
-        rest), as `collabkit.data.tables.apply_duplicates` says.
+        numbers (not booleans), and a repeated (user, item) pair follows `duplicates`, as
+        `collabkit.data.tables.apply_duplicates` says: kept by default as a rating of its own, as
+        fastai keeps it (the chapter's `item_name="title"` merges twin titles into one item, which
+        repeats 307 pairs of ML-100k) and counted in the repr and `dls.duplicates_kept`; "error"
+        refuses, "last" or "mean" keep one per pair. A file read by `load_ratings` is refused by
+        default instead: there a repeated pair is a data error, not a choice of item column.
         """
         if not isinstance(ratings, pd.DataFrame):
             raise CollabkitError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}")

@@ -525,8 +525,8 @@ def _read_fast(
     return pd.DataFrame(columns)  # built at once: column by column fragments a wide table
 
 
-Duplicates = Literal["error", "last", "mean"]
-DUPLICATE_RULES: tuple[str, ...] = ("error", "last", "mean")
+Duplicates = Literal["error", "last", "mean", "keep"]
+DUPLICATE_RULES: tuple[str, ...] = ("error", "last", "mean", "keep")
 
 
 def _pair_keys(table: pd.DataFrame) -> np.ndarray:
@@ -553,7 +553,9 @@ def apply_duplicates(
       first two lines (rows, for a DataFrame) that clash;
     - "last": the latest rating is kept (by timestamp where there is a `timestamp` column, then by
       row order);
-    - "mean": the pair's ratings are averaged (on the row "last" would keep).
+    - "mean": the pair's ratings are averaged (on the row "last" would keep);
+    - "keep": every row stays, each a rating of its own (fastai's behaviour, and the chapter's
+      when twin titles merge two films into one item); `attrs["duplicates_kept"]` counts them.
 
     Kept rows stay in file order. `table.attrs["duplicates_dropped"]` says how many rows went (0 for
     a table without duplicates), so a command can print it.
@@ -566,8 +568,9 @@ def apply_duplicates(
     key = _pair_keys(table)
     repeat = pd.Series(key).duplicated(keep="first").to_numpy()
     n_repeat = int(repeat.sum())
-    if n_repeat == 0:
+    if n_repeat == 0 or duplicates == "keep":
         table.attrs["duplicates_dropped"] = 0
+        table.attrs["duplicates_kept"] = n_repeat
         return table
     if duplicates == "error":
         second = int(np.flatnonzero(repeat)[0])
