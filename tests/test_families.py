@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import collabkit.models
 import collabkit.workflows as workflows
 from collabkit.cli import app
+from collabkit.defaults import BUILT_IN_FAMILIES
 from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel, FamilySettings, ModelConfig, ModelName, family, model_names
 from collabkit.persist import load_model
@@ -28,7 +29,7 @@ BUILT_IN = [n for n in model_names() if family(n).__module__.startswith("collabk
 
 
 def test_model_name_literal_lists_every_built_in_family() -> None:
-    assert list(get_args(ModelName)) == BUILT_IN
+    assert list(get_args(ModelName)) == BUILT_IN == list(BUILT_IN_FAMILIES)  # the command's list too
     assert len(BUILT_IN) == 11
 
 

@@ -32,6 +32,8 @@ BASE = {
     "collabkit.checksum",
     "collabkit.jsonable",
     "collabkit.display",
+    "collabkit.defaults",
+    "collabkit.version",
 }
 LAYER_NAMES = ["base", "data and metrics", "models", "library", "command and service", "package facade"]
 REASON = re.compile(r"#\s*(lazy|cycle-free)\s*:\s*\S")

@@ -27,11 +27,10 @@ from torch import Tensor
 from collabkit.data.resolver import IdResolver
 from collabkit.data.splits import SplitSpec
 from collabkit.data.vocab import Vocab
+from collabkit.defaults import MIN_COUNT as MIN_COUNT  # re-exported: where callers look for it
 from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel, ModelConfig
 from collabkit.models.custom import CustomModule
-
-MIN_COUNT = 1  # an item (or user) needs this many training ratings to be an answer: fewer, and it is noise
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """`python -m collabkit.cli` (what `torchrun -m collabkit.cli train ...` runs)."""
 
-from collabkit.cli import app
+from collabkit.cli import main
 
-app(prog_name="collabkit")
+main()

@@ -12,14 +12,17 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
 
-from collabkit.data.splits import SplitSpec
 from collabkit.errors import CollabkitError
 from collabkit.jsonable import dumps
+from collabkit.version import __version__
+
+if TYPE_CHECKING:
+    from collabkit.data.splits import SplitSpec
 
 app = typer.Typer(
     help="Collaborative filtering on PyTorch: train, evaluate and use recommendation models.",
@@ -27,6 +30,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"collabkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print collabkit's version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Collaborative filtering on PyTorch: train, evaluate and use recommendation models."""
 
 
 EXIT_USER = 2  # bad input, a file or folder the user named, the machine's disk or permissions
@@ -201,4 +222,6 @@ def split_spec(
     for name, value in (("--valid-pct", valid_pct), ("--cutoff", cutoff)):
         if value is not None and not math.isfinite(value):
             raise CollabkitError(f"{name} must be a finite number, got {value}")
+    from collabkit.data.splits import SplitSpec  # lazy: pandas loads only for commands that read data
+
     return SplitSpec(split, valid_pct, seed, fold, k, last_n, cutoff)

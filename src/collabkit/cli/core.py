@@ -27,9 +27,8 @@ from collabkit.cli.app import (
     emit,
     split_spec,
 )
+from collabkit.defaults import BUILT_IN_FAMILIES
 from collabkit.errors import CollabkitError
-from collabkit.models import model_names
-from collabkit.train import distributed
 
 
 def _load(
@@ -60,7 +59,8 @@ def _load(
     return table
 
 
-ModelOpt = Annotated[str, typer.Option("--model", help=" | ".join(model_names()))]
+FAMILIES_HELP = " | ".join(BUILT_IN_FAMILIES) + " (or a family you registered; see `collabkit models`)"
+ModelOpt = Annotated[str, typer.Option("--model", help=FAMILIES_HELP)]
 RecipeOpt = Annotated[
     str | None,
     typer.Option(
@@ -164,9 +164,7 @@ def train(
             "picks the model when --model is not given.",
         ),
     ] = "rating",
-    model: Annotated[
-        str | None, typer.Option("--model", help=" | ".join(model_names()) + "; default: by --task")
-    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help=FAMILIES_HELP + "; default: by --task")] = None,
     recipe: RecipeOpt = None,
     factors: FactorsOpt = None,
     layers: LayersOpt = None,
@@ -269,6 +267,8 @@ def train(
             typer.echo(f"collabkit: interrupted; a checkpoint is in {out}/checkpoints: continue with "
                        f"`collabkit train --resume {out}`", err=True)  # fmt: skip
             raise typer.Exit(130) from None
+        from collabkit.train import distributed  # lazy: torch loads only for the commands that use it
+
         main = distributed.is_main()  # only rank 0 reports when torchrun starts several
         distributed.shutdown()
         if main:
@@ -582,7 +582,7 @@ def models(
     """The model families: what each predicts, how it trains, what it can answer, and its settings."""
     with clean_errors():
         # lazy: the training stack loads only for the commands that use it
-        from collabkit.models import family
+        from collabkit.models import family, model_names  # lazy: torch loads only when the command runs
 
         names = [name] if name is not None else list(model_names())
         rows = [_family_row(n, family(n)) for n in names]

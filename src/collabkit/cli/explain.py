@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from collabkit.bundle import MIN_COUNT
 from collabkit.cli.app import JsonOpt, MinCount, app, clean_errors, emit
+from collabkit.defaults import MIN_COUNT
 
 if TYPE_CHECKING:
     import pandas as pd

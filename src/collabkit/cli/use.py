@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from collabkit.bundle import MIN_COUNT
 from collabkit.cli.app import JsonOpt, MinCount, app, clean_errors, emit
+from collabkit.defaults import MIN_COUNT
 from collabkit.errors import CollabkitError
 
 ModelDir = Annotated[Path, typer.Argument(help="A model folder written by `collabkit train`.")]

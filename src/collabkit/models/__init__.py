@@ -6,8 +6,7 @@ subclasses `CollabModel` and is decorated with `@register("name")`.
 
 from __future__ import annotations
 
-from typing import Literal
-
+from collabkit.defaults import ModelName
 from collabkit.models.base import (
     Capabilities,
     CollabModel,
@@ -36,10 +35,6 @@ from collabkit.models.ials import ImplicitALS as ImplicitALS  # isort: skip
 from collabkit.models.blend import EASEUserKNN as EASEUserKNN  # isort: skip
 from collabkit.models.bpr import BPR as BPR  # isort: skip
 
-# every built-in family, in registration order (tests/test_families.py checks it against the registry)
-ModelName = Literal[
-    "dot", "dotbias", "nn", "classifier", "ease", "popular", "itemknn", "userknn", "ials", "easeknn", "bpr"
-]
 
 __all__ = [
     "Capabilities",
