@@ -13,7 +13,6 @@ import json
 import math
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
-from importlib import metadata
 from typing import Annotated, Any
 
 import numpy as np
@@ -27,11 +26,12 @@ from collabkit.models.base import Capabilities
 from collabkit.recommend import Recommender
 from collabkit.recommend.why import WhyTables, why_tables
 from collabkit.service.schemas import MAP_POINTS
+from collabkit.version import __version__
 
 MAX_JSON_DIGITS = 30  # a longer integer in a body is beyond every documented range: refused unparsed
 
-# The installed package's version (collabkit/__init__ is the facade, above this layer).
-VERSION = metadata.version("collabkit")
+# The package's version, from the module that holds it (collabkit/__init__ is above this layer).
+VERSION = __version__
 
 # What a route needs, in the words a refusal uses: "model 'popular' has <LACKS[c]>".
 LACKS: dict[str, str] = {
