@@ -463,6 +463,12 @@ def test_genres_from_a_file(tmp_path: Path, model: tuple[Path, pd.DataFrame]) ->
 
     with pytest.raises(CollabkitError, match="genres"):
         load_genres(str(tmp_path / "bad.csv"), None)
+    (tmp_path / "short.csv").write_text("item,genres\n1,Comedy\n2\n")  # a row with a field missing
+    with pytest.raises(CollabkitError, match="line 3"):
+        load_genres(str(tmp_path / "short.csv"), None)
+    (tmp_path / "twice.csv").write_text("item,genres\n1,Comedy\n1,Drama\n")
+    with pytest.raises(CollabkitError, match="genres"):
+        load_genres(str(tmp_path / "twice.csv"), None)
 
 
 def test_pure_helpers() -> None:

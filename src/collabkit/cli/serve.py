@@ -63,32 +63,27 @@ def load_genres(spec: str, data_name: str | None) -> tuple[dict[Any, str], str]:
     """
     if spec == "none":
         return {}, "no genres (--genres none)"
-    if spec == "auto":
-        # lazy: the MovieLens loaders only when genres are asked for by release name
-        from collabkit.data.datasets import MOVIELENS, load_movielens
-
-        if not data_name or data_name not in MOVIELENS:
-            return {}, "no genres: the model's data is not a MovieLens release (give --genres FILE)"
-        try:
-            table = load_movielens(data_name, progress=False)
-        except Exception as e:  # genres only colour the map: serve without them rather than not at all
-            return {}, f"no genres: {data_name} could not be loaded ({e})"
-        source = data_name
-    else:
-        import pandas as pd
+    if spec != "auto":
+        # lazy: the table reader (pandas, pyarrow) only when a genres file is given
+        from collabkit.data.tables import read_item_genres
 
         path = Path(spec)
         if not path.is_file():
             raise CollabkitError(f"--genres {spec}: file not found (expected a CSV/TSV with item and genres)")
-        sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-        table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, sep=sep)
-        source = str(path)
-    missing = {"item", "genres"} - set(table.columns)
-    if missing:
-        raise CollabkitError(f"--genres {spec}: no column {sorted(missing)[0]!r} (expected item and genres)")
+        genres = read_item_genres(path)  # a bad file is one DataError line with its line and column
+        return genres, f"genres of {len(genres):,} items from {path}"
+    # lazy: the MovieLens loaders only when genres are asked for by release name
+    from collabkit.data.datasets import MOVIELENS, load_movielens
+
+    if not data_name or data_name not in MOVIELENS:
+        return {}, "no genres: the model's data is not a MovieLens release (give --genres FILE)"
+    try:
+        table = load_movielens(data_name, progress=False)
+    except Exception as e:  # genres only colour the map: serve without them rather than not at all
+        return {}, f"no genres: {data_name} could not be loaded ({e})"
     pairs = table[["item", "genres"]].drop_duplicates("item").dropna()
     genres = dict(zip(pairs["item"].tolist(), pairs["genres"].astype(str).tolist(), strict=True))
-    return genres, f"genres of {len(genres):,} items from {source}"
+    return genres, f"genres of {len(genres):,} items from {data_name}"
 
 
 @app.command()
