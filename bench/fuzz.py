@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import signal
 import sys
@@ -61,6 +62,8 @@ class Target:
     check: Callable[[Any, Path, dict[str, Any]], str | None]
     expected: tuple[type[BaseException], ...]
     suffix: str = ".csv"
+    slack: int = 200  # characters a refusal may add to the input's path
+    case_seconds: int = 0  # a case longer than this (or --case-seconds, the larger) is a hang
 
 
 # --- the table reader -----------------------------------------------------------------------------
@@ -275,14 +278,137 @@ def _table_target() -> Target:
     return Target(_table_seeds, _mutate_table, _read_table, _check_table, (DataError,))
 
 
-# The model-folder loader (collabkit.persist) plugs in here as "model", by whoever owns persist.py.
-TARGETS: dict[str, Callable[[], Target]] = {"table": _table_target}
+# --- the command's options ---------------------------------------------------------------------------
+# A case is a command line (JSON list) with placeholders for a small trained model ({MODEL}), a small
+# ratings file ({CSV}) and a fresh output folder ({OUT}); a mutation puts a tricky value into one
+# option, drops or repeats one, or adds one the command does not take. The command must answer (exit
+# 0) or refuse in one line (exit 2, `collabkit: error: ...`, or click's own usage error for an option
+# of the wrong type); an exit 70, a traceback or any other exit is a crash.
+
+OPTION_TOKENS = ["nan", "inf", "-inf", "-1", "0", "1e400", str(10**21), "", " ", "x", "1_0", "0x10",
+                 "\u0661\u0660", "\uff11", "True", "None", "a" * 300, "../", "/dev/null", "-o",
+                 "--help=1"]  # fmt: skip
+OPTION_SEEDS: list[list[str]] = [
+    ["train", "--data", "{CSV}", "--out", "{OUT}", "--epochs", "1", "--factors", "4", "-q"],
+    ["train", "--data", "{CSV}", "--out", "{OUT}", "--model", "nn", "--epochs", "1", "--layers", "8", "-q"],
+    ["train", "--data", "{CSV}", "--out", "{OUT}", "--model", "ease", "-o", "l2=5", "-q"],
+    ["train", "--data", "{CSV}", "--out", "{OUT}", "--model", "ials", "--factors", "4", "-o", "iterations=2"],
+    ["train", "--data", "{CSV}", "--out", "{OUT}", "--split", "last", "--last-n", "1", "--epochs", "1", "-q"],
+    ["evaluate", "{MODEL}", "--data", "{CSV}", "--ranking", "--top-k", "5", "--relevant", "4"],
+    ["recommend", "{MODEL}", "--user", "3", "-n", "5", "--min-count", "1"],
+    ["recommend", "{MODEL}", "--rate", "100=5", "--rate", "101=1", "--strength", "3", "-n", "5"],
+    ["similar", "{MODEL}", "100", "-n", "5", "--min-count", "2"],
+    ["predict", "{MODEL}", "--user", "3", "--item", "100"],
+    ["interpret", "{MODEL}", "-n", "3", "--out", "{OUT}"],
+    ["crossval", "--data", "{CSV}", "--k", "2", "--epochs", "1"],
+    ["lr-find", "--data", "{CSV}", "--num-it", "5", "--plot", "{OUT}/lr.png"],
+    ["models", "ials"],
+]
+
+
+class _Refused(Exception):
+    """The command refused the case in one line (exit 2)."""
+
+
+def _option_seeds() -> list[tuple[str, bytes, dict[str, Any]]]:
+    import json
+
+    return [(seed[0], json.dumps(seed).encode(), {}) for seed in OPTION_SEEDS]
+
+
+def _mutate_options(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
+    import json
+
+    args: list[str] = json.loads(data)
+    flags = [i for i, a in enumerate(args) if a.startswith("-") and i + 1 < len(args)
+             and not args[i + 1].startswith("-") and args[i + 1] not in ("{CSV}",)]  # fmt: skip
+    op = ["value", "value", "drop", "repeat", "unknown", "model"][int(rng.integers(6))]
+    if op == "value" and flags:
+        args[flags[int(rng.integers(len(flags)))] + 1] = OPTION_TOKENS[int(rng.integers(len(OPTION_TOKENS)))]
+    elif op == "drop" and flags:
+        del args[flags[int(rng.integers(len(flags)))] + 1]
+    elif op == "repeat" and flags:
+        i = flags[int(rng.integers(len(flags)))]
+        args += [args[i], OPTION_TOKENS[int(rng.integers(len(OPTION_TOKENS)))]]
+    elif op == "model" and args[0] in ("train", "crossval", "lr-find"):
+        args += [
+            "--model",
+            ["", "DOT", "dotbias ", "popular", "bpr", "classifier", "x"][int(rng.integers(7))],
+        ]
+    else:
+        op = "unknown"
+        args += [["--nope", "1"], ["-o", "junk=1"], ["-o", "=="], ["--step", "fused"]][int(rng.integers(4))]
+    return op, json.dumps(args).encode()
+
+
+_OPTION_FILES: dict[str, str] = {}
+
+
+def _option_files(tmp: Path) -> dict[str, str]:
+    """A small ratings file and a model trained on it, made once per run."""
+    if not _OPTION_FILES:
+        import pandas as pd
+
+        from collabkit.workflows import TrainConfig, train
+
+        rng = np.random.default_rng(0)
+        pairs = rng.choice(40 * 30, size=500, replace=False)
+        table = pd.DataFrame({"user": pairs // 30 + 1, "item": pairs % 30 + 100,
+                              "rating": rng.integers(1, 6, 500).astype(float)})  # fmt: skip
+        csv = tmp / "ratings.csv"
+        table.to_csv(csv, index=False)
+        train(table, TrainConfig(epochs=1, settings={"n_factors": 4}), out=tmp / "model", log=None)
+        _OPTION_FILES.update({"{CSV}": str(csv), "{MODEL}": str(tmp / "model")})
+    return _OPTION_FILES
+
+
+def _run_options(path: Path, options: dict[str, Any]) -> Any:
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from collabkit.cli import app
+
+    files = _option_files(path.parent)
+    out = path.parent / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    args = [a.replace("{OUT}", str(out)) for a in json.loads(path.read_bytes())]
+    args = [files.get(a, a) for a in args]
+    here = Path.cwd()
+    scratch = path.parent / "cwd"  # a relative path in a case (--out inf) lands here, not in the repo
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    os.chdir(scratch)
+    try:
+        res = CliRunner().invoke(app, args)
+    finally:
+        os.chdir(here)
+    text = (res.stderr or res.output or "").strip()
+    if res.exit_code == 0:
+        return res
+    lines = [line for line in text.splitlines() if line.strip()]
+    if res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("collabkit: error:"):
+        raise _Refused(f"{path}: {lines[0][len('collabkit: error: ') :]}")
+    usage = "Usage:" in text or "Error ─" in text  # click's own refusal: an option's type or arity
+    if res.exit_code == 2 and usage and "Traceback" not in text:
+        raise _Refused(f"{path}: usage: {' '.join(text.split())[-150:]}")
+    raise RuntimeError(f"exit {res.exit_code}: {' '.join(text.split())[-300:]}")
+
+
+def _options_target() -> Target:
+    # a case trains a model or a few (crossval --k 1_0 is ten folds): give it a minute
+    return Target(_option_seeds, _mutate_options, _run_options, lambda *_: None, (_Refused,), ".json",
+                  slack=1000, case_seconds=60)  # fmt: skip
+
+
+TARGETS: dict[str, Callable[[], Target]] = {"table": _table_target, "options": _options_target}
 
 
 # --- the loop ----------------------------------------------------------------------------------------
 
 
-class _Hang(Exception):
+class _Hang(BaseException):  # not an Exception: no handler inside a case swallows it
     pass
 
 
@@ -292,17 +418,17 @@ def _on_alarm(signum: int, frame: Any) -> None:
 
 def _judge(target: Target, path: Path, options: dict[str, Any], case_seconds: int) -> tuple[str, str]:
     """(outcome, detail) of reading one file."""
-    signal.alarm(case_seconds)
+    signal.alarm(max(case_seconds, target.case_seconds))
     try:
         result = target.read(path, options)
     except _Hang:
-        return "hang", f"no answer within {case_seconds} s"
+        return "hang", f"no answer within {max(case_seconds, target.case_seconds)} s"
     except target.expected as e:
         message = str(e)
         if (
             "\n" in message
             or not message.startswith(str(path))
-            or len(message) > len(str(path)) + MESSAGE_SLACK
+            or len(message) > len(str(path)) + target.slack
         ):
             return "bad message", message[:300]
         return "refused", message[len(str(path)) :][:120]
@@ -329,7 +455,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--target", choices=list(TARGETS), default="table")
+    parser.add_argument("--target", choices=[*TARGETS, "model"], default="table")
     parser.add_argument("--n", type=int, default=3000, help="mutated files to try")
     parser.add_argument(
         "--seconds", type=float, default=120.0, help="stop after this long even if --n is not reached"
@@ -339,6 +465,9 @@ def main() -> None:
     parser.add_argument("--keep", help="copy failing files here, for reproduction")
     parser.add_argument("--json")
     args = parser.parse_args()
+    if args.target == "model":  # the model-folder loader: bench/fuzz_models.py's cases, classed here
+        _fuzz_models(args)
+        return
 
     target = TARGETS[args.target]()
     seeds = target.seeds()
@@ -392,6 +521,30 @@ def main() -> None:
          "by_operation": rows[:-1], "refusals": dict(reasons.most_common(20)), "failures": failures[:50]},
     )  # fmt: skip
     sys.exit(1 if any(totals[o] for o in FAILURES) else 0)
+
+
+def _fuzz_models(args: argparse.Namespace) -> None:
+    """Damaged model folders (fuzz_models.py): loaded and used (accepted), a CollabkitError (refused),
+    or anything else (crash)."""
+    from fuzz_models import run
+
+    result = run(args.n, args.seconds, args.seed)
+    names = {"loaded": "accepted", "clear error": "refused", "crash": "crash"}
+    counts: Counter[tuple[str, str]] = Counter()
+    for row in result["rows"]:
+        counts[(row["mutation"], names[row["outcome"]])] += row["cases"]
+    ops = sorted({op for op, _ in counts})
+    rows = [{"operation": op, **{o: counts[(op, o)] for o in OUTCOMES}} for op in ops]
+    totals = {o: sum(counts[(op, o)] for op in ops) for o in OUTCOMES}
+    rows.append({"operation": "total", **totals})
+    print(f"model: {result['cases']} damaged model folders in {result['seconds']:.1f} s, seed {args.seed}")
+    print_table(rows, ["operation", *OUTCOMES])
+    for crash in result["crashes"][:10]:
+        print(f"\ncrash ({crash['mutation']}): {crash['error']}")
+    write_json(args.json, {"target": "model", "files": result["cases"], "seconds": result["seconds"],
+                           "seed": args.seed, "totals": totals, "by_operation": rows[:-1],
+                           "failures": result["crashes"][:50]})  # fmt: skip
+    sys.exit(1 if totals["crash"] else 0)
 
 
 if __name__ == "__main__":

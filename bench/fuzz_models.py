@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import print_table, write_json  # noqa: E402
 from collabkit.checksum import file_sha256  # noqa: E402
+from collabkit.persist import config_checksum  # noqa: E402
 
 FILES = ("config.json", "vocab.json", "weights.safetensors", "train.safetensors")
 
@@ -56,6 +57,7 @@ def _rehash(folder: Path) -> None:
         for name in list(doc.get("files", {})):
             if (folder / name).is_file():
                 doc["files"][name] = file_sha256(folder / name)
+        doc["config_sha256"] = config_checksum(doc)  # past config.json's own checksum too
         (folder / "config.json").write_text(json.dumps(doc))
     except (ValueError, OSError, AttributeError, TypeError):
         pass
@@ -93,7 +95,7 @@ def mutate(folder: Path, rng: random.Random) -> str:
     elif kind == "extra":
         (folder / "weights.safetensors").write_bytes(b"\x80\x04\x95pickle")
         _rehash(folder)
-    elif kind in ("json", "json+rehash") and name.endswith(".json"):
+    elif kind in ("json", "json+rehash") and name.endswith(".json"):  # config.json's settings too
         try:
             doc = json.loads(path.read_text())
             path.write_text(json.dumps(_json_edit(rng, doc)))

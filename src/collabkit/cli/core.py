@@ -494,15 +494,21 @@ def crossval(
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise CollabkitError(f"--folds names {', '.join(twice)} more than once; each fold is scored once")
+        first_spec = split_spec("kfold", seed=seed, fold=0, k=k) if names == ["kfold"] else None
+        first_spec = first_spec or split_spec(names[0], seed=seed)
+        config = _config(
+            model, recipe, factors, layers, epochs, lr, wd, bs, y_range, first_spec, seed, options=option
+        )
+        table = _load(data, user_col, item_col, rating_col, timestamp_col, True, duplicates)
+        if names == ["kfold"] and k > len(table):
+            raise CollabkitError(
+                f"--k {k:,} folds, but the table has {len(table):,} rows; give at most that many"
+            )
         specs = (
             [split_spec("kfold", seed=seed, fold=i, k=k) for i in range(k)]
             if names == ["kfold"]
             else [split_spec(name, seed=seed) for name in names]
         )
-        config = _config(
-            model, recipe, factors, layers, epochs, lr, wd, bs, y_range, specs[0], seed, options=option
-        )
-        table = _load(data, user_col, item_col, rating_col, timestamp_col, True, duplicates)
 
         def show(res: TrainResult) -> None:
             if as_json:

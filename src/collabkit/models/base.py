@@ -150,14 +150,22 @@ class CollabModel(Module):
 
     @classmethod
     def capabilities(cls) -> Capabilities:
-        """The family's declared capabilities, in one object."""
+        """The family's declared capabilities, in one object.
+
+        A capability counts only where the family also implements the method behind it, so a
+        family that declares nothing and overrides nothing claims nothing it cannot do.
+        """
+
+        def implements(name: str) -> bool:
+            return getattr(cls, name) is not getattr(CollabModel, name)
+
         return Capabilities(
             ratings=cls.score_kind == "rating",
-            item_vectors=cls.has_item_vectors,
-            user_vectors=cls.has_user_vectors,
-            biases=cls.has_biases,
-            fold_in=cls.can_fold_in,
-            explain=cls.can_explain,
+            item_vectors=cls.has_item_vectors and implements("item_vectors"),
+            user_vectors=cls.has_user_vectors and implements("user_vectors"),
+            biases=cls.has_biases and implements("item_biases"),
+            fold_in=cls.can_fold_in and implements("fold_in"),
+            explain=cls.can_explain and implements("explain"),
             lr_find=cls.trains_by_gradient,
         )
 
