@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,29 @@ from collabkit.data.loaders import CollabDataLoaders, DataLoader
 from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel, ModelConfig, build_model, family
 from collabkit.persist import load_model, load_module
+from collabkit.train import args
 from collabkit.train.learner import Learner, default_metrics
+
+# what `**learner_kwargs` may hold: the Learner's own keyword arguments but the ones given here
+LEARNER_KWARGS = tuple(
+    p for p in inspect.signature(Learner.__init__).parameters if p not in ("self", "dls", "model")
+)
+
+
+def _check_model_name(model: object) -> None:
+    """`model` must be a family's name (a string); `family` says which names exist."""
+    if not isinstance(model, str):
+        raise CollabkitError(f"model must be a family's name such as 'dotbias', got {args.shown(model)}")
+
+
+def _check_learner_kwargs(where: str, given: Mapping[str, Any], taken: Sequence[str] = ("config",)) -> None:
+    """Refuse a keyword the Learner does not take, listing those it does (not Learner's TypeError)."""
+    allowed = [k for k in LEARNER_KWARGS if k not in taken]
+    unknown = sorted(k for k in given if k not in allowed)
+    if unknown:
+        raise CollabkitError(
+            f"{where}: unknown keyword argument {unknown[0]!r}; the Learner takes: {', '.join(allowed)}"
+        )
 
 
 def collab_config(
@@ -36,6 +59,7 @@ def collab_config(
     overlap = sorted(set(given) & set(settings))
     if overlap:
         raise CollabkitError(f"{model}: settings {overlap} given twice")
+    _check_model_name(model)
     fam = family(model)
     values = fam.settings_from_data({**given, **settings}, dls)
     return ModelConfig(model, dls.n_users, dls.n_items, **values)
@@ -63,7 +87,17 @@ def collab_learner(
     own settings (e.g. `{"l2": 500}` for ease). A setting the family does not take is refused, so
     nothing is silently ignored. The learner keeps its `config`, so `learn.export(path)` can save it.
     """
-    name = model or ("nn" if use_nn else "dotbias")
+    if model is not None:
+        _check_model_name(model)
+    name = model or ("nn" if args.flag("use_nn", use_nn) else "dotbias")
+    if settings is not None and (
+        not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings)
+    ):
+        raise CollabkitError(
+            "settings must be a dict of setting name to value, e.g. {'l2': 500}, "
+            f"got {args.shown(settings)}"
+        )
+    _check_learner_kwargs("collab_learner", learner_kwargs)
     extra = dict(settings or {})
     named = {"n_factors": n_factors, "y_range": y_range, "layers": layers, "emb_szs": emb_szs,
              "ps": ps, "embed_p": embed_p}  # fmt: skip
@@ -90,8 +124,13 @@ def load_learner(
     as before (`model=MyModel(...)`), into which the weights are loaded (no pickle, no code from the
     file). Its data loaders hold the vocabularies and the training rows, and an empty validation set.
     """
-
-    device = "cpu" if cpu else None
+    args.path("path", path)
+    device = "cpu" if args.flag("cpu", cpu) else None
+    if model is not None and not isinstance(model, nn.Module):
+        raise CollabkitError(
+            f"model must be a torch nn.Module built as when exported, got {args.shown(model)}"
+        )
+    _check_learner_kwargs("load_learner", learner_kwargs, taken=("device", "config"))
     if model is None:
         trained = load_model(path)
         net: nn.Module = trained.model

@@ -17,6 +17,7 @@ from collabkit.errors import CollabkitError
 from collabkit.evaluate import mae, metric_name, mse, rmse
 from collabkit.models import CollabModel
 from collabkit.models.base import model_device
+from collabkit.train.args import number, shown, whole
 
 Metric = Callable[[Tensor, Tensor], float]
 CHUNK = 65536  # pairs per forward pass: bounds the memory a scoring pass holds at once
@@ -90,12 +91,44 @@ def score_pairs(
         raise CollabkitError(
             f"model {model.name!r} ranks items; it predicts no ratings, so it has no rating error"
         )
-    if x.ndim != 2 or x.shape[1] != 2 or len(x) != len(y):
-        raise CollabkitError(
-            f"need index pairs (N, 2) and ratings (N,), got shapes {tuple(x.shape)} and {tuple(y.shape)}"
-        )
+    _check_pairs(model, x, y)
+    for name, counts in (("user_counts", user_counts), ("item_counts", item_counts)):
+        if not isinstance(counts, Tensor) or counts.ndim != 1:
+            raise CollabkitError(
+                f"{name} must be a 1-D tensor of training counts per index, got {shown(counts)}"
+            )
+    train_mean = number("train_mean", train_mean)
+    bs = whole("bs", bs, 1)
+    if loss_func is not None and not callable(loss_func):
+        raise CollabkitError(f"loss_func must be callable, got {shown(loss_func)}")
+    if metrics is not None and (
+        isinstance(metrics, (str, bytes))
+        or not isinstance(metrics, Sequence)
+        or not all(callable(m) for m in metrics)
+    ):
+        raise CollabkitError(f"metrics must be a list of functions, got {shown(metrics)}")
     cold = fallback_mask(x.to(model_device(model)), user_counts, item_counts)
-    return _score(model, x, y, cold, float(train_mean), bs, loss_func, metrics)
+    return _score(model, x, y, cold, train_mean, bs, loss_func, metrics)
+
+
+def _check_pairs(model: nn.Module, x: object, y: object) -> None:
+    """`x` (N, 2) integer indices the model has, `y` (N,) finite ratings: else one line naming them."""
+    if not isinstance(model, nn.Module):
+        raise CollabkitError(f"model must be a torch nn.Module, got {shown(model)}")
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        bad = "x" if not isinstance(x, Tensor) else "y"
+        got = shown(x if bad == "x" else y)
+        raise CollabkitError(f"{bad} must be a tensor (x: (N, 2) index pairs, y: (N,) ratings), got {got}")
+    if x.ndim != 2 or x.shape[1] != 2 or y.ndim != 1 or len(x) != len(y):
+        raise CollabkitError(
+            f"need index pairs x (N, 2) and ratings y (N,), got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+        raise CollabkitError(f"x must hold integer indices, got dtype {x.dtype}")
+    if len(y) and not bool(torch.isfinite(y.float()).all()):
+        raise CollabkitError("y must hold finite ratings; it has NaN or infinite values")
+    if len(x) and int(x.min()) < 0:  # an index past the counts is untrained (the mean); below 0 wraps
+        raise CollabkitError(f"x must hold indices of at least 0, got {int(x.min())}")
 
 
 def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, bs: int = CHUNK) -> dict[str, float]:
@@ -104,6 +137,8 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, bs: int = CHUNK) -> d
 
     For held-out rows use `score_pairs`: it puts the training mean on untrained pairs.
     """
+    _check_pairs(model, x, y)
+    bs = whole("bs", bs, 1)
     cold = torch.zeros(len(y), dtype=torch.bool, device=model_device(model))
     res = _score(model, x, y, cold, 0.0, bs, None, None)
     return {k: v for k, v in res.items() if k != "fallback"}

@@ -17,21 +17,18 @@ import torch
 from torch import Tensor
 
 from collabkit.bundle import SeenItems
-from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel
 from collabkit.models.base import model_device
+from collabkit.train import args
 
 DEFAULT_SCORE_BUDGET = 2**24  # float32 values per scoring block (64 MiB)
 MAX_N = 10_000  # the longest list any request may ask for
+MAX_SCORE_BUDGET = 2**34  # 64 GiB of float32 scores at once: beyond any machine this runs on
 
 
 def check_n(n: Any) -> int:
     """`n` as a positive whole number no larger than MAX_N."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer, float)) or int(n) != n or n < 1:
-        raise CollabkitError(f"n must be a positive whole number, got {n!r}")
-    if n > MAX_N:
-        raise CollabkitError(f"n must be at most {MAX_N:,}, got {int(n):,}")
-    return int(n)
+    return args.whole("n", n, 1, MAX_N)
 
 
 def cosine_neighbours(
@@ -69,7 +66,7 @@ class TopN:
                  score_budget: int = DEFAULT_SCORE_BUDGET) -> None:  # fmt: skip
         self.model = model
         self.n_users, self.n_items = len(seen.indptr) - 1, n_items
-        self.score_budget = int(score_budget)
+        self.score_budget = args.whole("score_budget", score_budget, 1, MAX_SCORE_BUDGET)
         self.device = model_device(model)
         self.seen = seen  # each user's rated items (the bundle's CSR, not a copy)
         self._prepared: tuple[Tensor, Tensor, Tensor, Any] | None = None  # (mask, cols, col_of, side)

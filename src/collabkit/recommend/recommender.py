@@ -31,10 +31,13 @@ from collabkit.models.custom import CustomModule
 from collabkit.persist import load_model, load_module
 from collabkit.recommend.engine import DEFAULT_SCORE_BUDGET, TopN, check_n, unit_neighbours
 from collabkit.recommend.results import BatchRecommendations, NewUser, Recommendations, SimilarUsers
+from collabkit.train import args
 
 UnknownIdPrediction = Literal["error", "mean"]  # an untrained id: refuse it, or answer the training mean
 UnknownUserPolicy = Literal["error", "popular"]
 MAX_RATINGS = 1_000  # the most ratings a new user may bring to one fold-in
+RECOMMEND_OPTIONS = ("exclude_seen", "min_count", "items", "exclude", "unknown", "popularity_penalty")
+FOLD_IN_LIMIT = 1e6  # a folded-in row this large came from a near-singular solve, not from the ratings
 
 
 class Recommender:
@@ -46,6 +49,10 @@ class Recommender:
     """
 
     def __init__(self, trained: TrainedModel, score_budget: int = DEFAULT_SCORE_BUDGET) -> None:
+        if not isinstance(trained, TrainedModel):
+            raise CollabkitError(
+                f"trained must be a TrainedModel (use Recommender.load(folder)), got {args.shown(trained)}"
+            )
         self.trained = trained
         self.model = trained.model.eval()
         self.capabilities = type(self.model).capabilities()
@@ -63,6 +70,13 @@ class Recommender:
         was exported (`model=MyModel(...)`): its weights are loaded into it (no pickle) and it is
         wrapped by `collabkit.models.custom.CustomModule`, which recommends and predicts.
         """
+        args.path("path", path)
+        if not isinstance(device, str):
+            raise CollabkitError(f"device must be a string such as 'cpu' or 'cuda', got {args.shown(device)}")
+        if model is not None and not isinstance(model, nn.Module):
+            raise CollabkitError(
+                f"model must be a torch nn.Module built as when exported, got {args.shown(model)}"
+            )
         if model is None:
             return cls(load_model(path, device=device))
         users, items, x, y, history = load_module(path, model)
@@ -101,11 +115,10 @@ class Recommender:
         (Surprise's `was_impossible`).
         """
         self._require_ratings("predict")
-        users, items = list(users), list(items)
+        users, items = args.ids("users", users, "user id"), args.ids("items", items, "item id")
         if len(users) != len(items):
             raise CollabkitError(f"users and items must pair up: {len(users)} users, {len(items)} items")
-        if unknown not in ("error", "mean"):
-            raise CollabkitError(f"unknown={unknown!r}; expected 'error' or 'mean'")
+        args.one_of("unknown", unknown, ("error", "mean"))
         u = self.users.encode(users, "na")
         i = self.items.encode(items, "na")
         cold = (self.user_counts.numpy()[u] == 0) | (self.item_counts.numpy()[i] == 0) | (u == 0) | (i == 0)
@@ -134,7 +147,12 @@ class Recommender:
     # -- top-N -----------------------------------------------------------------------------------
     def recommend(self, user: Any, n: int = 10, **options: Any) -> Recommendations:
         """The n best unseen items for `user`, best first; options as `recommend_many`."""
-        return self.recommend_many([user], n, **options)[0]
+        unknown = sorted(set(options) - set(RECOMMEND_OPTIONS))
+        if unknown:
+            raise CollabkitError(
+                f"recommend: unknown option {unknown[0]!r}; it takes: {', '.join(RECOMMEND_OPTIONS)}"
+            )
+        return self.recommend_many([args.one_id("user", user)], n, **options)[0]
 
     @torch.inference_mode()
     def recommend_many(
@@ -160,7 +178,8 @@ class Recommender:
                 by this many of the user's score standard deviations times the item's standardised
                 log training count (0: the model's own order). The scores shown stay the model's.
         """
-        users, n = list(users), check_n(n)
+        users, n = args.ids("users", users, "user id"), check_n(n)
+        exclude_seen = args.flag("exclude_seen", exclude_seen)
         cand = self.candidates(min_count, items, exclude)
         u_idx = self._trained_users(users, unknown)
         known = u_idx > 0
@@ -194,13 +213,21 @@ class Recommender:
         trained on are left out and listed in `ignored`.
         """
         self._require("fold_in")
+        if not isinstance(ratings, Mapping):
+            raise CollabkitError(
+                f"ratings must be a dict of item id (or title) to rating, got {args.shown(ratings)}"
+            )
         if len(ratings) > MAX_RATINGS:
             raise CollabkitError(f"at most {MAX_RATINGS:,} ratings per new user, got {len(ratings):,}")
-        strength = self.model.default_fold_in_strength if strength is None else float(strength)
-        if not np.isfinite(strength) or strength < 0:
-            raise CollabkitError(f"strength must be a finite number of at least 0, got {strength}")
+        if strength is None:
+            strength = self.model.default_fold_in_strength
+        else:
+            strength = args.number("strength", strength, low=0.0)
         scale = self.trained.rating_range()
-        rated = {self.parse_item(k): check_rating(k, v, scale) for k, v in ratings.items()}
+        rated = {
+            self.parse_item(args.one_id("each item of ratings", k)): check_rating(k, v, scale)
+            for k, v in ratings.items()
+        }
         idx = self.items.encode(list(rated), "error")
         used = self.item_counts.numpy()[idx] > 0
         ignored = [item for item, ok in zip(rated, used, strict=True) if not ok]
@@ -209,8 +236,7 @@ class Recommender:
         if len(y) == 0:
             row = prior
         else:
-            with torch.inference_mode():
-                row = self.model.fold_in(torch.from_numpy(idx[used]), y, prior, strength)
+            row = self._solve_fold_in(torch.from_numpy(idx[used]), y, prior, strength)
         return NewUser(row.detach().clone(), rated, idx, ignored, strength)
 
     @torch.inference_mode()
@@ -226,6 +252,8 @@ class Recommender:
     ) -> Recommendations:
         """Recommendations for a new user given only their ratings (cold start), rated items left out."""
         n = check_n(n)
+        if isinstance(ratings, NewUser):
+            self._check_new(ratings)
         new = ratings if isinstance(ratings, NewUser) else self.fold_in(ratings, strength=strength)
         cand = self.candidates(min_count, items, exclude)
         cand[torch.from_numpy(new.rated_idx)] = False
@@ -236,7 +264,8 @@ class Recommender:
     def predict_new(self, new: NewUser, items: Sequence[Any]) -> np.ndarray:
         """Predicted ratings of a folded-in user for raw item ids (or titles)."""
         self._require_ratings("predict")
-        idx = self.items.encode([self.parse_item(i) for i in items], "error")
+        self._check_new(new)
+        idx = self.items.encode([self.parse_item(i) for i in args.ids("items", items, "item id")], "error")
         side = self.model.item_side(torch.from_numpy(idx).to(self.engine.device))
         return self.model.raw_to_rating(self.model.score_block(new.row[None], side))[0].float().cpu().numpy()
 
@@ -249,7 +278,10 @@ class Recommender:
         vectors); the query items, and items with the same title as a query (one film under two
         ids), are never returned. Query items must have training ratings.
         """
-        query = list(items) if isinstance(items, (list, tuple, set, np.ndarray, pd.Series)) else [items]
+        if isinstance(items, (list, tuple, set, np.ndarray, pd.Series)):
+            query = args.ids("items", list(items), "item id")
+        else:
+            query = [args.one_id("items", items)]
         idx, sims = nearest_items(self.trained, [self.parse_item(i) for i in query], n, min_count)
         return Recommendations(
             [self.items[int(i)] for i in idx], [self.title(self.items[int(i)]) for i in idx],
@@ -260,14 +292,13 @@ class Recommender:
     def similar_users(self, user: Any, n: int = 10, *, min_count: int = MIN_COUNT) -> SimilarUsers:
         """The n users whose vectors point most nearly the same way as `user`'s (cosine similarity)."""
         self._require("user_vectors")
-        u_idx = self._trained_users([user], "error")
+        u_idx = self._trained_users([args.one_id("user", user)], "error")
         idx, sims = nearest_users(self.trained, int(u_idx[0]), n, min_count)
         return SimilarUsers([self.users[int(i)] for i in idx], sims.astype(np.float32))
 
     def _popularity(self, weight: float) -> Tensor | None:
         """(n_items,) weight x standardised log(1 + training count), or None for no penalty."""
-        if not np.isfinite(weight) or weight < 0:
-            raise CollabkitError(f"popularity_penalty must be a finite number of at least 0, got {weight}")
+        weight = args.number("popularity_penalty", weight, low=0.0)
         if weight == 0:
             return None
         logc = torch.log1p(self.item_counts.double())
@@ -296,18 +327,20 @@ class Recommender:
         """(n_items,) bool: the items that may be returned."""
         cand = item_candidates(self.trained, min_count)
         if items is not None:
+            items = args.ids("items", items, "item id")
             allow = torch.zeros_like(cand)
             allow[torch.from_numpy(self.items.encode([self.parse_item(i) for i in items], "error"))] = True
             cand &= allow
-        if exclude is not None and len(exclude):
+        if exclude is not None:
+            exclude = args.ids("exclude", exclude, "item id")
+        if exclude:
             cand[torch.from_numpy(self.items.encode([self.parse_item(i) for i in exclude], "error"))] = False
         cand[0] = False  # `#na#` is never an answer
         return cand
 
     def _trained_users(self, users: list[Any], unknown: UnknownUserPolicy) -> np.ndarray:
         """Indices of users the model trained on; 0 for the others under unknown="popular"."""
-        if unknown not in ("error", "popular"):
-            raise CollabkitError(f"unknown={unknown!r}; expected 'error' or 'popular'")
+        args.one_of("unknown", unknown, ("error", "popular"))
         idx = self.users.encode(users, "na")
         cold = (idx == 0) | (self.user_counts.numpy()[idx] == 0)
         if cold.any() and unknown == "error":
@@ -335,6 +368,35 @@ class Recommender:
     def _mean_row(self) -> Tensor:
         """(d,) the average trained user's row: the prior of fold-in and the row of `popular`."""
         return self._mean_rows
+
+    def _solve_fold_in(self, item_idx: Tensor, y: Tensor, prior: Tensor, strength: float) -> Tensor:
+        """The model's fold-in solve, its numeric failure (a singular system: collinear items and
+        no pull towards the average user) one line naming `strength`, never a LinAlgError or NaNs."""
+        fix = "give a larger strength (e.g. the default) or rate more, and more varied, items"
+        try:
+            with torch.inference_mode():
+                row = self.model.fold_in(item_idx, y, prior, strength)
+        except torch.linalg.LinAlgError:
+            raise CollabkitError(
+                f"{self.trained.name}: the fold-in failed numerically with strength={strength:g} "
+                f"(the rated items' system is singular); {fix}"
+            ) from None
+        if not bool(torch.isfinite(row).all()) or float(row.abs().max()) > FOLD_IN_LIMIT:
+            raise CollabkitError(
+                f"{self.trained.name}: the fold-in failed numerically with strength={strength:g} "
+                f"(the answer is {'not finite' if not bool(torch.isfinite(row).all()) else 'huge'}); {fix}"
+            )
+        return row
+
+    def _check_new(self, new: Any) -> None:
+        """`new` must be a NewUser folded in by a model of this shape (its row this model's width)."""
+        if not isinstance(new, NewUser):
+            raise CollabkitError(f"new must be a NewUser from fold_in(), got {args.shown(new)}")
+        if new.row.shape != self._mean_row().shape:
+            raise CollabkitError(
+                f"new was folded in by another model: its row has shape {tuple(new.row.shape)}, "
+                f"this model's rows {tuple(self._mean_row().shape)}"
+            )
 
     def _require(self, capability: str) -> None:
         """Refuse, in one line, what the family does not declare (see `Capabilities`)."""
@@ -369,11 +431,8 @@ class Recommender:
 
 def item_candidates(trained: TrainedModel, min_count: int) -> Tensor:
     """(n_items,) bool: the items with at least `min_count` (>= 1) training ratings, never `#na#`."""
-    if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 1:
-        raise CollabkitError(
-            f"min_count must be a whole number of at least 1 (items need training ratings), got {min_count!r}"
-        )
-    cand = trained.item_counts >= min(int(min_count), 2**62)  # beyond any count: no item, not an overflow
+    min_count = args.whole("min_count", min_count, 1)  # at least 1: items need training ratings
+    cand = trained.item_counts >= min_count  # beyond any count: no item, not an overflow
     cand[0] = False  # `#na#` is never an answer
     return cand
 
@@ -405,16 +464,18 @@ def nearest_users(
     trained: TrainedModel, user_idx: int, n: int, min_count: int = MIN_COUNT
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine similarities of the n users nearest user index `user_idx`."""
-    cand = trained.user_counts >= max(int(min_count), 1)
+    cand = trained.user_counts >= args.whole("min_count", min_count, 1)
     cand[0] = False
     return unit_neighbours(trained.unit_user_vectors, [user_idx], check_n(n), cand)
 
 
 def check_rating(key: Any, value: Any, scale: tuple[float, float] | None) -> float:
     """`value` as a finite rating within the model's scale (its training ratings' range)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise CollabkitError(f"rating {value!r} for item {key!r} is not a number")
     try:
         r = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise CollabkitError(f"rating {value!r} for item {key!r} is not a number") from None
     if not np.isfinite(r):
         raise CollabkitError(f"rating {value!r} for item {key!r} is not a finite number")

@@ -21,13 +21,14 @@ from collabkit.data.loaders import CollabDataLoaders, DataLoader
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import metric_name, rmse
 from collabkit.models import CollabModel, ModelConfig
+from collabkit.models.settings import MAX_EPOCHS
 from collabkit.scoring import TrainingFacts, fallback_mask, score_pairs, training_facts
-from collabkit.train import checkpoint
+from collabkit.train import args, checkpoint
 from collabkit.train.callbacks import Callback, CancelFitException
 from collabkit.train.fused import FusedDotTrainer, supports_fused
 from collabkit.train.lr_find import lr_find
 from collabkit.train.optim import FastAdamW, make_adam, set_hyper
-from collabkit.train.recorder import Recorder, Summary, results_table, shown, summary_text
+from collabkit.train.recorder import Recorder, Summary, ds_index, results_table, shown, summary_text
 from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
 from collabkit.train.state import (
     FitSettings,
@@ -91,15 +92,39 @@ class Learner:
         model_dir: str = "models",
         config: ModelConfig | None = None,
     ) -> None:
+        if not isinstance(model, nn.Module):
+            raise CollabkitError(f"model must be a torch nn.Module, got {args.shown(model)}")
+        if dls is not None and not isinstance(dls, CollabDataLoaders):
+            raise CollabkitError(f"dls must be CollabDataLoaders (or None), got {args.shown(dls)}")
+        if loss_func is not None and not callable(loss_func):
+            raise CollabkitError(f"loss_func must be callable, got {args.shown(loss_func)}")
         self.dls: Any = dls
         self.model = model
         self.config = config
         self.loss_func = loss_func if loss_func is not None else MSELossFlat()
-        self.lr, self.wd = lr, (0.01 if wd is None else wd)
+        self.lr = check_lr("lr", lr)
+        self.wd = check_wd(0.01 if wd is None else wd)
+        args.flag("show_progress", show_progress)
+        if fused is not None:
+            args.flag("fused", fused)
+        if log is not None and not callable(log):
+            raise CollabkitError(f"log must be a function taking one line (or None), got {args.shown(log)}")
+        if metrics is not None and not callable(metrics):
+            if isinstance(metrics, (str, bytes)) or not isinstance(metrics, Sequence):
+                raise CollabkitError(
+                    f"metrics must be a function or a list of them, got {args.shown(metrics)}"
+                )
+            if not all(callable(m) for m in metrics):
+                raise CollabkitError(
+                    f"metrics must be a function or a list of them, got {args.shown(metrics)}"
+                )
+        args.path("path", path)
+        if not isinstance(model_dir, (str, Path)):
+            raise CollabkitError(f"model_dir must be a folder name, got {args.shown(model_dir)}")
         self.metrics: list[Metric] = (
             [] if metrics is None else list(metrics) if isinstance(metrics, Sequence) else [metrics]
         )
-        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.device = _device(device) if device is not None else _model_device(model)
         self.show_progress, self.log = show_progress, log
         self.history: list[dict[str, float]] = []
         self.opt: FastAdamW | None = None
@@ -155,8 +180,18 @@ class Learner:
         """Train `n_epoch` epochs with fastai's one-cycle learning rate and momentum.
 
         `start_epoch` resumes a schedule part-way (after `load(..., with_opt=True)` of a checkpoint).
+        `lr_max` is a number, or fastai's slice / one-per-group sequence: a collab model has one
+        parameter group, so a slice's `stop` (its largest rate) is the peak, as fastai uses it.
+
+        Raises:
+            CollabkitError: an argument out of its range (named), or a loss that became NaN or
+                infinite (naming the epoch and the learning rate) before anything was saved.
         """
-        peak = self.lr if lr_max is None else lr_max
+        peak = self.lr if lr_max is None else check_lr("lr_max", lr_max)
+        div = args.number("div", div, low=1.0)
+        div_final = args.number("div_final", div_final, low=1.0)
+        pct_start = args.number("pct_start", pct_start, low=0.0, high=1.0, high_open=True)
+        moms = check_moms(moms)
 
         def hyper(pos: float) -> tuple[float, float]:
             return (one_cycle_lr(pos, peak, div, div_final, pct_start), one_cycle_mom(pos, moms, pct_start))
@@ -171,8 +206,8 @@ class Learner:
         cbs: Callback | Sequence[Callback] | None = None,
         start_epoch: int = 0,
     ) -> list[dict[str, float]]:
-        """Train `n_epoch` epochs at a constant learning rate."""
-        rate = self.lr if lr is None else lr
+        """Train `n_epoch` epochs at a constant learning rate (a number, or a slice as `fit_one_cycle`)."""
+        rate = self.lr if lr is None else check_lr("lr", lr)
         return self._fit(n_epoch, lambda pos: (rate, 0.9), wd, cbs, start_epoch, ("constant", rate))
 
     def _fit(
@@ -185,10 +220,9 @@ class Learner:
         rate: tuple[Schedule, float],
     ) -> list[dict[str, float]]:
         self._check_trains_by_gradient("has no epochs to fit; `model.fit_direct(x, y)` fits it")
-        if isinstance(n_epoch, bool) or int(n_epoch) != n_epoch or n_epoch < 1:
-            raise CollabkitError(f"n_epoch must be a whole number of at least 1, got {n_epoch!r}")
-        if not 0 <= start_epoch < n_epoch:
-            raise CollabkitError(f"start_epoch must be in 0..{n_epoch - 1}, got {start_epoch}")
+        n_epoch = args.whole("n_epoch", n_epoch, 1, MAX_EPOCHS)
+        start_epoch = args.whole("start_epoch", start_epoch, 0, n_epoch - 1)
+        wd = self.wd if wd is None else check_wd(wd)
         if self.dls is None:
             raise CollabkitError(
                 "this learner has no data: set learn.dls = CollabDataLoaders.from_df(...) first"
@@ -201,7 +235,6 @@ class Learner:
                 f"the loaded checkpoint stopped inside epoch {resume.epoch_in_fit} of its schedule; "
                 f"fit with start_epoch={resume.epoch_in_fit}, got {start_epoch}"
             )
-        wd = self.wd if wd is None else wd
         self.last_fit = FitSettings(rate[0], float(rate[1]), float(wd), int(n_epoch))
         self._interrupted, self._next = None, Position(start_epoch)
         self.model.to(self.device)
@@ -289,7 +322,9 @@ class Learner:
                         sizes.append(len(yb))
                         step += 1
                         self.iter, self.loss = b + 1, loss
-                        if per_batch:
+                        if per_batch:  # fastai stops on NaN here; a callback must not see (or save) it
+                            if not torch.isfinite(loss):
+                                self._diverged(float(loss), step - 1)
                             self._event("after_batch")
                         advance()
             except KeyboardInterrupt:
@@ -305,9 +340,8 @@ class Learner:
             self.recorder.add_batches(batch_losses, sizes, e * self.n_iter + skip)
             train_loss = float(loss_sum) / max(n_seen, 1)
             if not math.isfinite(train_loss):
-                raise CollabkitError(
-                    f"training diverged in epoch {self.epoch} (loss {train_loss}); try a lower learning rate"
-                )
+                bad = next((k for k, x in enumerate(batch_losses) if not torch.isfinite(x)), 0)
+                self._diverged(train_loss, e * self.n_iter + skip + bad)
             valid = self.validate()
             row = {
                 "epoch": self.epoch,
@@ -324,6 +358,15 @@ class Learner:
             finally:
                 self.epoch += 1
         return new_rows
+
+    def _diverged(self, loss: float, step: int) -> None:
+        """Stop the fit: the loss became NaN or infinite at schedule step `step` (nothing saved)."""
+        lr = self.hyper(step / max(self.n_epoch * self.n_iter, 1))[0]
+        peak = f" (the fit's learning rate {self.last_fit.lr:g})" if self.last_fit is not None else ""
+        raise CollabkitError(
+            f"training diverged in epoch {self.epoch}: the loss became {loss} at learning rate "
+            f"{lr:.3g}{peak}; try a lower learning rate (or a larger wd); nothing was saved"
+        )
 
     def _fused_trainer(
         self, hyper: Callable[[float], tuple[float, float]], total: int, wd: float
@@ -430,7 +473,7 @@ class Learner:
 
         Predictions are ratings of shape (N,), or for a classifier the level probabilities (N, L).
         """
-        out, y = self._outputs(self.dls[ds_idx] if dl is None else dl)
+        out, y = self._outputs(self.dls[ds_index(ds_idx)] if dl is None else dl)
         if isinstance(self.model, CollabModel):
             return self.model.output_to_preds(out).cpu(), y.cpu()
         return out.reshape(len(y), -1).squeeze(1).cpu() if len(y) else out, y.cpu()
@@ -443,6 +486,7 @@ class Learner:
         """
         users: Any
         items: Any
+        _check_rows(rows)
         single = isinstance(rows, (pd.Series, dict)) or (
             isinstance(rows, tuple) and len(rows) == 2 and not isinstance(rows[0], (tuple, list))
         )
@@ -477,6 +521,7 @@ class Learner:
     ) -> Any:
         """fastai's learning-rate finder; returns its suggestions (`.valley`, `.slide`, `.minimum`,
         `.steep`), plots loss against learning rate, and leaves the model's weights as they were."""
+        args.flag("show_plot", show_plot)
         found = lr_find(self, start_lr, end_lr, num_it, stop_div, show_plot=show_plot)
         self.lr_find_result = found
         return found.suggestions
@@ -488,7 +533,7 @@ class Learner:
         Shown once (displayed in a notebook, printed elsewhere) and None returned; `show=False`
         returns the table instead.
         """
-        return shown(results_table(self, n, ds_idx), show)
+        return shown(results_table(self, n, ds_idx), args.flag("show", show))
 
     def summary(self) -> Summary:
         """The model's layers and parameter counts, the loss, the optimiser and the callbacks."""
@@ -652,4 +697,75 @@ def default_metrics(model: nn.Module) -> list[Metric]:
 def _as_list(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
     if cbs is None:
         return []
-    return [cbs] if isinstance(cbs, Callback) else list(cbs)
+    out = [cbs] if isinstance(cbs, Callback) else list(cbs) if isinstance(cbs, (list, tuple)) else None
+    if out is None or not all(isinstance(cb, Callback) for cb in out):
+        raise CollabkitError(f"cbs must be a Callback or a list of them, got {args.shown(cbs)}")
+    return out
+
+
+def check_lr(name: str, value: Any) -> float:
+    """A learning rate: a finite number above 0, or fastai's slice / one-per-group sequence of them.
+
+    A collab model has one parameter group, so (as fastai does with one group) a slice's `stop`
+    is the rate used; a sequence must hold exactly one rate.
+    """
+    if isinstance(value, slice):
+        if value.step is not None or value.stop is None:
+            raise CollabkitError(
+                f"{name} as a slice must be slice(start, stop) or slice(stop), got {value!r}"
+            )
+        if value.start is not None:
+            start = args.number(f"{name}.start", value.start, low=0.0, low_open=True)
+            stop = args.number(f"{name}.stop", value.stop, low=0.0, low_open=True)
+            if start > stop:
+                raise CollabkitError(f"{name} slice must run from low to high, got {value!r}")
+        return args.number(f"{name}.stop", value.stop, low=0.0, low_open=True)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) != 1:
+            raise CollabkitError(
+                f"{name} must be one learning rate (this model has one parameter group), "
+                f"got {args.shown(value)}"
+            )
+        return args.number(name, value[0], low=0.0, low_open=True)
+    return args.number(name, value, low=0.0, low_open=True)
+
+
+def check_wd(value: Any) -> float:
+    """Decoupled weight decay: a finite number of at least 0 (a negative one grows the weights)."""
+    return args.number("wd", value, low=0.0)
+
+
+def check_moms(value: Any) -> tuple[float, float, float]:
+    """One-cycle momentums (start, middle, end): three numbers from 0 up to (not including) 1."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
+        raise CollabkitError(
+            "moms must be three momentums (start, middle, end), each from 0 to below 1, "
+            f"got {args.shown(value)}"
+        )
+    a, b, c = (args.number(f"moms[{k}]", v, low=0.0, high=1.0, high_open=True) for k, v in enumerate(value))
+    return (a, b, c)
+
+
+def _device(device: Any) -> torch.device:
+    if not isinstance(device, (str, torch.device)):
+        raise CollabkitError(f"device must be a string such as 'cpu' or 'cuda', got {args.shown(device)}")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise CollabkitError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}") from None
+
+
+def _check_rows(rows: Any) -> None:
+    """`Learner.predict`'s rows: a DataFrame, one row (dict, Series, (user, item) pair) or pairs."""
+    what = "a DataFrame, one row (a dict, a Series or a (user, item) pair) or a list of (user, item) pairs"
+    if isinstance(rows, (pd.DataFrame, pd.Series, dict)):
+        return
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, (list, tuple, np.ndarray)):
+        raise CollabkitError(f"rows must be {what}, got {args.shown(rows)}")
+    single = isinstance(rows, tuple) and len(rows) == 2 and not isinstance(rows[0], (tuple, list))
+    pairs = [rows] if single else list(rows)
+    for p in pairs:
+        if isinstance(p, (str, bytes)) or not isinstance(p, (list, tuple, np.ndarray)) or len(p) != 2:
+            raise CollabkitError(f"rows must be {what}; got the row {args.shown(p)}")
+        args.one_id("the user of a row", p[0])
+        args.one_id("the item of a row", p[1])

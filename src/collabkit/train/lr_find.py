@@ -24,7 +24,10 @@ from torch import Tensor
 from collabkit.atomic import write_with
 from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel
+from collabkit.train import args
 from collabkit.train.optim import make_adam, set_hyper
+
+MAX_NUM_IT = 100_000  # batches in one sweep; more is a typo, and would run for hours
 
 if TYPE_CHECKING:
     from collabkit.train.learner import Learner
@@ -102,10 +105,12 @@ def lr_find(
             f"model {learn.model.name!r} is fitted in closed form or by its own solver, "
             "so it has no learning rate to find"
         )
-    if not 0 < start_lr < end_lr:
-        raise CollabkitError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
-    if num_it < 10:
-        raise CollabkitError(f"num_it must be at least 10, got {num_it}")
+    start_lr = args.number("start_lr", start_lr, low=0.0, low_open=True)
+    end_lr = args.number("end_lr", end_lr, low=0.0, low_open=True)
+    if not start_lr < end_lr:
+        raise CollabkitError(f"end_lr must be above start_lr, got start_lr={start_lr:g}, end_lr={end_lr:g}")
+    num_it = args.whole("num_it", num_it, 10, MAX_NUM_IT)
+    stop_div = args.flag("stop_div", stop_div)
     if learn.dls is None or learn.dls.train.n == 0:
         raise CollabkitError("lr_find needs training data: set learn.dls first")
     model, dl = learn.model, learn.dls.train

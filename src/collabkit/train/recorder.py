@@ -13,7 +13,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from collabkit.errors import CollabkitError
 from collabkit.evaluate import metric_name
+from collabkit.train import args
 
 if TYPE_CHECKING:
     from collabkit.train.learner import Learner
@@ -113,7 +115,8 @@ def shown(frame: pd.DataFrame, show: bool) -> pd.DataFrame | None:
 
 def results_table(learn: Learner, n: int = 9, ds_idx: int = 1) -> pd.DataFrame:
     """`n` rows of a set with the true and the predicted rating (titles where known)."""
-    dl = learn.dls[ds_idx]
+    n = args.whole("n", n, 1)
+    dl = learn.dls[ds_index(ds_idx)]
     x, y = dl.x[:n].cpu(), dl.y[:n].cpu()
     users = learn.dls.user_vocab.decode(x[:, 0].tolist())
     items = learn.dls.item_vocab.decode(x[:, 1].tolist())
@@ -152,3 +155,12 @@ def summary_text(learn: Learner) -> Summary:
         f"Epochs trained: {learn.epoch}",
     ]
     return Summary("\n".join(lines))
+
+
+def ds_index(ds_idx: object) -> int:
+    """`ds_idx` checked: 0 (the training set) or 1 (the validation set), as fastai numbers them."""
+    if isinstance(ds_idx, bool) or not isinstance(ds_idx, (int, np.integer)) or ds_idx not in (0, 1):
+        raise CollabkitError(
+            f"ds_idx must be 0 (training set) or 1 (validation set), got {args.shown(ds_idx)}"
+        )
+    return int(ds_idx)
