@@ -175,5 +175,5 @@ def test_a_singular_fold_in_says_what_to_change() -> None:
     from collabkit.models import build_model
 
     model = build_model(ModelConfig("dotbias", 4, 4, n_factors=8, y_range=(0.0, 5.5)))
-    with pytest.raises(CollabkitError, match="strength 0 a few ratings cannot determine every factor"):
+    with pytest.raises(CollabkitError, match="with strength 0, 1 ratings cannot determine 9 unknowns"):
         model.fold_in(torch.tensor([1]), torch.tensor([5.0]), torch.zeros(10), 0.0)

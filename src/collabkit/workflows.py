@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from collabkit.baselines import rating_baselines
 from collabkit.bundle import DataInfo, TrainedModel, table_fingerprint, trained_from_learner
 from collabkit.collab import collab_learner
 from collabkit.data import load_ratings
@@ -461,7 +462,13 @@ def score_rows(trained: TrainedModel, rows: pd.DataFrame) -> dict[str, Any]:
     y = torch.tensor(rows["rating"].to_numpy(dtype=np.float32))
     mean = float(trained.train_y.double().mean()) if len(trained.train_y) else 0.0
     res = score_pairs(trained.model, x, y, trained.user_counts, trained.item_counts, mean)
-    return {**res, "n": len(rows), "fallback": int(res["fallback"])}
+    out: dict[str, Any] = {**res, "n": len(rows), "fallback": int(res["fallback"])}
+    if len(rows):
+        base = rating_baselines(trained.train_x.numpy(), trained.train_y.numpy(), x.numpy(), y.numpy(),
+                                len(trained.users), len(trained.items))  # fmt: skip
+        out["baselines"] = base
+        out["beats_biases"] = bool(res["rmse"] < base["biases"]["rmse"])
+    return out
 
 
 @dataclass

@@ -280,6 +280,8 @@ def train(
                 if not figures and "note" in result.valid:
                     figures = f"no rating error: {result.valid['note']}; see evaluate --ranking"
                 typer.echo(f"saved {result.model} model to {result.out} (held-out {figures or 'none'})")
+                for line in baseline_lines(result.valid):
+                    typer.echo(line)
             emit(result.to_dict(), as_json)
 
 
@@ -425,9 +427,12 @@ def evaluate(
         )  # fmt: skip
         if not as_json:
             typer.echo(f"split {result.split}: {result.n:,} held-out rows")
-            line = "  ".join(_fmt(k, v) for k, v in result.metrics.items() if k not in ("n", "note"))
+            hidden = ("n", "note", "baselines", "beats_biases")
+            line = "  ".join(_fmt(k, v) for k, v in result.metrics.items() if k not in hidden)
             if line:
                 typer.echo(line)
+            for extra in baseline_lines(result.metrics):
+                typer.echo(extra)
             if result.metrics.get("fallback"):
                 typer.echo(f"{result.metrics['fallback']} rows have a user or item with no training ratings: "
                            "scored at the training mean")  # fmt: skip
@@ -444,6 +449,23 @@ def evaluate(
                     f"precision@{top} {rk[f'random_precision@{top}']:.4f}"
                 )
         emit(result.to_dict(), as_json)
+
+
+def baseline_lines(figures: dict[str, Any]) -> list[str]:
+    """The baselines beside a held-out RMSE, and a flag when the model does not beat biases only."""
+    base = figures.get("baselines")
+    if not base or "rmse" not in figures:
+        return []
+    lines = [
+        f"baselines on the same rows: rmse {base['global_mean']['rmse']:.4f} predicting the training mean, "
+        f"{base['biases']['rmse']:.4f} with user and item biases only"
+    ]
+    if not figures.get("beats_biases", True):
+        lines.append(
+            "note: this model does not beat the biases-only baseline: it is underfitted (try --recipe "
+            "chapter or more --epochs) or the table holds little beyond who rates high and what is liked"
+        )
+    return lines
 
 
 def _fmt(key: str, val: Any) -> str:
@@ -516,9 +538,11 @@ def crossval(
             if res is first[0]:
                 typer.echo(res.settings_line())
             figures = {**res.valid, **((res.ranking or {}).get("metrics") or {})}
-            typer.echo(
-                f"{res.split.describe():<22}" + "  ".join(_fmt(m, v) for m, v in figures.items() if m != "n")
-            )
+            base = res.valid.get("baselines")
+            if base:  # the biases-only baseline's rmse beside the fold's own
+                figures["biases_rmse"] = base["biases"]["rmse"]
+            shown = [f for f in figures if f not in ("n", "baselines", "beats_biases", "note")]
+            typer.echo(f"{res.split.describe():<22}" + "  ".join(_fmt(m, figures[m]) for m in shown))
 
         first: list[Any] = [None]
 

@@ -104,6 +104,12 @@ class _DotFamily(CollabModel):
             design, start = side[:, : k + 1], prior[: k + 1]
         else:
             design, start = side, prior
+        if strength == 0 and len(target) < design.shape[1]:  # LU may not notice: the answer is arbitrary
+            raise numeric_failure(
+                self.name, "folding in the new user", {"strength": strength},
+                f"with strength 0, {len(target)} ratings cannot determine {design.shape[1]} unknowns: "
+                "give a strength above 0",
+            )  # fmt: skip
         resid = target - design @ start
         gram = design.T @ design + strength * torch.eye(design.shape[1], dtype=torch.float64)
         try:
