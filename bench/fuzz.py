@@ -14,7 +14,9 @@ tokens, drop or double a delimiter, swap columns, junk rows, flip bits, ...) and
                  as many as its non-blank lines, each as wide as the header, each rating its own cell
     refused      a DataError: one line naming the file, quoting at most a short excerpt
     bad message  a DataError that is not one short line naming the file
-    bad table    a table came back that breaks one of the promises above
+    bad table    a table came back that breaks one of the promises above (for --target options: the
+                 command answered a line it should have refused, e.g. a non-finite value or a
+                 setting the family does not take)
     crash        any other exception
     hang         no answer within --case-seconds
 
@@ -396,9 +398,34 @@ def _run_options(path: Path, options: dict[str, Any]) -> Any:
     raise RuntimeError(f"exit {res.exit_code}: {' '.join(text.split())[-300:]}")
 
 
+NON_FINITE = {"nan", "inf", "-inf", "1e400"}
+NUMERIC_OPTIONS = {"--lr", "--wd", "--valid-pct", "--cutoff", "--relevant", "--strength",
+                   "--popularity-penalty", "--epochs", "--bs", "--factors", "-n", "--min-count", "--top-k",
+                   "--k", "--seed", "--num-it", "--last-n", "--fold", "--y-range",
+                   "--checkpoint-every"}  # fmt: skip
+
+
+def _check_options(result: Any, path: Path, options: dict[str, Any]) -> str | None:
+    """What an answered (exit 0) command line should not have been answered: a non-finite value, or
+    an option or setting the command or family does not take, silently accepted."""
+    import json
+
+    args = json.loads(path.read_bytes())
+    taken = [f"{flag} {value}" for flag, value in zip(args, args[1:], strict=False)
+             if value in NON_FINITE and flag in NUMERIC_OPTIONS]  # fmt: skip
+    if taken:
+        return f"accepted the non-finite value in {taken[0]!r}"
+    if "junk=1" in args:
+        return "accepted -o junk=1, a setting no family takes"
+    model = args[args.index("--model") + 1] if "--model" in args[:-1] else "dotbias"
+    if "--step" in args and model not in ("dot", "dotbias", "nn", "classifier"):
+        return f"accepted --step for {model}, which fits itself"
+    return None
+
+
 def _options_target() -> Target:
     # a case trains a model or a few (crossval --k 1_0 is ten folds): give it a minute
-    return Target(_option_seeds, _mutate_options, _run_options, lambda *_: None, (_Refused,), ".json",
+    return Target(_option_seeds, _mutate_options, _run_options, _check_options, (_Refused,), ".json",
                   slack=1000, case_seconds=60)  # fmt: skip
 
 

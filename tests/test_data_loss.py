@@ -123,3 +123,15 @@ def test_config_json_is_under_its_own_checksum(ratings_csv: Path, tmp_path: Path
     (out / "config.json").write_text(json.dumps(doc))
     with pytest.raises(CollabkitError, match="settings were edited or damaged"):
         load_model(out)
+
+
+@pytest.mark.parametrize("out", ["", ".", ".."])
+def test_an_output_that_names_no_folder_is_refused(
+    ratings_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, out: str
+) -> None:
+    empty = tmp_path / "here"
+    empty.mkdir()
+    monkeypatch.chdir(empty)  # an empty current folder: it would pass as a new one
+    res = runner.invoke(app, ["train", "--data", str(ratings_csv), "--out", out, "--model", "ease"])
+    assert res.exit_code == 2 and "names no folder of its own" in res.output
+    assert empty.is_dir() and not any(empty.iterdir())

@@ -282,6 +282,8 @@ def test_huge_numbers_and_options_that_do_not_apply_are_one_line(ratings_csv: Pa
     out = tmp_path / "m"
     assert runner.invoke(app, ["train", "--data", str(ratings_csv), "--out", str(out), "-q"]).exit_code == 0
     res = runner.invoke(app, ["similar", str(out), "100", "--min-count", str(10**21)])
+    assert res.exit_code == 2 and "min_count must be a whole number from 1 to" in res.output
+    res = runner.invoke(app, ["similar", str(out), "100", "--min-count", str(10**9)])
     assert res.exit_code == 0 and "0 items most like" in res.output  # no item has that many ratings
     res = runner.invoke(app, ["recommend", str(out), "--rate", "100=5", "--popularity-penalty", "0.5"])
     assert res.exit_code == 2 and "--popularity-penalty applies to a known --user only" in res.output
@@ -299,7 +301,7 @@ def test_duplicates_rule_is_one_option_and_its_effect_is_said(tmp_path: Path) ->
     res = runner.invoke(app, ["train", "--data", str(csv), "--out", str(tmp_path / "b"), "-q",
                               "--duplicates", "mean", "--valid-pct", "0.25"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "1 rows repeating a (user, item) pair dropped (--duplicates mean" in res.stderr
+    assert "1 row repeating a (user, item) pair dropped (--duplicates mean" in res.stderr
     res = runner.invoke(
         app, ["train", "--data", str(csv), "--out", str(tmp_path / "c"), "--duplicates", "keep"]
     )

@@ -371,6 +371,10 @@ def _write_parts(
 
 def check_destination(dest: Path) -> None:
     """Refuse a destination collabkit may not replace (see `save_model`)."""
+    if dest.name in ("", ".", ".."):  # the current or parent folder itself: a save would rename it
+        raise CollabkitError(
+            f"{str(dest)!r} names no folder of its own; give the model a folder, e.g. runs/m"
+        )
     if dest.is_symlink():
         raise CollabkitError(
             f"{dest} is a symbolic link; collabkit will not replace it. Give the folder it points to "

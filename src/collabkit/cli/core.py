@@ -54,8 +54,8 @@ def _load(
     dropped = int(table.attrs.get("duplicates_dropped", 0))
     if dropped:
         how = "the latest rating kept" if duplicates == "last" else "their ratings averaged"
-        typer.echo(f"{dropped:,} rows repeating a (user, item) pair dropped (--duplicates {duplicates}: "
-                   f"{how})", err=True)  # fmt: skip
+        rows = "1 row repeating" if dropped == 1 else f"{dropped:,} rows repeating"
+        typer.echo(f"{rows} a (user, item) pair dropped (--duplicates {duplicates}: {how})", err=True)
     return table
 
 
