@@ -156,8 +156,15 @@ def test_recommend_for_new_ratings_by_title_and_id(client: TestClient, rec: Reco
     assert {x["item"] for x in body["ratings"]} == {110, 111, 112}
     recs = body["recommendations"]
     assert len(recs) == 6 and not {x["item"] for x in recs} & {110, 111, 112}
-    direct = rec.recommend_for_ratings({110: 5, 111: 1, 112: 4}, 6)
+    # ordered by the ranking model fitted beside this rating model, from the liked items (4 and 5 of 1-5);
+    # the ratings shown are the rating model's predicted stars
+    ranker = client.app.state.service.ranker  # type: ignore[attr-defined]
+    assert body["ranked_by"] == ranker.name == "easeknn" and body["stars_by"] == "dotbias"
+    direct = ranker.rec.recommend_for_ratings({110: 5, 112: 4}, 6, exclude=[110, 111, 112])
     assert [x["item"] for x in recs] == list(direct.items)
+    stars = rec.predict_new(rec.fold_in({110: 5, 111: 1, 112: 4}), [x["item"] for x in recs])
+    np.testing.assert_allclose([x["rating"] for x in recs], stars, rtol=1e-5)
+    assert all(x["why"]["text"].startswith("because you liked Film 11") for x in recs)
     for x in recs:  # each with its bias and the two rated items nearest to it
         assert isinstance(x["why"]["bias"], float)
         closest = x["why"]["closest"]
@@ -606,8 +613,9 @@ def test_route_functions_are_plain_functions(rec: Recommender) -> None:
     state = build_state(rec)
     body = RatingsRequest(ratings={"Film 110 (2010)": 5, "111": 1}, n=4)
     answer = asyncio.run(routes.recommend_new(body, rec, state))
+    assert state.ranker is not None and answer.ranked_by == state.ranker.name
     assert [x.item for x in answer.recommendations] == list(
-        rec.recommend_for_ratings({110: 5, 111: 1}, 4).items
+        state.ranker.rec.recommend_for_ratings({110: 5}, 4, exclude=[110, 111]).items
     )
     assert {c.item for x in answer.recommendations for c in x.why.closest} <= {110, 111}
     biases = asyncio.run(routes.biases(rec, n=2))
@@ -744,3 +752,34 @@ def test_a_disk_fault_when_loading_says_so(
     )
     assert result.exit_code == 2
     assert "No space left on device" in result.output and "damaged" not in result.output
+
+
+def test_popular_users_profile_catalogue_and_filters(client: TestClient, rec: Recommender) -> None:
+    """The page's routes: popular is the most rated; a known user's ratings beside their list;
+    filters by genre, year and ratings; items left out; the scale and the ranker beside the model."""
+    counts = rec.item_counts.numpy()
+    pop = client.get("/popular", params={"n": 5}).json()
+    assert [x["n_ratings"] for x in pop["items"]] == sorted(counts[counts > 0], reverse=True)[:5]
+    cat = client.get("/catalogue").json()
+    assert cat["scale"] == {"low": 1.0, "high": 5.0, "step": 1.0, "liked": 4.0}
+    assert cat["kind"] == "item" and cat["ranker"]["family"] == "easeknn" and cat["ranker"]["seconds"] >= 0
+    assert cat["year_min"] == 1990 and cat["year_max"] == 2044 and set(cat["genres"]) <= set(GENRES)
+    users = client.get("/users", params={"limit": 3}).json()["users"]
+    assert [u["n_ratings"] for u in users] == sorted([u["n_ratings"] for u in users], reverse=True)
+    who = str(users[0]["user"])
+    prof = client.get("/profile", params={"user": who, "n": 5}).json()
+    assert prof["n_ratings"] == users[0]["n_ratings"] and prof["ranked_by"] == "easeknn"
+    mine = {x["item"] for x in prof["ratings"]}
+    assert len(prof["recommendations"]) == 5 and not mine & {x["item"] for x in prof["recommendations"]}
+    gone = prof["recommendations"][0]["item"]
+    again = client.get("/profile", params={"user": who, "n": 5, "exclude": [str(gone)], "year_min": 2020})
+    assert again.status_code == 200, again.text
+    assert all(x["item"] != gone and x["item"] + 1900 >= 2020 for x in again.json()["recommendations"])
+    body = {"ratings": {"110": 5}, "n": 5, "genre": "Horror", "min_count": 40}
+    horror = client.post("/recommend", json=body).json()["recommendations"]
+    state = client.app.state.service  # type: ignore[attr-defined]
+    assert horror and all("Horror" in state.genres[x["item"]] for x in horror)
+    assert all(counts[state.item_index(x["item"])] >= 40 for x in horror)
+    none = client.post("/recommend", json={"ratings": {"110": 5}, "year_min": 3000}).json()
+    assert none["recommendations"] == []
+    assert client.get("/profile", params={"user": "nobody"}).status_code == 404

@@ -25,6 +25,15 @@ import collabkit.interpret as interpret
 from collabkit.models.base import Capabilities
 from collabkit.recommend import Recommender
 from collabkit.recommend.why import WhyTables, why_tables
+from collabkit.service.blend import (
+    Ranker,
+    Scale,
+    allowed_items,
+    fit_ranker,
+    is_movielens,
+    rating_scale,
+    title_year,
+)
 from collabkit.service.schemas import MAP_POINTS
 from collabkit.version import __version__
 
@@ -106,12 +115,45 @@ class ServiceState:
     trained_means: np.ndarray
     n_users: int
     why: WhyTables
+    ranker: Ranker | None = None  # a ranking model beside a rating model (see `blend`), or None
+    scale: Scale = field(default_factory=lambda: Scale(1.0, 5.0, 1.0))
+    kind: str = "item"  # "movie" for MovieLens data: what the page calls the items
+    reason_unit: np.ndarray | None = None  # (n_items, d) unit item vectors the plain reasons use
     _map: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         """The model's family name."""
         return self.rec.trained.name
+
+    def allowed(
+        self,
+        genre: str | None = None,
+        year_min: int | None = None,
+        year_max: int | None = None,
+        min_count: int = 1,
+    ) -> list[Any] | None:
+        """Raw ids of the catalogue items passing the page's filters; None when no filter is set."""
+        if not genre and year_min is None and year_max is None and min_count <= 1:
+            return None
+        return allowed_items(
+            self.titles, self.item_ids, self.trained_counts, self.genres,
+            genre=genre, year_min=year_min, year_max=year_max, min_count=min_count,
+        )  # fmt: skip
+
+    def catalogue(self) -> dict[str, Any]:
+        """What the page's filters offer: genres (most common first), the years titles name."""
+        tally: dict[str, int] = {}
+        for item in self.item_ids:
+            for g in str(self.genres.get(item) or "").split("|"):
+                if g:
+                    tally[g] = tally.get(g, 0) + 1
+        years = [y for y in (title_year(t) for t in self.titles) if y is not None]
+        return {
+            "genres": sorted(tally, key=lambda g: (-tally[g], g)),
+            "year_min": min(years) if years else None,
+            "year_max": max(years) if years else None,
+        }
 
     def item_index(self, item: Any) -> int:
         """The index of a raw item id."""
@@ -146,6 +188,12 @@ class ServiceState:
 def build_state(rec: Recommender, genres: Mapping[Any, str] | None = None) -> ServiceState:
     """The state of an app serving `rec`: catalogue tables, capabilities and the why-tables, once."""
     counts = rec.item_counts.cpu().numpy()
+    ranker = fit_ranker(rec)
+    unit = None  # the reasons compare co-rating columns (the ranker's) where there are any
+    for source in (ranker.rec if ranker is not None else None, rec):
+        if source is not None and type(source.model).capabilities().item_vectors:
+            unit = source.trained.unit_item_vectors.numpy()
+            break
     trained = np.flatnonzero(counts > 0)
     trained = trained[trained != 0]
     item_ids = [rec.items[int(i)] for i in trained]
@@ -162,6 +210,10 @@ def build_state(rec: Recommender, genres: Mapping[Any, str] | None = None) -> Se
         trained_means=rec.trained.item_means().cpu().numpy()[trained],
         n_users=int((rec.user_counts.cpu().numpy() > 0).sum()),
         why=why_tables(rec),
+        ranker=ranker,
+        scale=rating_scale(rec.trained),
+        kind="movie" if is_movielens(rec.trained) else "item",
+        reason_unit=unit,
     )
 
 

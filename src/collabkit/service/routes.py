@@ -12,24 +12,38 @@ The routes are `async`: a model call takes well under a millisecond, so it runs 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query
 
 import collabkit.interpret as interpret
+from collabkit.recommend import Recommender
 from collabkit.recommend.why import bias_min_count, why_recommended
-from collabkit.service.deps import VERSION, Rec, State, StrictRoute, plain, requires, search_titles
+from collabkit.service.blend import closest_liked, plain_reason
+from collabkit.service.deps import (
+    VERSION,
+    Rec,
+    ServiceState,
+    State,
+    StrictRoute,
+    plain,
+    requires,
+    search_titles,
+)
 from collabkit.service.schemas import (
     ERRORS,
     INVALID,
     MAX_COUNT,
+    MAX_EXCLUDED,
+    MAX_HISTORY,
     MAX_RESULTS,
     MAX_SEARCH_RESULTS,
     TOO_LARGE,
     BiasEntry,
     BiasesResponse,
     CatalogueEntry,
+    CatalogueResponse,
     CloseRatedEntry,
     ExplainResponse,
     FactorEntry,
@@ -39,13 +53,19 @@ from collabkit.service.schemas import (
     ModelResponse,
     NewUserEntry,
     NewUserRecommendResponse,
+    PopularResponse,
     PredictResponse,
+    ProfileResponse,
+    RankerEntry,
     RatedEntry,
     RatingsRequest,
     RecommendedEntry,
     RecommendResponse,
+    ScaleEntry,
     SimilarEntry,
     SimilarResponse,
+    UserEntry,
+    UsersResponse,
     WhyEntry,
 )
 
@@ -96,21 +116,44 @@ async def recommend_user(
     **requires("fold_in"),
 )
 async def recommend_new(body: RatingsRequest, rec: Rec, state: State) -> NewUserRecommendResponse:
-    """Recommendations for a new user folded in from their ratings (titles or ids), each with a why."""
+    """Recommendations for a new user folded in from their ratings (titles or ids), each with a why.
+
+    When the model predicts ratings, a ranking model fitted beside it at start-up (`ranked_by`)
+    orders the list from the liked items, and `rating` is the rating model's predicted stars
+    (`stars_by`): a rating model ranks nearly everyone's list by the items' biases.
+    """
     new = rec.fold_in(body.ratings)
-    recs = rec.recommend_for_ratings(new, body.n)
-    reasons = why_recommended(rec, new, recs.items, tables=state.why)
+    exclude = [rec.parse_item(x) for x in body.exclude]
+    allow = state.allowed(body.genre, body.year_min, body.year_max, body.min_count)
+    used = {i: r for i, r in new.rated.items() if i not in set(new.ignored)}
+    liked = {i: r for i, r in used.items() if r >= state.scale.liked}
+    ranker = state.ranker.rec if state.ranker is not None and liked else None
+    if allow is not None and not allow:
+        items, scores, ranked_by = [], [], (ranker or rec).trained.name
+    elif ranker is not None:
+        order = ranker.recommend_for_ratings(
+            ranker.fold_in(liked), body.n, items=allow, exclude=[*exclude, *new.rated]
+        )
+        items, ranked_by = list(order.items), ranker.trained.name
+        scores = [float(x) for x in rec.predict_new(new, items)] if items else []
+    else:
+        recs = rec.recommend_for_ratings(new, body.n, items=allow, exclude=exclude or None)
+        items, scores, ranked_by = list(recs.items), [float(x) for x in recs.scores], rec.trained.name
+    reasons = why_recommended(rec, new, items, tables=state.why)
+    plain_whys = _plain_whys(rec, state, items, liked)
     return NewUserRecommendResponse(
-        score_kind=recs.score_kind,
+        score_kind=rec.model.score_kind,
+        ranked_by=ranked_by,
+        stars_by=rec.trained.name if rec.model.score_kind == "rating" else None,
         ratings=[
             RatedEntry(item=plain(i), title=rec.title(i), rating=float(r)) for i, r in new.rated.items()
         ],
         ignored=[plain(i) for i in new.ignored],
         recommendations=[
             NewUserEntry(
-                item=plain(i), title=t, rating=float(s),
+                item=plain(i), title=rec.title(i), rating=s,
                 why=WhyEntry(
-                    bias=w.bias,
+                    text=p.text, liked=p.liked, bias=w.bias,
                     closest=[
                         CloseRatedEntry(item=plain(c.item), title=c.title, similarity=c.similarity,
                                         your_rating=c.your_rating)
@@ -118,9 +161,162 @@ async def recommend_new(body: RatingsRequest, rec: Rec, state: State) -> NewUser
                     ],
                 ),
             )
-            for i, t, s, w in zip(recs.items, recs.titles, recs.scores, reasons, strict=True)
+            for i, s, w, p in zip(items, scores, reasons, plain_whys, strict=True)
         ],
     )  # fmt: skip
+
+
+def _plain_whys(
+    rec: Recommender, state: ServiceState, items: list[Any], liked: dict[Any, float]
+) -> list[WhyEntry]:
+    """Each item's reason in plain words: the liked items closest to it (see `blend.closest_liked`)."""
+    liked_ids = list(liked)
+    rec_idx = rec.items.encode(items, "error") if items else np.zeros(0, dtype=np.int64)
+    liked_idx = rec.items.encode(liked_ids, "error") if liked_ids else np.zeros(0, dtype=np.int64)
+    out = []
+    for row in closest_liked(state.reason_unit, rec_idx, liked_idx):
+        near = [liked_ids[p] for p, _ in row]
+        out.append(
+            WhyEntry(
+                text=plain_reason([rec.title(i) for i in near], len(liked_ids)),
+                liked=[
+                    CloseRatedEntry(item=plain(liked_ids[p]), title=rec.title(liked_ids[p]), similarity=sim,
+                                    your_rating=float(liked[liked_ids[p]]))
+                    for p, sim in row
+                ],
+                bias=None, closest=[],
+            )
+        )  # fmt: skip
+    return out
+
+
+Genre = Annotated[str | None, Query(max_length=100, description="Only items of this genre.")]
+YearMin = Annotated[int | None, Query(ge=0, le=9999, description="Only titles naming this year or later.")]
+YearMax = Annotated[int | None, Query(ge=0, le=9999, description="Only titles naming this year or earlier.")]
+MinCount = Annotated[
+    int, Query(ge=1, le=MAX_COUNT, description="Only items with this many training ratings.")
+]
+Exclude = Annotated[
+    list[str], Query(max_length=MAX_EXCLUDED, description="Items never to return (not interested).")
+]
+
+
+@router.get("/popular", response_model=PopularResponse, responses=ERRORS)
+async def popular(
+    rec: Rec,
+    state: State,
+    n: Annotated[int, Query(ge=1, le=MAX_RESULTS)] = 10,
+    genre: Genre = None,
+    year_min: YearMin = None,
+    year_max: YearMax = None,
+    min_count: MinCount = 1,
+    exclude: Exclude = [],  # noqa: B006 (FastAPI copies a default)
+) -> PopularResponse:
+    """The most rated items (by training ratings), filtered: what "popular" means on the page."""
+    allow = state.allowed(genre, year_min, year_max, min_count)
+    ok = None if allow is None else set(allow)
+    skip = {rec.parse_item(x) for x in exclude}
+    order = np.argsort(-state.trained_counts, kind="stable")
+    rows = []
+    for k in order:
+        item = state.item_ids[k]
+        if item in skip or (ok is not None and item not in ok):
+            continue
+        rows.append(
+            CatalogueEntry(item=plain(item), title=state.titles[k], n_ratings=int(state.trained_counts[k]),
+                           mean_rating=plain(float(state.trained_means[k])))
+        )  # fmt: skip
+        if len(rows) == n:
+            break
+    return PopularResponse(definition="the most training ratings", items=rows)
+
+
+@router.get("/users", response_model=UsersResponse, responses=INVALID)
+async def users(
+    rec: Rec,
+    q: Annotated[str, Query(max_length=200, description="Text the user id starts with; empty: all.")] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_SEARCH_RESULTS)] = 20,
+) -> UsersResponse:
+    """Users with training ratings whose id starts with `q`, the most active first."""
+    counts = rec.user_counts.cpu().numpy()
+    needle = q.strip().casefold()
+    hits = [
+        u for u in np.flatnonzero(counts > 0) if u and str(rec.users[int(u)]).casefold().startswith(needle)
+    ]
+    hits.sort(key=lambda u: (-int(counts[u]), int(u)))
+    return UsersResponse(
+        total=len(hits),
+        users=[UserEntry(user=plain(rec.users[int(u)]), n_ratings=int(counts[u])) for u in hits[:limit]],
+    )
+
+
+@router.get("/profile", response_model=ProfileResponse, responses=ERRORS)
+async def profile(
+    user: UserText,
+    rec: Rec,
+    state: State,
+    n: Annotated[int, Query(ge=1, le=MAX_RESULTS)] = 10,
+    genre: Genre = None,
+    year_min: YearMin = None,
+    year_max: YearMax = None,
+    min_count: MinCount = 1,
+    exclude: Exclude = [],  # noqa: B006 (FastAPI copies a default)
+) -> ProfileResponse:
+    """A known user's training ratings (best first) beside their recommendations, each with a why.
+
+    Ordered as `POST /recommend` orders a new user's list: by the ranking model beside a rating model.
+    """
+    uid = rec.parse_user(user)
+    u = int(rec.users.encode([uid], "na")[0])
+    if u == 0 or int(rec.user_counts[u]) == 0:
+        rec.recommend(uid, 1)  # the library's own one-line refusal of an untrained user
+    items_idx, ys = rec.trained.seen.row(u)
+    history = sorted(
+        ((rec.items[int(i)], float(y)) for i, y in zip(items_idx.tolist(), ys.tolist(), strict=True)),
+        key=lambda p: (-p[1], rec.title(p[0])),
+    )
+    liked = {i: r for i, r in history if r >= state.scale.liked}
+    allow = state.allowed(genre, year_min, year_max, min_count)
+    skip = [rec.parse_item(x) for x in exclude]
+    ranker = state.ranker.rec if state.ranker is not None else rec
+    if allow is not None and not allow:
+        items, scores = [], []
+    else:
+        order = ranker.recommend(uid, n, items=allow, exclude=skip or None)
+        items = list(order.items)
+        if rec.model.score_kind == "rating" and items:
+            scores = [float(x) for x in rec.predict(users=[uid] * len(items), items=items)]
+        else:
+            scores = [float(x) for x in order.scores]
+    bias = state.why.bias
+    whys = _plain_whys(rec, state, items, liked)
+    for w, i in zip(whys, items, strict=True):
+        w.bias = None if bias is None else float(bias[state.item_index(i)])
+    return ProfileResponse(
+        user=plain(uid),
+        n_ratings=len(history),
+        ratings=[RatedEntry(item=plain(i), title=rec.title(i), rating=r) for i, r in history[:MAX_HISTORY]],
+        score_kind=rec.model.score_kind,
+        ranked_by=ranker.trained.name,
+        stars_by=rec.trained.name if rec.model.score_kind == "rating" else None,
+        recommendations=[
+            NewUserEntry(item=plain(i), title=rec.title(i), rating=s, why=w)
+            for i, s, w in zip(items, scores, whys, strict=True)
+        ],
+    )
+
+
+@router.get("/catalogue", response_model=CatalogueResponse, responses=INVALID)
+async def catalogue(state: State) -> CatalogueResponse:
+    """What the page's filters offer, what its items are called, the rating scale, and the ranking
+    model fitted beside a rating model (with its start-up cost)."""
+    ranker = state.ranker
+    return CatalogueResponse(
+        kind=state.kind,
+        scale=ScaleEntry(**state.scale.to_dict()),
+        **state.catalogue(),
+        ranker=None if ranker is None else RankerEntry(family=ranker.name, seconds=round(ranker.seconds, 3)),
+    )
 
 
 @router.get("/similar", response_model=SimilarResponse, responses=ERRORS, **requires("item_vectors"))

@@ -16,6 +16,8 @@ MAX_BODY_RATINGS = 200  # the most ratings one request may send for a new user
 MAX_BODY_BYTES = 64 * 1024  # the largest request body
 MAX_SEARCH_RESULTS = 100  # the most titles one search returns
 MAP_POINTS = 1000  # the chapter maps the 1000 most rated items
+MAX_EXCLUDED = 500  # the most "not interested" items one request may name
+MAX_HISTORY = 50  # the most of a known user's training ratings one profile lists
 MAX_COUNT = 2**31 - 1  # the largest count a request may name (`min_count`): beyond it, 422, not an overflow
 
 ItemId = int | str
@@ -53,6 +55,11 @@ class CloseRatedEntry(BaseModel):
 
 
 class WhyEntry(BaseModel):
+    text: str = Field("", description="The reason in plain words, from the liked items closest to it.")
+    liked: list[CloseRatedEntry] = Field(
+        default_factory=list,
+        description="The user's liked items (rated in the top 40% of the scale) closest to this one.",
+    )
     bias: float | None = Field(
         description="The item's bias: liked (or not) beyond anyone's taste; null: the model has no biases."
     )
@@ -73,6 +80,10 @@ class RecommendResponse(BaseModel):
 
 class NewUserRecommendResponse(BaseModel):
     score_kind: str
+    ranked_by: str = Field("", description="The family whose scores ordered the list.")
+    stars_by: str | None = Field(
+        None, description="The family whose predicted ratings `rating` holds (null: scores, not stars)."
+    )
     ratings: list[RatedEntry]
     ignored: list[ItemId] = Field(description="Rated items the model has no training ratings for.")
     recommendations: list[NewUserEntry]
@@ -84,6 +95,13 @@ class RatingsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN or infinity: 422
     ratings: dict[str, float] = Field(max_length=MAX_BODY_RATINGS, examples=[{"Star Wars (1977)": 5}])
     n: int = Field(10, ge=1, le=MAX_RESULTS)
+    exclude: list[str] = Field(
+        default_factory=list, max_length=MAX_EXCLUDED, description="Items never to return (not interested)."
+    )
+    genre: str | None = Field(None, max_length=100, description="Only items of this genre.")
+    year_min: int | None = Field(None, ge=0, le=9999, description="Only titles naming this year or later.")
+    year_max: int | None = Field(None, ge=0, le=9999, description="Only titles naming this year or earlier.")
+    min_count: int = Field(1, ge=1, le=MAX_COUNT, description="Only items with this many training ratings.")
 
 
 class SimilarEntry(BaseModel):
@@ -118,6 +136,54 @@ class ItemsResponse(BaseModel):
     q: str
     total: int = Field(description="How many items match, of which `items` lists the most rated.")
     items: list[CatalogueEntry]
+
+
+class PopularResponse(BaseModel):
+    definition: str = Field(description="What 'popular' means here: the most training ratings.")
+    items: list[CatalogueEntry]
+
+
+class UserEntry(BaseModel):
+    user: ItemId
+    n_ratings: int
+
+
+class UsersResponse(BaseModel):
+    total: int = Field(description="Users with training ratings matching `q`.")
+    users: list[UserEntry] = Field(description="The most active first.")
+
+
+class ProfileResponse(BaseModel):
+    user: ItemId
+    n_ratings: int = Field(description="The user's training ratings, of which `ratings` lists the best.")
+    ratings: list[RatedEntry]
+    score_kind: str
+    ranked_by: str
+    stars_by: str | None
+    recommendations: list[NewUserEntry]
+
+
+class ScaleEntry(BaseModel):
+    low: float
+    high: float
+    step: float
+    liked: float = Field(description="The lowest rating counted as liked in the reasons.")
+
+
+class RankerEntry(BaseModel):
+    family: str
+    seconds: float = Field(description="Building and fitting it at start-up, in seconds.")
+
+
+class CatalogueResponse(BaseModel):
+    kind: str = Field(description="'movie' for MovieLens data, else 'item'.")
+    scale: ScaleEntry
+    genres: list[str]
+    year_min: int | None
+    year_max: int | None
+    ranker: RankerEntry | None = Field(
+        description="The ranking model fitted beside a rating model to order new users' lists (null: none)."
+    )
 
 
 class FactorEntry(BaseModel):
