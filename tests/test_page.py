@@ -149,16 +149,20 @@ def test_search_rate_and_map(base_url: str, browser: Any) -> None:
     after_two = wait_for_change(page, after_one)
     search(page, "#rate-q", "#rate-results", "film 13")
     page.locator("#rate-results li[data-item]").nth(0).locator("button[data-stars='5']").click()
-    after_three = wait_for_change(page, after_two)
+    wait_for_change(page, after_two)
     assert page.locator("#rated li.chip").count() == 3, (
         page.locator("#rated").inner_text() + " | " + page.locator("#rate-results").inner_text()
     )
     assert "3 ratings" in page.inner_text("#recs-h")
     rated = [t.split("★")[0].strip() for t in page.locator("#rated li.chip").all_inner_texts()]
-    recommended = page.locator("#recs li button").all_inner_texts()
+    recommended = page.locator("#recs li .rec-title").all_inner_texts()
     assert len(recommended) == 10 and not set(rated) & set(recommended)  # rated films are not recommended
-    assert any(r in line for r in rated for line in after_three)  # the why names the rated films
-    assert all("closest to" in line and "bias" in line for line in after_three)
+    whys = page.locator("#recs li .why").all_inner_texts()  # in plain words: the liked titles nearest
+    assert len(whys) == 10 and all("liked" in w and "bias" not in w for w in whys), whys
+    liked = [
+        t.split(" (")[0] for t in page.locator("#rated li.chip").all_inner_texts() if "4 ★" in t or "5 ★" in t
+    ]
+    assert any(r in w for r in liked for w in whys), (liked, whys)
 
     # The map: hover a point for its title, click it for its neighbours, zoom with a key.
     page.locator("#map").scroll_into_view_if_needed()
@@ -248,8 +252,9 @@ def test_first_screen_of_every_family(name: str, browser: Any, tmp_path: Path) -
             if not caps.biases:
                 assert f"{name} model has no item biases" in page.inner_text("#biases-note")
                 assert not page.locator("#biases .two").is_visible()
-            scores = page.locator("#recs li .score").all_inner_texts()
-            assert all(("★ predicted" in s) == caps.ratings for s in scores), scores
+            scores = page.locator("#recs li .score").all_inner_texts()  # popular: counts, not predictions
+            assert all(" ratings · mean " in s and "predicted" not in s for s in scores), scores
+            assert page.inner_text("#recs-h").startswith("Popular: the most rated")
         finally:
             page.close()
 

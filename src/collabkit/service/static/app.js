@@ -73,14 +73,39 @@ const cannot = (what) => `The ${modelName} model ${lacks[what] || `lacks ${what}
 
 // -- the model line, settings, training curve ------------------------------------------------
 
+let catalogue = { kind: "item", scale: { low: 1, high: 5, step: 1, liked: 4 }, genres: [], ranker: null };
+let scoreKind = "rating";
+let modelInfo = null;
+const noun = (n) => (catalogue.kind === "movie" ? "movie" : "item") + (n === 1 ? "" : "s");
+const starsText = (v) => `${Number.isInteger(v) ? v : v.toFixed(1)} ★`;
+const trimTitle = (t) => t.replace(/\s*\(\d{4}\)\s*$/, "");
+
 async function loadModel() {
-  const [health, info] = await Promise.all([api("health"), api("model")]);
+  const [health, info, cat] = await Promise.all([api("health"), api("model"), api("catalogue")]);
   capabilities = health.capabilities || {};
   modelName = info.model;
+  modelInfo = info;
+  catalogue = cat;
+  scoreKind = info.score_kind;
   const data = info.data ? ` trained on ${String(info.data.name).split(/[\\/]/).pop()}` : "";
   $("model-line").textContent =
-    `${info.model} model${data}: ${plural(health.n_items, "item")}, ${plural(health.n_users, "user")}`;
+    `${info.model} model${data}: ${health.n_items.toLocaleString()} ${noun(health.n_items)}, ${plural(health.n_users, "user")}`;
   document.title = `collabkit: ${info.model} model`;
+  $("rate-h").textContent = `Rate a few ${noun(2)}`;
+  $("find-h").textContent = `Find ${cat.kind === "movie" ? "a movie" : "an item"} and its neighbours`;
+  const sc = cat.scale;
+  $("rate-note").textContent = `Give ${starsText(sc.low)} to ${starsText(sc.high)} (the scale of this model's training ratings) to a few ${noun(2)}; ` +
+    `the recommendations follow every rating. ${starsText(sc.liked)} or more counts as liked.`;
+  const select = $("f-genre");
+  for (const g of cat.genres) select.append(el("option", { value: g, text: g }));
+  $("genre-label").hidden = !cat.genres.length;
+  if (cat.year_min !== null) {
+    for (const id of ["f-year-min", "f-year-max"]) { $(id).min = cat.year_min; $(id).max = cat.year_max; }
+    $("f-year-min").placeholder = String(cat.year_min);
+    $("f-year-max").placeholder = String(cat.year_max);
+  } else {
+    for (const id of ["f-year-min", "f-year-max"]) $(id).closest("label").hidden = true;
+  }
   renderSettings(info);
   renderHistory(info.history || []);
 }
@@ -88,7 +113,8 @@ async function loadModel() {
 function addPairs(list, pairs) {
   list.replaceChildren();
   for (const [k, v] of pairs) {
-    if (v === undefined || v === null || v === "") continue;
+    if (v === undefined || v === null || v === "" || (typeof v === "number" && !Number.isFinite(v))) continue;
+    if (typeof v === "object" && !Array.isArray(v) && !Object.keys(v).length) continue;
     list.append(el("dt", { text: k }), el("dd", { text: typeof v === "object" ? JSON.stringify(v) : String(v) }));
   }
 }
@@ -98,14 +124,16 @@ const shown = (v) => (typeof v !== "number" ? v : Number.isInteger(v) ? v.toLoca
 function renderSettings(info) {
   const r = info.results || {};
   const s = r.settings || {};
-  const family = Object.entries(info.settings || {}).map(([k, v]) => [k.replace(/_/g, " "), Array.isArray(v) && v.length === 2 && k.endsWith("range") ? v.join(" to ") : v]);
-  const trained = can("lr_find") ? [ // a gradient fit's recipe; a closed-form fit has none
+  const family = Object.entries(info.settings || {}).map(([k, v]) => [k.replace(/_/g, " "), Array.isArray(v) && v.length === 2 && k.endsWith("range") ? v.join(" to ") : shown(v)]);
+  const gradient = can("lr_find") && (info.history || []).length > 0; // a gradient fit's recipe; a closed-form fit has none
+  const trained = gradient ? [
     ["recipe", r.recipe],
     ["epochs", s.epochs],
     ["batch size", s.bs],
     ["learning rate", s.lr],
     ["weight decay", s.wd],
-  ] : [];
+  ] : [["fit", "in closed form (no epochs)"]];
+  const rk = catalogue.ranker;
   addPairs($("settings-list"), [
     ["model", info.model],
     ["scores", info.score_kind === "rating" ? "predicted ratings" : "ranking scores (not stars)"],
@@ -113,27 +141,38 @@ function renderSettings(info) {
     ...trained,
     ["seed", s.seed],
     ["data", info.data ? `${info.data.name} (${Number(info.data.n_rows).toLocaleString()} rows)` : null],
+    ["rating scale", `${starsText(catalogue.scale.low)} to ${starsText(catalogue.scale.high)}, steps of ${catalogue.scale.step}`],
+    ["new users' lists", rk ? `ordered by ${rk.family}, fitted beside it at start-up in ${fmt(rk.seconds, 2)} s` : `ordered by ${info.model}`],
   ]);
   const figures = [];
   const valid = r.valid || r.test || {};
-  for (const [k, v] of Object.entries(valid)) if (v !== null && v !== undefined) figures.push([`held-out ${k}`, shown(v)]);
+  const names = { rmse: "RMSE", mae: "MAE", mse: "MSE", n: "rows scored", fallback: "rows answered by the mean" };
+  for (const [k, v] of Object.entries(valid)) {
+    if (typeof v === "number" && Number.isFinite(v)) figures.push([`held-out ${names[k] || k.replace(/_/g, " ")}`, shown(v)]);
+  }
+  const ranking = r.ranking || {};
+  for (const [k, v] of Object.entries(ranking)) {
+    if (typeof v === "number" && Number.isFinite(v)) figures.push([`held-out ${k.replace(/_/g, " ")}`, shown(v)]);
+  }
+  if (!Object.keys(ranking).length) figures.push(["held-out ranking figures", "none saved with this model (collabkit evaluate MODEL --data … --ranking computes them)"]);
   if (r.n_train) figures.push(["training rows", Number(r.n_train).toLocaleString()]);
   if (r.n_valid) figures.push(["held-out rows", Number(r.n_valid).toLocaleString()]);
-  if (r.fit_seconds) figures.push(["fit time", `${fmt(r.fit_seconds, 1)} s`]);
-  if (!figures.length) figures.push(["test figures", "none saved with this model"]);
+  if (r.fit_seconds) figures.push(["fit time", `${fmt(r.fit_seconds, r.fit_seconds < 1 ? 2 : 1)} s`]);
   addPairs($("figures-list"), figures);
 }
 
 function renderHistory(history) {
   const box = $("curve");
   const tableBox = $("history-table");
-  if (!history.length) {
+  if (!history.length) { // a closed-form fit: no epochs to chart; the settings say how it was fitted
     box.replaceChildren(el("p", { class: "muted", text: "This model keeps no epoch history." }));
+    $("training").hidden = true;
+    $("nav-training").hidden = true;
     return;
   }
   const series = ["train_loss", "valid_loss"].filter((k) => history.some((h) => typeof h[k] === "number"));
   const colours = { train_loss: "#1f6fb4", valid_loss: "#d9622b" };
-  const W = 520, H = 220, L = 46, R = 12, T = 12, B = 30;
+  const W = Math.max(300, Math.round(box.clientWidth || 520)), H = 230, L = 58, R = 14, T = 28, B = 38; // drawn at its shown size: text stays 13 px
   const values = history.flatMap((h) => series.map((k) => h[k]).filter((v) => typeof v === "number"));
   let lo = Math.min(...values), hi = Math.max(...values);
   if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
@@ -145,6 +184,7 @@ function renderHistory(history) {
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("width", String(W));
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", `Loss per epoch over ${n} epochs`);
   const add = (tag, attrs, text) => {
@@ -159,7 +199,9 @@ function renderHistory(history) {
     add("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "currentColor", "stroke-opacity": 0.12 });
     add("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(3));
   }
-  history.forEach((h, i) => add("text", { x: x(i), y: H - 10, "text-anchor": "middle" }, String(h.epoch ?? i)));
+  const every = Math.ceil(n / Math.max(1, Math.floor((W - L - R) / 36)));
+  history.forEach((h, i) => { if (i % every === 0 || i === n - 1) add("text", { x: x(i), y: H - 18, "text-anchor": "middle" }, String(h.epoch ?? i)); });
+  add("text", { x: (L + W - R) / 2, y: H - 2, "text-anchor": "middle" }, "epoch");
   for (const k of series) {
     const pts = history.map((h, i) => (typeof h[k] === "number" ? `${x(i)},${y(h[k])}` : null)).filter(Boolean);
     add("polyline", { points: pts.join(" "), fill: "none", stroke: colours[k], "stroke-width": 2.5 });
@@ -169,26 +211,36 @@ function renderHistory(history) {
     });
   }
   series.forEach((k, j) => {
-    add("rect", { x: L + 10 + j * 110, y: T + 2, width: 12, height: 4, fill: colours[k] });
-    add("text", { x: L + 26 + j * 110, y: T + 8 }, k.replace("_", " "));
+    add("rect", { x: L + 4 + j * 120, y: 8, width: 14, height: 4, fill: colours[k] });
+    add("text", { x: L + 22 + j * 120, y: 14 }, k.replace("_", " "));
   });
   box.replaceChildren(svg);
   const cols = Object.keys(history[0]).filter((k) => k !== "time");
   const table = el("table", {}, el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", { class: c === "epoch" ? "" : "num", text: c.replace("_", " ") })))));
   const body = el("tbody");
-  for (const h of history) body.append(el("tr", {}, ...cols.map((c) => el("td", { class: c === "epoch" ? "" : "num", text: typeof h[c] === "number" && c !== "epoch" ? fmt(h[c], 4) : String(h[c]) }))));
+  for (const h of history) body.append(el("tr", {}, ...cols.map((c) => el("td", { class: c === "epoch" ? "" : "num", text: typeof h[c] === "number" && c !== "epoch" ? fmt(h[c], 4) : String(h[c] ?? "–") }))));
   table.append(body);
   tableBox.replaceChildren(table);
 }
 
 // -- biases ------------------------------------------------------------------------------------
 
+function layoutCards() {
+  // a hidden card leaves its row-mate the whole width
+  const pairs = [["biases", "training"], ["training", "biases"]];
+  for (const [a, b] of pairs) $(a).classList.toggle("alone", !$(a).hidden && $(b).hidden);
+}
+
 async function loadBiases() {
   if (!can("biases")) {
     $("biases-note").textContent = `${cannot("biases")} Train a dotbias model to see the items liked beyond anyone's taste.`;
     $("biases").querySelector(".two").hidden = true;
+    $("biases").hidden = true;
+    $("nav-biases").hidden = true;
+    layoutCards();
     return;
   }
+  layoutCards();
   try {
     const b = await api("biases?n=8");
     minCount = b.min_count;
@@ -203,7 +255,7 @@ async function loadBiases() {
   }
 }
 
-// -- find a movie, neighbours ------------------------------------------------------------------
+// -- find a title, neighbours ------------------------------------------------------------------
 
 async function searchInto(q, list, render) {
   const ticket = String(Number(list.dataset.ticket || 0) + 1); // only the latest search may fill the list
@@ -237,10 +289,10 @@ async function showNeighbours(itemId) {
       el("td", { class: "num", text: s.n_ratings.toLocaleString() })));
     box.replaceChildren(
       el("h3", { id: "neighbours-h", text: `Nearest to ${res.title}` }),
-      el("p", { class: "muted", text: `${plural(res.n_ratings, "rating")} in training.` }),
-      el("table", { id: "neighbours-table", "aria-labelledby": "neighbours-h" },
+      el("p", { class: "muted", text: `${plural(res.n_ratings, "rating")} in training. Similarity: how nearly the two vectors point the same way (1: the same).` }),
+      el("div", { class: "scroll" }, el("table", { id: "neighbours-table", "aria-labelledby": "neighbours-h" },
         el("thead", {}, el("tr", {}, el("th", { text: "title" }), el("th", { class: "num", text: "similarity" }), el("th", { class: "num", text: "ratings" }))),
-        el("tbody", {}, ...rows)));
+        el("tbody", {}, ...rows))));
     map.highlight(res.item, res.similar_items.map((s) => s.item));
     showError(null);
   } catch (error) {
@@ -248,21 +300,32 @@ async function showNeighbours(itemId) {
   }
 }
 
-// -- rate a few movies -------------------------------------------------------------------------
+// -- rate a few titles -------------------------------------------------------------------------
 
 const ratings = new Map(); // item id (as text) -> { title, rating }
+const notInterested = new Map(); // item id (as text) -> title: left out of every list this session
+let chosenUser = null; // an existing user whose list is shown, or null for "your ratings"
 let recRequest = 0;
+
+function scaleValues() {
+  const { low, high, step } = catalogue.scale;
+  const out = [];
+  for (let v = low; v <= high + 1e-9; v += step) out.push(Math.round(v * 10) / 10);
+  return out.length <= 20 ? out : [low, high];
+}
 
 function stars(item) {
   const current = ratings.get(String(item.item));
-  const group = el("span", { class: "stars", role: "group", "aria-label": `Rate ${item.title}` });
-  for (let s = 1; s <= 5; s++) {
+  const values = scaleValues();
+  const half = catalogue.scale.step === 0.5;
+  const group = el("span", { class: `stars${half ? " half" : values.length > 6 ? " many" : ""}`, role: "group", "aria-label": `Rate ${item.title}` });
+  for (const s of values) {
     group.append(el("button", {
-      type: "button", class: current && current.rating >= s ? "on" : "", text: "★",
-      "aria-label": `${s} star${s > 1 ? "s" : ""} for ${item.title}`, "aria-pressed": current && current.rating === s ? "true" : "false",
-      "data-stars": String(s),
+      type: "button", class: current && current.rating >= s ? "on" : "",
+      "aria-label": `${s} star${s === 1 ? "" : "s"} for ${item.title}`, "aria-pressed": current && current.rating === s ? "true" : "false",
+      "data-stars": String(s), title: `${s}`,
       onclick: () => rate(item, s),
-    }));
+    }, el("span", { text: "★" })));
   }
   return group;
 }
@@ -273,6 +336,7 @@ function rateRow(item) {
 
 function rate(item, value) {
   ratings.set(String(item.item), { title: item.title, rating: value, n_ratings: item.n_ratings });
+  chooseUser(null, false);
   refreshRatings();
 }
 
@@ -281,7 +345,7 @@ function refreshRatings() {
   list.replaceChildren();
   if (!ratings.size) list.append(el("li", { class: "muted", text: "None yet." }));
   for (const [id, r] of ratings) {
-    list.append(el("li", { class: "chip" }, `${r.title} `, el("span", { class: "score", text: "★".repeat(r.rating) }),
+    list.append(el("li", { class: "chip" }, `${r.title} `, el("span", { class: "score", text: starsText(r.rating) }),
       el("button", { type: "button", "aria-label": `Remove ${r.title}`, text: "×", onclick: () => { ratings.delete(id); refreshRatings(); } })));
   }
   for (const li of $("rate-results").querySelectorAll("li[data-item]")) {
@@ -295,31 +359,133 @@ function refreshRatings() {
   updateRecommendations();
 }
 
-async function updateRecommendations() {
-  if (!can("fold_in")) {
-    $("recs").replaceChildren(el("li", { class: "muted", text: cannot("fold_in") }));
-    return;
+// -- existing users ----------------------------------------------------------------------------
+
+async function searchUsers(q) {
+  const list = $("user-results");
+  const ticket = String(Number(list.dataset.ticket || 0) + 1);
+  list.dataset.ticket = ticket;
+  const res = await api(`users?q=${encodeURIComponent(q)}&limit=12`);
+  if (list.dataset.ticket !== ticket) return;
+  list.replaceChildren(...res.users.map((u) => el("li", {}, el("button", {
+    type: "button", "data-user": String(u.user), "aria-pressed": String(chosenUser) === String(u.user) ? "true" : "false",
+    onclick: () => chooseUser(u.user),
+  }, `user ${u.user} `, el("span", { class: "count", text: `${u.n_ratings.toLocaleString()} ratings` })))));
+  if (!res.users.length) list.append(el("li", { class: "muted", text: `No user id starts with “${q}”.` }));
+}
+
+function chooseUser(user, refresh = true) {
+  chosenUser = user;
+  for (const b of $("user-results").querySelectorAll("button[data-user]")) b.setAttribute("aria-pressed", String(b.dataset.user) === String(user) ? "true" : "false");
+  if (user === null) $("user-history").replaceChildren();
+  if (refresh) updateRecommendations();
+}
+
+function renderHistoryOf(res) {
+  const box = $("user-history");
+  const more = res.n_ratings > res.ratings.length ? ` (the best ${res.ratings.length} shown)` : "";
+  box.replaceChildren(
+    el("h3", { id: "history-h", text: `User ${res.user}'s ratings: ${res.n_ratings.toLocaleString()}${more}` }),
+    el("ul", { class: "history", "aria-labelledby": "history-h" }, ...res.ratings.map((r) => el("li", {},
+      el("span", { text: r.title }), el("span", { class: "score", text: starsText(r.rating) })))),
+    el("button", { type: "button", text: "Back to your own ratings", onclick: () => chooseUser(null) }));
+}
+
+// -- the recommendations -----------------------------------------------------------------------
+
+function filterParams() {
+  const p = new URLSearchParams();
+  const genre = $("f-genre").value;
+  const lo = $("f-year-min").value, hi = $("f-year-max").value, mc = $("f-min-count").value;
+  if (genre) p.set("genre", genre);
+  if (lo !== "" && Number.isFinite(Number(lo))) p.set("year_min", String(Math.trunc(Number(lo))));
+  if (hi !== "" && Number.isFinite(Number(hi))) p.set("year_max", String(Math.trunc(Number(hi))));
+  if (mc !== "" && Number(mc) > 1) p.set("min_count", String(Math.trunc(Number(mc))));
+  return p;
+}
+
+function sourceLine(res) {
+  const rk = catalogue.ranker;
+  if (res.ranked_by && res.stars_by && res.ranked_by !== res.stars_by) {
+    return `Ordered by an ${res.ranked_by} ranking model fitted beside this ${res.stars_by} model at start-up` +
+      `${rk ? ` (${fmt(rk.seconds, 1)} s)` : ""} from the same training ratings; the stars are the ${res.stars_by} model's predicted rating.`;
   }
+  if (res.stars_by) return `Ordered by the ${res.stars_by} model's predicted rating${chosenUser === null && !likedCount() ? " (nothing liked yet)" : ""}.`;
+  return `Ordered by the ${res.ranked_by || modelName} model's ranking score (larger is better; not stars).`;
+}
+
+const likedCount = () => [...ratings.values()].filter((r) => r.rating >= catalogue.scale.liked).length;
+
+function recRow(r, res) {
+  const stars = res.score_kind === "rating";
+  const score = stars ? `${fmt(r.rating, 1)} ★ predicted${catalogue.scale.high !== 5 ? ` (of ${catalogue.scale.high})` : ""}`
+    : `score ${Number.isInteger(r.rating) ? r.rating.toLocaleString() : fmt(r.rating, 3)}`;
+  return el("li", { "data-item": String(r.item) },
+    el("div", { class: "body" },
+      el("button", { class: "linkish rec-title", type: "button", text: r.title, onclick: () => showNeighbours(r.item) }), " ",
+      el("span", { class: "score", text: score }),
+      el("span", { class: "why", text: r.why.text })),
+    el("button", { class: "nope", type: "button", "aria-label": `Not interested in ${r.title}`, title: "Not interested",
+      onclick: () => { notInterested.set(String(r.item), r.title); updateRecommendations(); } },
+    el("span", { class: "long", text: "Not interested" }), el("span", { class: "short", text: "✕" })));
+}
+
+function popularRow(item) {
+  return el("li", { "data-item": String(item.item) },
+    el("div", { class: "body" },
+      el("button", { class: "linkish rec-title", type: "button", text: item.title, onclick: () => showNeighbours(item.item) }), " ",
+      el("span", { class: "score", text: `${plural(item.n_ratings, "rating")}${item.mean_rating !== null ? ` · mean ${fmt(item.mean_rating, 1)} ★` : ""}` })),
+    el("button", { class: "nope", type: "button", "aria-label": `Not interested in ${item.title}`, title: "Not interested",
+      onclick: () => { notInterested.set(String(item.item), item.title); updateRecommendations(); } },
+    el("span", { class: "long", text: "Not interested" }), el("span", { class: "short", text: "✕" })));
+}
+
+function renderNope() {
+  const line = $("nope-line");
+  line.hidden = !notInterested.size;
+  line.replaceChildren(`Not interested (left out of every list): ${[...notInterested.values()].join(", ")} `,
+    el("button", { type: "button", class: "linkish", text: "undo all", onclick: () => { notInterested.clear(); updateRecommendations(); } }));
+}
+
+async function updateRecommendations() {
   const ticket = ++recRequest;
-  const body = { ratings: Object.fromEntries([...ratings].map(([id, r]) => [id, r.rating])), n: 10 };
   const list = $("recs");
+  renderNope();
+  const params = filterParams();
+  const exclude = [...notInterested.keys()];
   list.setAttribute("aria-busy", "true");
   try {
-    const res = await api("recommend", { method: "POST", body: JSON.stringify(body) });
-    if (ticket !== recRequest) return;
-    $("recs-h").textContent = ratings.size ? `Recommended for you (${plural(ratings.size, "rating")})` : "Popular with everyone";
-    list.replaceChildren(...res.recommendations.map((r) => {
-      const parts = [];
-      if (r.why.bias !== null) parts.push(`bias ${signed(r.why.bias)}`);
-      if (r.why.closest.length && ratings.size) {
-        parts.push("closest to " + r.why.closest.map((c) => `${c.title} (you ${"★".repeat(Math.round(c.your_rating))}, ${fmt(c.similarity)})`).join(", "));
-      }
-      return el("li", { "data-item": String(r.item) },
-        el("button", { class: "linkish", type: "button", text: r.title, onclick: () => showNeighbours(r.item) }), " ",
-        el("span", { class: "score", text: res.score_kind === "rating" ? `${fmt(r.rating, 1)} ★ predicted` : `score ${Number.isInteger(r.rating) ? r.rating.toLocaleString() : fmt(r.rating, 3)}` }),
-        el("span", { class: "why", text: parts.join(" · ") }));
-    }));
-    if (res.ignored.length) list.append(el("li", { class: "muted", text: `${plural(res.ignored.length, "rated item")} left out: no training ratings.` }));
+    let rows, heading, source;
+    if (chosenUser !== null) {
+      for (const x of exclude) params.append("exclude", x);
+      const res = await api(`profile?user=${encodeURIComponent(chosenUser)}&n=10&${params}`);
+      if (ticket !== recRequest) return;
+      renderHistoryOf(res);
+      heading = `Recommended for user ${res.user} (${plural(res.n_ratings, "rating")})`;
+      source = sourceLine(res);
+      rows = res.recommendations.map((r) => recRow(r, res));
+    } else if (!ratings.size || !can("fold_in")) {
+      for (const x of exclude) params.append("exclude", x);
+      const res = await api(`popular?n=10&${params}`);
+      if (ticket !== recRequest) return;
+      heading = `Popular: the most rated ${noun(2)}`;
+      source = `Popular means ${res.definition}: a count, not a prediction. Rate a few ${noun(2)} for your own list.` +
+        (can("fold_in") ? "" : ` ${cannot("fold_in")}`);
+      rows = res.items.map(popularRow);
+    } else {
+      const body = { ratings: Object.fromEntries([...ratings].map(([id, r]) => [id, r.rating])), n: 10, exclude };
+      for (const [k, v] of params) body[k] = k === "genre" ? v : Number(v);
+      const res = await api("recommend", { method: "POST", body: JSON.stringify(body) });
+      if (ticket !== recRequest) return;
+      heading = `Recommended for you (${plural(ratings.size, "rating")})`;
+      source = sourceLine(res);
+      rows = res.recommendations.map((r) => recRow(r, res));
+      if (res.ignored.length) rows.push(el("li", { class: "muted", text: `${plural(res.ignored.length, "rated item")} left out: no training ratings.` }));
+    }
+    $("recs-h").textContent = heading;
+    $("recs-source").textContent = source;
+    if (!rows.length) rows.push(el("li", { class: "muted", text: "Nothing passes these filters." }));
+    list.replaceChildren(...rows);
     showError(null);
   } catch (error) {
     if (ticket === recRequest) showError(error);
@@ -336,8 +502,9 @@ const map = {
   points: [],
   genres: [],
   view: { scale: 1, tx: 0, ty: 0 },
-  base: { scale: 1, cx: 0, cy: 0 },
+  base: { sx: 1, sy: 1, cx: 0, cy: 0 },
   hover: -1,
+  placed: [], // the labels drawn: {x, y, w, h, i, title} in canvas pixels (for the tests)
   focus: -1,
   selected: null,
   neighbours: new Set(),
@@ -352,11 +519,11 @@ const map = {
     }
     try {
       const data = await api("map");
-      this.points = data.points;
+      this.points = data.points.slice(0, 300); // the most rated first: the rest are noise at this size
       this.genres = data.genres;
       const a = data.axes;
-      $("axis-x").textContent = a[0] ? `PC1 (${fmt(a[0].variance_share * 100, 0)}%): ${a[0].low_end[0]} ← → ${a[0].high_end[0]}` : "";
-      $("axis-y").textContent = a[1] ? `PC2 (${fmt(a[1].variance_share * 100, 0)}%): up → ${a[1].high_end[0]}` : "";
+      $("axis-x").textContent = a[0] ? `Across (${fmt(a[0].variance_share * 100, 0)}% of the variance): from ${a[0].low_end[0]} to ${a[0].high_end[0]}.` : "";
+      $("axis-y").textContent = a[1] ? `Up (${fmt(a[1].variance_share * 100, 0)}%): from ${a[1].low_end[0]} to ${a[1].high_end[0]}.` : "";
       const select = $("map-colour");
       const options = [["first", this.genres.length ? "first genre" : "one colour"], ["count", "number of ratings"]];
       for (const g of this.genres) options.push([`genre:${g}`, `only ${g}`]);
@@ -373,21 +540,38 @@ const map = {
   canvas() { return $("map"); },
 
   fit() {
+    // fit the view to the most rated titles (the labelled ones), not to the rare items' outliers,
+    // which would squeeze the picture into the middle third
     const c = this.canvas();
     const w = c.clientWidth, h = c.clientHeight;
     if (!this.points.length || !w || !h) return;
-    const xs = this.points.map((p) => p.x), ys = this.points.map((p) => p.y);
+    const core = this.points.slice(0, Math.max(20, Math.round(this.labelBudget() * 1.5)));
+    const xs = core.map((p) => p.x), ys = core.map((p) => p.y);
     const minX = Math.min(...xs), maxX = Math.max(...xs), minY = Math.min(...ys), maxY = Math.max(...ys);
     const spanX = Math.max(maxX - minX, 1e-9), spanY = Math.max(maxY - minY, 1e-9);
-    this.base = { scale: Math.min((w - 40) / spanX, (h - 50) / spanY), cx: (minX + maxX) / 2, cy: (minY + maxY) / 2 };
+    const padX = Math.min(110, w * 0.18), padY = 22; // room for a label on either side
+    // each axis scaled to fill its side, as the report's plot does (PC1 spreads wider than PC2)
+    this.base = { sx: (w - 2 * padX) / spanX, sy: (h - 2 * padY) / spanY, cx: (minX + maxX) / 2, cy: (minY + maxY) / 2 };
     this.view = { scale: 1, tx: 0, ty: 0 };
+  },
+
+  labelBudget() {
+    const w = this.canvas().clientWidth || 800;
+    return w < 520 ? 18 : w < 900 ? 30 : 50;
+  },
+
+  shortTitle(t) {
+    const w = this.canvas().clientWidth || 800;
+    const most = w < 520 ? 18 : 28;
+    const bare = t.replace(/\s*\(\d{4}\)\s*$/, "").replace(/^(.*), (The|A|An)$/, "$2 $1");
+    return bare.length > most ? bare.slice(0, most - 1).trimEnd() + "…" : bare;
   },
 
   toScreen(i) {
     const p = this.points[i];
     const c = this.canvas();
-    const s = this.base.scale * this.view.scale;
-    return { x: c.clientWidth / 2 + (p.x - this.base.cx) * s + this.view.tx, y: c.clientHeight / 2 - (p.y - this.base.cy) * s + this.view.ty };
+    const k = this.view.scale;
+    return { x: c.clientWidth / 2 + (p.x - this.base.cx) * this.base.sx * k + this.view.tx, y: c.clientHeight / 2 - (p.y - this.base.cy) * this.base.sy * k + this.view.ty };
   },
 
   radius(p) {
@@ -446,21 +630,55 @@ const map = {
       g.fill();
     }
     g.globalAlpha = 1;
-    const label = (i, strong) => {
-      const p = this.points[i];
+    // labels: the selected title and its neighbours first, then the focused or hovered one, then the
+    // most rated; each tries four places beside its point, inside the canvas, and is left out if
+    // every place would overlap a label already drawn (so no two labels ever overlap)
+    const placed = [];
+    const overlaps = (r) => placed.some((q) => r.x < q.x + q.w && q.x < r.x + r.w && r.y < q.y + q.h && q.y < r.y + r.h);
+    const ring = (i, strong) => {
       const s = this.toScreen(i);
       g.beginPath();
-      g.arc(s.x, s.y, this.radius(p) + 3, 0, 2 * Math.PI);
+      g.arc(s.x, s.y, this.radius(this.points[i]) + 3, 0, 2 * Math.PI);
       g.strokeStyle = strong ? "#d9622b" : ink;
       g.lineWidth = 2;
       g.stroke();
-      g.font = `${strong ? "600 " : ""}12px system-ui, sans-serif`;
-      g.fillStyle = ink;
-      g.fillText(p.title, s.x + this.radius(p) + 5, s.y - 4);
     };
-    this.points.forEach((p, i) => { if (this.isMarked(p)) label(i, String(p.item) === String(this.selected)); });
-    if (this.focus >= 0) label(this.focus, true);
-    if (this.hover >= 0) label(this.hover, false);
+    const label = (i, weight, force) => {
+      const p = this.points[i];
+      const s = this.toScreen(i);
+      if (s.x < 0 || s.y < 0 || s.x > w || s.y > h || placed.some((q) => q.i === i)) return; // one label per title
+      const text = this.shortTitle(p.title);
+      g.font = `${weight} 12px system-ui, sans-serif`;
+      const tw = g.measureText(text).width + 4, th = 15, r = this.radius(p) + 3;
+      const tries = [[s.x + r, s.y - th / 2], [s.x - r - tw, s.y - th / 2], [s.x - tw / 2, s.y - r - th], [s.x - tw / 2, s.y + r]];
+      let spot = null;
+      for (const [x0, y0] of tries) {
+        const rect = { x: Math.min(Math.max(2, x0), w - tw - 2), y: Math.min(Math.max(2, y0), h - th - 2), w: tw, h: th };
+        if (!overlaps(rect)) { spot = rect; break; }
+      }
+      if (!spot && !force) return;
+      spot = spot || { x: Math.min(Math.max(2, tries[0][0]), w - tw - 2), y: Math.min(Math.max(2, tries[0][1]), h - th - 2), w: tw, h: th };
+      placed.push({ ...spot, i, title: p.title });
+      g.fillStyle = halo;
+      g.fillRect(spot.x, spot.y, spot.w, spot.h);
+      g.fillStyle = ink;
+      g.textBaseline = "middle";
+      g.fillText(text, spot.x + 2, spot.y + th / 2 + 0.5);
+    };
+    const halo = getComputedStyle(document.documentElement).getPropertyValue("--bg").trim() ? `color-mix(in srgb, ${getComputedStyle(document.documentElement).getPropertyValue("--bg").trim()} 78%, transparent)` : "rgba(255,255,255,0.78)";
+    const marked = [];
+    this.points.forEach((p, i) => { if (this.isMarked(p)) marked.push(i); });
+    const sel = marked.filter((i) => String(this.points[i].item) === String(this.selected));
+    for (const i of marked) ring(i, sel.includes(i));
+    if (this.focus >= 0) ring(this.focus, true);
+    if (this.hover >= 0) ring(this.hover, false);
+    for (const i of sel) label(i, "700", true);
+    for (const i of marked) if (!sel.includes(i)) label(i, "600", false);
+    if (this.focus >= 0) label(this.focus, "700", true);
+    if (this.hover >= 0) label(this.hover, "600", false); // the tip in the corner names it anyway
+    const budget = this.selected === null ? this.labelBudget() : Math.round(this.labelBudget() / 2);
+    for (let i = 0; i < Math.min(budget, this.points.length); i++) if (!placed.some((q) => q.i === i)) label(i, "400", false);
+    this.placed = placed;
   },
 
   isMarked(p) {
@@ -489,10 +707,7 @@ const map = {
     const p = this.points[i];
     const s = this.toScreen(i);
     tip.replaceChildren(el("strong", { text: p.title }), el("br"), `${plural(p.n_ratings, "rating")}${p.genres.length ? " · " + p.genres.join(", ") : ""}`);
-    tip.hidden = false;
-    const c = this.canvas();
-    tip.style.left = `${Math.min(Math.max(4, s.x + 12), c.clientWidth - tip.offsetWidth - 4)}px`;
-    tip.style.top = `${s.y + 14 + tip.offsetHeight > c.clientHeight ? s.y - tip.offsetHeight - 10 : s.y + 14}px`;
+    tip.hidden = false; // in the map's corner (style.css), never over the labels beside the pointer
   },
 
   zoom(factor, x, y) {
@@ -581,15 +796,19 @@ const map = {
   },
 };
 
-window.collabkitMap = map; // for the browser tests: map.points and map.toScreen(i)
+window.collabkitMap = map; // for the browser tests: map.points, map.toScreen(i) and map.placed
 
 // -- start -------------------------------------------------------------------------------------
 
 function start() {
   const findSearch = debounce((q) => searchInto(q, $("find-results"), findRow).catch(showError), 150);
   const rateSearch = debounce((q) => searchInto(q, $("rate-results"), rateRow).catch(showError), 150);
+  const userSearch = debounce((q) => searchUsers(q).catch(showError), 150);
+  const refilter = debounce(() => updateRecommendations(), 250);
   $("find-q").addEventListener("input", (e) => findSearch(e.target.value));
   $("rate-q").addEventListener("input", (e) => rateSearch(e.target.value));
+  $("user-q").addEventListener("input", (e) => userSearch(e.target.value));
+  for (const id of ["f-genre", "f-year-min", "f-year-max", "f-min-count"]) $(id).addEventListener(id === "f-genre" ? "change" : "input", refilter);
   for (const id of ["find-q", "rate-q"]) {
     $(id).addEventListener("keydown", (e) => {
       if (e.key === "ArrowDown") {
@@ -600,9 +819,10 @@ function start() {
   }
   map.wire();
   searchInto("", $("find-results"), findRow).catch(showError);
-  searchInto("", $("rate-results"), rateRow).catch(showError);
-  loadModel() // the capabilities decide which sections ask the service
+  loadModel() // the capabilities and the rating scale decide what the page asks and shows
     .then(() => {
+      searchInto("", $("rate-results"), rateRow).catch(showError);
+      searchUsers("").catch(showError);
       if (!can("item_vectors")) $("neighbours").replaceChildren(el("p", { class: "muted", text: `${cannot("item_vectors")} Search still lists titles and their ratings.` }));
       loadBiases();
       map.load();
