@@ -107,13 +107,14 @@ def check_report_folder(out: Path) -> None:
 
 _CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1a1a1a;
-       max-width: 1100px; margin: 2em auto; padding: 0 1em; }
+       max-width: 1100px; margin: 2em auto; padding: 0 1em; overflow-wrap: anywhere; }
+.scroll { max-width: 100%; overflow-x: auto; } /* a wide table scrolls inside a phone's width */
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
 .sub, .why { color: #555; } .why { max-width: 70em; }
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.92em; }
 th, td { padding: 0.25em 0.7em; text-align: left; border-bottom: 1px solid #eee; vertical-align: top; }
 th { background: #f5f5f5; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.pair { display: flex; flex-wrap: wrap; gap: 2em; } .pair > div { flex: 1 1 420px; }
+.pair { display: flex; flex-wrap: wrap; gap: 2em; } .pair > div { flex: 1 1 min(420px, 100%); min-width: 0; }
 img { max-width: 100%; border: 1px solid #eee; } .note { color: #8a3b12; }
 """
 
@@ -123,6 +124,7 @@ def _page(saved: TrainedModel, it: Interpretation, png: Path | None, source: Any
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="en"><head><meta charset="utf-8">{GENERATOR}',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(name)}: what it learned</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>What the {_e(name)} learned</h1>",
@@ -147,8 +149,8 @@ def _summary(saved: TrainedModel) -> list[str]:
     rows: list[tuple[str, Any]] = [
         ("model", saved.name),
         ("scores", "predicted ratings" if caps.ratings else "ranking scores (larger is better), not ratings"),
-        ("users", len(saved.users) - 1),
-        ("items", len(saved.items) - 1),
+        ("users with training ratings", int((saved.user_counts[1:] > 0).sum())),
+        ("items with training ratings", int((saved.item_counts[1:] > 0).sum())),
         ("training ratings", len(saved.train_y)),
     ]
     if saved.config is not None:
@@ -168,9 +170,11 @@ def _summary(saved: TrainedModel) -> list[str]:
     if "fit_seconds" in res:
         rows.append(("training time (s)", res["fit_seconds"]))
     for key, val in (res.get("settings") or {}).items():
-        if not _missing(val):
+        if not _missing(val) and val != {} and val != []:  # an empty option set says nothing
             rows.append((f"setting: {key}", val))
-    out = ["<h2>Model</h2>", _table(pd.DataFrame(rows, columns=["", "value"]))]
+    shown = [(k, f"{v:,}" if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v)
+             for k, v in rows]  # fmt: skip
+    out = ["<h2>Model</h2>", _table(pd.DataFrame(shown, columns=["", "value"]))]
     if saved.history:
         out += ["<p>Training, epoch by epoch:</p>", _table(pd.DataFrame(saved.history))]
         curve = _training_curve(saved.history)
@@ -302,7 +306,8 @@ def _table(df: pd.DataFrame) -> str:
             cls = ' class="num"' if num else ""
             cells.append(f"<td{cls}>{_e(_fmt(v))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def _missing(v: Any) -> bool:
@@ -318,7 +323,7 @@ def _fmt(v: Any) -> str:
         return str(int(v))
     if isinstance(v, numbers.Real):
         v = float(v)
-        return f"{v:.4g}" if abs(v) >= 1000 else f"{v:.3f}"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3f}"
     if isinstance(v, (list, tuple)):
         return ", ".join(map(str, v))
     return str(v)
