@@ -62,7 +62,8 @@ def test_train_prints_epoch_table(ratings_csv: Path, tmp_path: Path) -> None:
         "(y_range from the data; bs, lr, wd from the fast recipe); split random 20% (seed 42)"
     )
     assert lines[1].split() == ["epoch", "train_loss", "valid_loss", "rmse", "time"]
-    assert lines[-1].startswith(f"saved dotbias model to {tmp_path / 'm'}")
+    saved = [i for i, line in enumerate(lines) if line.startswith(f"saved dotbias model to {tmp_path / 'm'}")]
+    assert saved and lines[saved[0] + 1].startswith("baselines on the same rows: rmse")
 
 
 def test_evaluate_matches_training_split(ratings_csv: Path, tmp_path: Path) -> None:

@@ -121,3 +121,25 @@ def test_own_module_exports_its_weights_and_loads_into_an_instance(
     np.testing.assert_array_equal(again.predict(rows), learn.predict(rows))
     with pytest.raises(CollabkitError, match="does not fit"):
         load_learner(out, model=DotProduct(dls.n_users, dls.n_items, 5))
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_files_follow_the_users_umask(
+    ratings: pd.DataFrame, tmp_path: Path, umask: int, file_mode: int, dir_mode: int
+) -> None:
+    import os
+
+    from collabkit.report import write_report
+
+    old = os.umask(umask)
+    try:
+        dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
+        learn = collab_learner(dls, n_factors=4, y_range=(0, 5.5), log=None)
+        learn.fit(1, 1e-3)
+        out = Path(learn.export(str(tmp_path / "m")))
+        report = write_report(load_model(out), out / "report")
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == dir_mode
+    for f in [*out.glob("*.*"), report.html]:
+        assert f.stat().st_mode & 0o777 == file_mode, f

@@ -28,6 +28,22 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back: POSIX has no other way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def public_mode(path: Path, *, folder: bool = False) -> None:
+    """Give a file (0666) or folder (0777) the mode the user's umask asks for.
+
+    mkstemp and mkdtemp create private (0600/0700) paths, which suit a temporary file but not the
+    model or report it becomes: a web server or service running as another user must read them.
+    """
+    path.chmod((0o777 if folder else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """A temporary path beside `dest` to write to; renamed onto `dest` if the block succeeds.
@@ -43,6 +59,7 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        public_mode(tmp)
         os.replace(tmp, dest)
         fsync_dir(dest.parent)
     except BaseException:

@@ -30,7 +30,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from collabkit.atomic import fsync_dir
+from collabkit.atomic import fsync_dir, public_mode
 from collabkit.bundle import DataInfo, TrainedModel
 from collabkit.checksum import file_sha256
 from collabkit.data.splits import SplitSpec
@@ -193,6 +193,9 @@ def _save_folder(dest: Path, write: Any) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         write(tmp)
+        public_mode(tmp, folder=True)
+        for f in tmp.iterdir():
+            public_mode(f, folder=f.is_dir())
         old = None
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
