@@ -31,7 +31,9 @@ def _is_number(value: Any) -> bool:
 
 def whole(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
     """`value` as an int from `low` to `high` (an int, a NumPy int or a float with no fraction)."""
-    span = f"from {low:,} to {BIG if high is None else high:,}"
+    huge = _is_number(value) and math.isfinite(float(value)) and high is None and value > BIG
+    span = f"from {low:,} to {high:,}" if high is not None else f"of at least {low:,}"
+    span = f"from {low:,} to 2**62" if huge else span
     ok = _is_number(value) and math.isfinite(float(value)) and int(value) == value
     if not ok or not low <= int(value) <= (BIG if high is None else high):
         raise CollabkitError(f"{name} must be a whole number {span}, got {shown(value)}")
