@@ -274,7 +274,9 @@ def _prepare(table: pd.DataFrame, config: TrainConfig, log: Callable[[str], None
         raise RuntimeError("collab_learner built a Learner without its config")
     settings: dict[str, Any] = dict(learn.config.settings.used())
     if recipe is not None:
-        settings |= recipe.model_dump() | {"recipe": plan.recipe_name, "step": config.step}
+        settings |= recipe.model_dump() | {"step": config.step}
+        if any(src.endswith("recipe") for src in plan.sources.values()):  # named only when it gave a value
+            settings["recipe"] = plan.recipe_name
     settings |= {"seed": config.seed, "device": device}
     if log is not None:
         log(settings_line(config.model, settings, plan.sources, config.split))
