@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from collabkit.data.loaders import CollabDataLoaders, DataLoader
+from collabkit.display import shown
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import metric_name, rmse
 from collabkit.models import CollabModel, ModelConfig
@@ -28,7 +29,7 @@ from collabkit.train.callbacks import Callback, CancelFitException
 from collabkit.train.fused import FusedDotTrainer, supports_fused
 from collabkit.train.lr_find import lr_find
 from collabkit.train.optim import FastAdamW, make_adam, set_hyper
-from collabkit.train.recorder import Recorder, Summary, ds_index, results_table, shown, summary_text
+from collabkit.train.recorder import Recorder, Summary, ds_index, results_table, summary_text
 from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
 from collabkit.train.state import (
     FitSettings,

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from collabkit.display import in_notebook
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import metric_name
 from collabkit.train import args
@@ -89,28 +90,6 @@ class Recorder:
         ax.set_xlabel("batch")
         ax.set_ylabel("learning rate")
         return fig
-
-
-def in_notebook() -> bool:
-    try:
-        from IPython import get_ipython  # type: ignore[attr-defined]
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def shown(frame: pd.DataFrame, show: bool) -> pd.DataFrame | None:
-    """Display a table once: in a notebook as a table, elsewhere printed; None when shown."""
-    if not show:
-        return frame
-    if in_notebook():
-        from IPython.display import display  # type: ignore[import-not-found]
-
-        display(frame)
-    else:
-        print(frame.to_string(index=False))
-    return None
 
 
 def results_table(learn: Learner, n: int = 9, ds_idx: int = 1) -> pd.DataFrame:
