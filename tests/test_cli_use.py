@@ -175,3 +175,20 @@ def test_a_family_without_vectors_is_refused_in_one_line(tmp_path: Path, board: 
     fails_with(["similar", str(tmp_path / "popular"), "--users", "1"], "model 'popular' has no user vectors")
     top = run_json("recommend", str(tmp_path / "popular"), "--user", "1", "-n", "3")
     assert top["score_kind"] == "score" and len(top["recommendations"]) == 3
+
+
+def test_plain_outputs_name_titles_and_count_right(tmp_path: Path) -> None:
+    from tests.conftest import make_ratings
+
+    table = make_ratings()
+    table["title"] = [f"Film {i}" for i in table["item"]]
+    csv = tmp_path / "r.csv"
+    table.to_csv(csv, index=False)
+    out = tmp_path / "m"
+    assert runner.invoke(app, ["train", "--data", str(csv), "--out", str(out), "-q"]).exit_code == 0
+    user, item = int(table["user"].iloc[0]), int(table["item"].iloc[0])
+    res = runner.invoke(app, ["predict", str(out), "--user", str(user), "--item", str(item)])
+    assert res.exit_code == 0 and res.output.strip().split("\t")[:2] == [str(user), str(item)]
+    assert res.output.strip().split("\t")[3] == f"Film {item}"  # the title, as --json gives it
+    res = runner.invoke(app, ["recommend", str(out), "--rate", f"{item}=5", "-n", "3"])
+    assert res.exit_code == 0 and "a new user with 1 rating" in res.output and "1 ratings" not in res.output

@@ -274,3 +274,23 @@ def test_held_out_rows_that_repeat_a_trained_pair_are_counted_and_noted(ratings:
     assert res.valid["overlap"] > 0 and "flattered" in res.valid["note"]
     clean = train(ratings, TrainConfig(epochs=1), log=None)
     assert "overlap" not in clean.valid
+
+
+def test_evaluate_reads_the_table_the_model_was_trained_on_as_it_was_read(
+    ratings: pd.DataFrame, tmp_path: Path
+) -> None:
+    books = ratings.rename(columns={"user": "reader", "item": "book", "rating": "stars"})
+    books["stars"] = books["stars"] * 2  # a 2..10 scale
+    csv = tmp_path / "books.csv"
+    books.to_csv(csv, index=False)
+    out = tmp_path / "m"
+    args = ["--user-col", "reader", "--item-col", "book", "--rating-col", "stars"]
+    trained = runner.invoke(app, ["train", "--data", str(csv), *args, "--out", str(out), "--json", "-q"])
+    assert trained.exit_code == 0, trained.output
+    res = runner.invoke(app, ["evaluate", str(out)])  # no --data, no column options
+    assert res.exit_code == 0, res.output
+    assert f"data: {csv}, the table the model was trained on" in res.output
+    rmse = json.loads(trained.stdout)["valid"]["rmse"]
+    assert f"rmse {rmse:.4f}" in res.output  # its own held-out rows, the figure train printed
+    from_rows = runner.invoke(app, ["evaluate", str(out), "--data", str(csv)])  # columns not given
+    assert from_rows.exit_code == 2 and "reader" in from_rows.output  # the file's columns, named

@@ -45,14 +45,21 @@ class DataInfo:
     source: str
     n_rows: int
     fingerprint: str
+    # how the table was read, for `evaluate MODEL` with no --data: the file's own column names
+    # ({"user": "reader", ...}) and the duplicates rule; empty for a DataFrame given directly
+    reading: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, table: pd.DataFrame, name: str, user: str, item: str, rating: str) -> DataInfo:
+    def of(
+        cls, table: pd.DataFrame, name: str, user: str, item: str, rating: str,
+        reading: dict[str, Any] | None = None,
+    ) -> DataInfo:  # fmt: skip
         return cls(
             name,
             str(table.attrs.get("source", name)),
             len(table),
             table_fingerprint(table, user, item, rating),
+            dict(reading or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -231,6 +231,7 @@ def settings_line(model: str, s: dict[str, Any], sources: dict[str, str], split:
     return f"{model}: {parts}{note}; split {split.describe()}; seed {s['seed']}"
 
 
+READING_KEYS = ("user_col", "item_col", "rating_col", "timestamp_col", "duplicates")
 INNER_VALID = 0.1  # the share of training rows a keep_best recipe watches
 
 
@@ -296,13 +297,16 @@ def train(
     run_info: dict[str, Any] | None = None,
     resume: bool = False,
     ranking_k: int | None = None,
+    reading: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train `config.model` with one-cycle on a split of `table`, score its held-out rows, save to `out`.
 
     With `checkpoint_every`, a checkpoint goes to `out/checkpoints` every so many epochs and when
     Ctrl-C stops the run (KeyboardInterrupt is raised after it is written); `resume=True` continues
     from it, ending with the weights the uninterrupted run would have. `run_info` is what a
-    resumed command needs to load the same data (written beside the checkpoint).
+    resumed command needs to load the same data (written beside the checkpoint). `reading` is how
+    the table was read (its columns, the duplicates rule), recorded in the model folder so that
+    `collabkit evaluate MODEL` can read it again without being told.
     """
 
     if out is not None:
@@ -335,7 +339,7 @@ def train(
     else:  # the family fits itself (closed form, alternating solves, its own sampler): all pairs at once
         net.fit_direct(run.dls.train.x, run.dls.train.y)
     fit_seconds = time.perf_counter() - start
-    data = DataInfo.of(table, data_name, "user", "item", "rating")
+    data = DataInfo.of(table, data_name, "user", "item", "rating", reading=reading)
     trained = trained_from_learner(learn, data=data)
     rows = table.iloc[run.train_rows]  # all training rows, those a keep_best recipe watched too
     trained.train_x = torch.from_numpy(encode_pairs(trained.users, trained.items, rows["user"], rows["item"]))
@@ -394,9 +398,10 @@ def resume(
             f"{record.data} has changed since the run in {record.run_dir} started ({len(table):,} rows now); "
             "a resumed run must train on the same ratings: train it again from the start"
         )
+    reading = {k: info.get(k) for k in READING_KEYS if info.get(k) is not None}
     return train(
         table, config, data_name=record.data, out=record.run_dir, log=log,
-        checkpoint_every=int(info.get("checkpoint_every") or 1), run_info=info, resume=True,
+        checkpoint_every=int(info.get("checkpoint_every") or 1), run_info=info, resume=True, reading=reading,
     )  # fmt: skip
 
 

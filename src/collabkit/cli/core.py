@@ -254,12 +254,17 @@ def train(
                 table = _load(
                     data, user_col, item_col, rating_col, timestamp_col, quiet or as_json, duplicates
                 )
-                run_info = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
-                            "timestamp_col": timestamp_col, "checkpoint_every": checkpoint_every,
-                            "duplicates": duplicates}  # fmt: skip
+                reading = {
+                    "user_col": user_col,
+                    "item_col": item_col,
+                    "rating_col": rating_col,
+                    "timestamp_col": timestamp_col,
+                    "duplicates": duplicates,
+                }
+                run_info = {**reading, "checkpoint_every": checkpoint_every}  # fmt: skip
                 result = run_train(
                     table, config, data_name=data, out=out, log=log, checkpoint_every=checkpoint_every,
-                    run_info=run_info,
+                    run_info=run_info, reading=reading,
                 )  # fmt: skip
         except KeyboardInterrupt:
             if not (checkpoint_every or resume):
@@ -359,8 +364,16 @@ def _parse_layers(text: str) -> list[int]:
 
 @app.command()
 def evaluate(
+    ctx: typer.Context,
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by `collabkit train`.")],
-    data: DataOpt = "ml-100k",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="A MovieLens name or a CSV/TSV/Parquet path; default: the table the model was trained on, "
+            "read as it was (its columns and duplicates rule are recorded in the model folder).",
+        ),
+    ] = None,
     split: Annotated[
         str | None,
         typer.Option(
@@ -419,6 +432,16 @@ def evaluate(
         from collabkit.workflows import evaluate_saved
 
         spec = None if split is None else split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
+        if data is None:
+            data, reading = recorded_data(model_dir)
+            given = set(_given_options(ctx, keep=()))
+            user_col = user_col if "--user-col" in given else reading.get("user_col", user_col)
+            item_col = item_col if "--item-col" in given else reading.get("item_col", item_col)
+            rating_col = rating_col if "--rating-col" in given else reading.get("rating_col", rating_col)
+            timestamp_col = timestamp_col if "--timestamp-col" in given else reading.get("timestamp_col")
+            duplicates = duplicates if "--duplicates" in given else reading.get("duplicates", duplicates)
+            if not as_json:
+                typer.echo(f"data: {data}, the table the model was trained on (recorded in {model_dir})")
         table = _load(data, user_col, item_col, rating_col, timestamp_col, True, duplicates)
         result = evaluate_saved(
             model_dir, table, spec, allow_overlap=allow_overlap,
@@ -466,6 +489,20 @@ def baseline_lines(figures: dict[str, Any]) -> list[str]:
             "chapter or more --epochs) or the table holds little beyond who rates high and what is liked"
         )
     return lines
+
+
+def recorded_data(model_dir: Path) -> tuple[str, dict[str, Any]]:
+    """The table a model folder says it was trained on, and how it was read; an error if it says none."""
+    # lazy: reading a model folder loads torch and safetensors
+    from collabkit.persist import load_model
+
+    data = load_model(model_dir).data
+    if data is None or data.name in ("table", ""):
+        raise CollabkitError(
+            f"{model_dir} does not record a table it could be read from again (it was trained on rows "
+            "given directly); give --data"
+        )
+    return data.name, dict(data.reading)
 
 
 def _fmt(key: str, val: Any) -> str:
@@ -597,7 +634,8 @@ def predict(
         else:
             for r in rows:
                 flag = "\t(training mean: no training ratings)" if r["fallback"] else ""
-                typer.echo(f"{r['user']}\t{r['item']}\t{r['rating']:.3f}{flag}")
+                title = f"\t{r['title']}" if r["title"] != str(r["item"]) else ""
+                typer.echo(f"{r['user']}\t{r['item']}\t{r['rating']:.3f}{title}{flag}")
 
 
 CAPABILITY_WORDS = {"item_vectors": "similar items", "user_vectors": "similar users", "biases": "biases",

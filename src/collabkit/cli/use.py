@@ -82,7 +82,8 @@ def recommend(
                 "ratings": [{"item": i, "title": rec.title(i), "rating": r} for i, r in ratings.items()],
                 "ignored": new.ignored,
             }
-            heading = f"top {len(recs)} for a new user with {len(ratings)} ratings"
+            rated = "1 rating" if len(ratings) == 1 else f"{len(ratings)} ratings"
+            heading = f"top {len(recs)} for a new user with {rated}"
             if new.ignored:
                 heading += f" ({len(new.ignored)} ignored: no training ratings)"
         else:
