@@ -192,3 +192,10 @@ def test_interpret_a_model_without_vectors_says_so(ratings_csv: Path, tmp_path: 
     res = runner.invoke(app, ["interpret", str(out), "--json"])
     assert res.exit_code == 0, res.output
     assert any("no item vectors, so no similar items" in note for note in json.loads(res.stdout)["notes"])
+
+
+def test_crossval_header_names_every_fold(ratings_csv: Path) -> None:
+    res = runner.invoke(app, ["crossval", "--data", str(ratings_csv), "--k", "3", "--epochs", "1"])
+    assert res.exit_code == 0, res.output
+    header = res.output.splitlines()[0]
+    assert "3 folds of kfold (seed 42)" in header and "split kfold 0/3" not in header

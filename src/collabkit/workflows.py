@@ -199,11 +199,22 @@ class TrainResult:
         d["data"], d["split"] = self.data.to_dict(), self.split.to_dict()
         return d
 
-    def settings_line(self) -> str:
-        return settings_line(self.model, self.settings, self.sources, self.split)
+    def settings_line(self, splits: Sequence[SplitSpec] | None = None) -> str:
+        """The run's settings in one line; with `splits`, naming every fold of a cross-validation."""
+        return settings_line(self.model, self.settings, self.sources, self.split, splits)
 
 
-def settings_line(model: str, s: dict[str, Any], sources: dict[str, str], split: SplitSpec) -> str:
+def folds_text(splits: Sequence[SplitSpec]) -> str:
+    """`folds u1, u2, u3` or `5 folds of kfold (seed 42)`: what a cross-validation's header says."""
+    if all(s.kind == "kfold" for s in splits):
+        return f"{len(splits)} folds of kfold (seed {splits[0].seed})"
+    return "folds " + ", ".join(s.describe() for s in splits)
+
+
+def settings_line(
+    model: str, s: dict[str, Any], sources: dict[str, str], split: SplitSpec,
+    splits: Sequence[SplitSpec] | None = None,
+) -> str:  # fmt: skip
     """One line naming every setting a run used, and where those not given came from."""
 
     def fmt(v: Any) -> str:
@@ -228,7 +239,8 @@ def settings_line(model: str, s: dict[str, Any], sources: dict[str, str], split:
     for src, keys in by_source.items():
         notes.append(f"{', '.join(keys)} from {'the ' if not src.startswith('the ') else ''}{src}")
     note = f" ({'; '.join(notes)})" if notes else ""
-    return f"{model}: {parts}{note}; split {split.describe()}; seed {s['seed']}"
+    where = folds_text(splits) if splits else f"split {split.describe()}"
+    return f"{model}: {parts}{note}; {where}; seed {s['seed']}"
 
 
 READING_KEYS = ("user_col", "item_col", "rating_col", "timestamp_col", "duplicates")
@@ -596,7 +608,7 @@ def cross_validate(
     line = ""
     for spec in splits:
         res = train(table, replace(config, split=spec), data_name=data_name, log=None, ranking_k=ranking_k)
-        line = line or res.settings_line()
+        line = line or res.settings_line(splits)
         row = {"fold": spec.describe(), **res.valid, **((res.ranking or {}).get("metrics") or {})}
         folds.append(row)
         if on_fold is not None:

@@ -573,7 +573,7 @@ def crossval(
             if as_json:
                 return
             if res is first[0]:
-                typer.echo(res.settings_line())
+                typer.echo(res.settings_line(specs))
             figures = {**res.valid, **((res.ranking or {}).get("metrics") or {})}
             base = res.valid.get("baselines")
             if base:  # the biases-only baseline's rmse beside the fold's own
