@@ -3,7 +3,8 @@
 The chapter's code runs with its fastai imports replaced by these names: `from collabkit import *`
 gives what `from fastai.collab import *` gives a chapter reader (CollabDataLoaders, collab_learner,
 load_learner, Learner, the models, the callbacks, get_emb_sz, sigmoid_range, Embedding, Module;
-`movielens_path` is `untar_data(URLs.ML_100k)`), plus collabkit's own (Recommender, TrainedModel,
+`movielens_path` is `untar_data(URLs.ML_100k)`), the chapter's own `create_params`, and `pca(t, 3)` for
+its `t.pca(3)` (collabkit patches no torch class), plus collabkit's own (Recommender, TrainedModel,
 load_ratings, SplitSpec, the errors, ...). Every public name is listed in `__all__`.
 """
 
@@ -52,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "build_model": "collabkit.models",
     "collab_config": "collabkit.collab",
     "collab_learner": "collabkit.collab",
+    "create_params": "collabkit.models.core",
     "emb_sz_rule": "collabkit.models.core",
     "evaluate_model": "collabkit.scoring",
     "get_emb_sz": "collabkit.models",
@@ -119,7 +121,14 @@ if TYPE_CHECKING:  # what type checkers and editors see
         register,
         sigmoid_range,
     )
-    from collabkit.models.core import SigmoidRange, emb_sz_rule, one_hot, pca, trunc_normal_
+    from collabkit.models.core import (
+        SigmoidRange,
+        create_params,
+        emb_sz_rule,
+        one_hot,
+        pca,
+        trunc_normal_,
+    )
     from collabkit.persist import load_model, save_model
     from collabkit.recommend import Recommender
     from collabkit.recommend.recommender import UnknownIdPrediction
@@ -172,6 +181,7 @@ __all__ = [
     "build_model",
     "collab_config",
     "collab_learner",
+    "create_params",
     "emb_sz_rule",
     "evaluate_model",
     "get_emb_sz",

@@ -1,4 +1,5 @@
-"""The chapter's building blocks: Module without super().__init__(), Embedding, sigmoid_range."""
+"""The chapter's building blocks: Module without super().__init__(), Embedding, create_params,
+sigmoid_range, pca."""
 
 from __future__ import annotations
 
@@ -38,6 +39,16 @@ class Embedding(nn.Embedding):
     def __init__(self, ni: int, nf: int, std: float = 0.01) -> None:
         super().__init__(ni, nf)
         trunc_normal_(self.weight, std=std)
+
+
+def create_params(size: Sequence[int]) -> nn.Parameter:
+    """A trainable tensor of shape `size`, drawn from a normal with std 0.01 (the chapter's own).
+
+    The chapter writes `DotProductBias` from scratch with it, in place of `Embedding`:
+    `self.user_factors = create_params([n_users, n_factors])`, then indexes it,
+    `self.user_factors[x[:, 0]]`.
+    """
+    return nn.Parameter(torch.zeros(*size).normal_(0, 0.01))
 
 
 def sigmoid_range(x: Tensor, low: float, high: float) -> Tensor:
@@ -81,7 +92,12 @@ def get_emb_sz(classes: Any, sz_dict: Mapping[str, int] | None = None) -> list[t
 
 
 def pca(x: Tensor, k: int = 3) -> Tensor:
-    """The first `k` principal-component scores of the rows of `x` (centred, as fastai's pca)."""
+    """The first `k` principal-component scores of the rows of `x` (centred, as fastai's pca).
+
+    The chapter's `movie_w.pca(3)` is fastai's method patched onto `torch.Tensor`; collabkit adds
+    nothing to torch's classes, so write it `pca(movie_w, 3)` (the same numbers: fastai projects the
+    centred rows on the first `k` singular vectors too).
+    """
     x = x.detach().float()
     x = x - x.mean(0)
     _, _, v = torch.linalg.svd(x, full_matrices=False)

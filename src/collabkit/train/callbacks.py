@@ -153,13 +153,20 @@ class SaveModelCallback(TrackerCallback):
 
 
 class CSVLogger(Callback):
-    """Writes the epoch table to `learn.path / fname` after every epoch (rewritten atomically)."""
+    """Writes the epoch table to `learn.path / fname` after every epoch (rewritten atomically).
+
+    Every epoch that ran has its row, the one at which a callback stopped the fit included: a
+    callback that runs before this one (EarlyStoppingCallback, order 10) may raise CancelFitException
+    in `after_epoch` before this one sees the epoch, so the table is written again at `after_fit`,
+    which always runs. (fastai's CSVLogger loses that epoch's row.)
+    """
 
     order = 20
 
     def __init__(self, fname: str = "history.csv", append: bool = False) -> None:
         self.fname, self.append = fname, append
         self._start = 0
+        self._written = 0  # rows in the file as last written
 
     @property
     def path(self) -> Path:
@@ -167,12 +174,21 @@ class CSVLogger(Callback):
 
     def before_fit(self) -> None:
         self._start = 0 if self.append else len(self.learn.history)
+        self._written = 0
 
     def after_epoch(self) -> None:
+        self._write()
+
+    def after_fit(self) -> None:
+        if len(self.learn.history) - self._start != self._written:
+            self._write()
+
+    def _write(self) -> None:
         import pandas as pd
 
         rows = self.learn.history[self._start :]
         write_atomic(self.path, pd.DataFrame(rows).to_csv(index=False))
+        self._written = len(rows)
 
     def read_log(self) -> Any:
         import pandas as pd

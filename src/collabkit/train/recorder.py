@@ -22,6 +22,27 @@ if TYPE_CHECKING:
     from collabkit.train.learner import Learner
 
 
+SMOOTH_BETA = 0.98  # fastai's AvgSmoothLoss
+
+
+def smooth_loss(losses: list[float], beta: float = SMOOTH_BETA) -> list[float]:
+    """Each batch's loss as an exponential moving average of the losses so far, debiased.
+
+    fastai's `AvgSmoothLoss`: avg_k = beta * avg_(k-1) + (1 - beta) * loss_k from avg_0 = 0, shown
+    as avg_k / (1 - beta**k) so the first values are not pulled towards 0. One average runs over
+    every batch this learner trained (fastai's restarts at each fit, as its recorder forgets the
+    earlier fits; collabkit's recorder keeps them).
+    """
+    if not 0 <= beta < 1:
+        raise CollabkitError(f"beta must be at least 0 and below 1, got {beta}")
+    out, avg, weight = [], 0.0, 1.0
+    for loss in losses:
+        avg = beta * avg + (1 - beta) * float(loss)
+        weight *= beta
+        out.append(avg / (1 - weight))
+    return out
+
+
 class Summary(str):
     """Text that shows as itself in a notebook (no quotes) and prints as itself."""
 
@@ -61,20 +82,29 @@ class Recorder:
         self.lrs += [self.learn.hyper((first_step + i) / total)[0] for i in range(len(per_batch))]
         self.iters.append(len(self.losses))
 
-    def plot_loss(self, skip_start: int = 5, with_valid: bool = True) -> Any:
-        """Training loss per batch, and validation loss per epoch; returns the matplotlib figure."""
+    def smooth_losses(self, beta: float = SMOOTH_BETA) -> list[float]:
+        """`losses` as fastai's recorder keeps them: a debiased moving average (`smooth_loss`)."""
+        return smooth_loss(self.losses, beta)
+
+    def plot_loss(self, skip_start: int = 5, with_valid: bool = True, smooth: bool = True) -> Any:
+        """Training loss per batch, and validation loss per epoch; returns the matplotlib figure.
+
+        The training loss is smoothed as fastai plots it (`smooth_loss`, beta 0.98), so the trend
+        shows through the noise of single batches; `smooth=False` plots each batch's own loss.
+        """
         import matplotlib
 
         matplotlib.use("Agg") if not in_notebook() else None
         import matplotlib.pyplot as plt
 
+        train = self.smooth_losses() if smooth else self.losses
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(range(skip_start, len(self.losses)), self.losses[skip_start:], label="train")
+        ax.plot(range(skip_start, len(train)), train[skip_start:], label="train")
         if with_valid and self.iters:
             valid = [row.get("valid_loss", float("nan")) for row in self.learn.history[-len(self.iters) :]]
             ax.plot(self.iters, valid, marker="o", label="valid")
         ax.set_xlabel("batch")
-        ax.set_ylabel("loss")
+        ax.set_ylabel("loss (smoothed)" if smooth else "loss")
         ax.legend()
         return fig
 
