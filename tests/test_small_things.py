@@ -242,3 +242,14 @@ def test_the_chapters_dot_product_bias_from_scratch_trains(tmp_path: Path) -> No
     # the chapter's interpretation cell, with pca(t, 3) for its t.pca(3)
     movie_pca = pca(model.movie_factors.detach(), 3)
     assert movie_pca.shape == (n_movies, 3)
+
+
+# -- 5. crossval's header names every fold (workflows.folds_text, commit 02a259d) ---------------------
+def test_the_crossval_header_names_the_folds() -> None:
+    from collabkit.data.splits import SplitSpec
+    from collabkit.workflows import folds_text
+
+    named = [SplitSpec(f"u{k}") for k in range(1, 6)]
+    assert folds_text(named) == "folds u1, u2, u3, u4, u5"
+    kfold = [SplitSpec("kfold", seed=42, fold=i, k=5) for i in range(5)]
+    assert folds_text(kfold) == "5 folds of kfold (seed 42)"
