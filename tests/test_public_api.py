@@ -33,6 +33,7 @@ CHAPTER = {
     "one_hot": "collabkit.models.core",
     "pca": "collabkit.models.core",
     "movielens_path": "collabkit.data.datasets",  # untar_data(URLs.ML_100k)
+    "create_params": "collabkit.models.core",  # the chapter's DotProductBias from scratch
 }
 # collabkit's own names for using and saving models.
 OWN = {
