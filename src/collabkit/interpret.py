@@ -464,7 +464,8 @@ class PredictionExplanation:
     """One predicted rating of a dot model split into parts that add up to its raw score.
 
     raw = offset + user_bias + item_bias + sum(factor_products), and rating = sigmoid_range(raw,
-    *y_range) (or raw without a y_range), which is what the model predicts for the pair.
+    *y_range) (or raw without a y_range) clipped to the training ratings' range, as
+    `Recommender.predict` answers for the pair; a clipped value is named in `notes`.
     """
 
     user: Any
@@ -558,6 +559,14 @@ def explain_prediction(saved: Model, user: Any, item: Any) -> PredictionExplanat
     y_range = _y_range(saved)
     if y_range is not None:
         notes.append(f"rating = sigmoid(raw) * ({y_range[1]:g} - {y_range[0]:g}) + {y_range[0]:g}")
+    span = saved.rating_range()
+    if span is not None and not span[0] <= rating <= span[1]:
+        clipped = min(max(rating, span[0]), span[1])
+        notes.append(
+            f"the model's output {rating:.3f} is past the training ratings' range "
+            f"({span[0]:g} to {span[1]:g}): the rating is {clipped:g}, as predict answers"
+        )
+        rating = clipped
     actual = saved.seen.rating(u, i)  # the user's row of the cached CSR, not a scan of every rating
     return PredictionExplanation(
         user=user,
@@ -600,6 +609,7 @@ class Interpretation:
     notes: list[str] = field(default_factory=list)
     capabilities: Capabilities = field(default_factory=Capabilities)  # what the family declares
     score_kind: str = "rating"  # "score": a ranking model (no stars, no rating error)
+    min_count: int = MIN_COUNT  # the training ratings an item or user needed to be in the tables
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers as JSON-ready values."""
@@ -627,6 +637,7 @@ class Interpretation:
             "notes": list(self.notes),
             "capabilities": self.capabilities.to_dict(),
             "score_kind": self.score_kind,
+            "min_count": self.min_count,
         }
 
 
@@ -690,7 +701,9 @@ def interpret_model(
         example = explain_prediction(saved, saved.users[top_user], queries[0])
     else:
         notes.append("no explained prediction: no item has training ratings")
-    return Interpretation(name, ib, ub, emap, neighbours, example, notes, caps, saved.model.score_kind)
+    return Interpretation(
+        name, ib, ub, emap, neighbours, example, notes, caps, saved.model.score_kind, int(min_count)
+    )
 
 
 __all__ = [

@@ -56,7 +56,8 @@ def interpret(
 
 def _text(result: Interpretation) -> str:
     """The tables as aligned plain text, for a terminal."""
-    blocks = []
+    least = f"at least {result.min_count} training rating{'' if result.min_count == 1 else 's'}"
+    blocks = [f"items and users with {least} (--min-count)"]
 
     def show(title: str, df: pd.DataFrame) -> None:
         blocks.append(

@@ -66,7 +66,11 @@ def recommend(
                 "--popularity-penalty applies to a known --user only (and to evaluate --ranking)"
             )
         rec = Recommender.load(model_dir)
-        result: dict[str, Any] = {"model_dir": str(model_dir), "model": rec.trained.name}
+        result: dict[str, Any] = {
+            "model_dir": str(model_dir),
+            "model": rec.trained.name,
+            "min_count": min_count,
+        }
         if user is not None:
             uid = rec.parse_user(user)
             recs = rec.recommend(uid, n, exclude_seen=not include_seen, min_count=min_count,
@@ -92,11 +96,25 @@ def recommend(
             heading = f"top {len(recs)} for an average user (no ratings given)"
         result["recommendations"] = recs.to_records()
         result["score_kind"] = recs.score_kind
+        own = "rating" if recs.score_kind == "rating" else "model"  # the model's own, in the table
+        if recs.model_scores is not None:  # the list was ordered by the penalised scores: say so
+            what = "predicted rating" if recs.score_kind == "rating" else "ranking score"
+            result["ordered_by"] = (
+                f"score: the model's {what} lowered for popularity (popularity_penalty "
+                f"{popularity_penalty:g}); model_score: the model's own {what}"
+            )
         if as_json:
             emit(result, True)
         else:
-            typer.echo(heading)
-            _print_rows(result["recommendations"], recs.score_kind)
+            typer.echo(f"{heading}, among {_among(min_count)}")
+            if recs.model_scores is not None:
+                typer.echo(
+                    f"ordered by score: the model's {what} lowered for popularity (--popularity-penalty "
+                    f"{popularity_penalty:g}); {own}: the model's own {what}"
+                )
+                _print_rows(result["recommendations"], "score", own)
+            else:
+                _print_rows(result["recommendations"], "rating" if recs.score_kind == "rating" else "score")
 
 
 @app.command()
@@ -118,36 +136,53 @@ def similar(
         from collabkit.recommend import Recommender  # lazy: torch loads only when the command runs
 
         rec = Recommender.load(model_dir)
-        result: dict[str, Any] = {"model_dir": str(model_dir), "model": rec.trained.name}
+        result: dict[str, Any] = {
+            "model_dir": str(model_dir),
+            "model": rec.trained.name,
+            "min_count": min_count,
+        }
         if users:
             if len(queries) != 1:
                 raise CollabkitError(f"--users takes exactly one user id, got {len(queries)}")
             uid = rec.parse_user(queries[0])
             near = rec.similar_users(uid, n, min_count=min_count)
+            counts = rec.user_counts.numpy()
             rows = [
-                {"rank": k + 1, "user": u, "score": float(s)}
+                {"rank": k + 1, "user": u, "score": float(s),
+                 "n_ratings": int(counts[int(rec.users.encode([u], "error")[0])])}
                 for k, (u, s) in enumerate(zip(near.users, near.scores, strict=True))
-            ]
+            ]  # fmt: skip
             result |= {"user": uid, "similar_users": rows}
             if as_json:
                 emit(result, True)
             else:
-                typer.echo(f"{len(rows)} users most like user {uid} (cosine similarity)")
+                typer.echo(
+                    f"{len(rows)} users most like user {uid} by cosine similarity, among users with "
+                    f"at least {min_count} training rating{'' if min_count == 1 else 's'}"
+                )
+                typer.echo(f"{'rank':>4}  {'cosine':>6}  {'ratings':>7}  user")
                 for r in rows:
-                    typer.echo(f"{r['rank']:>3}  {r['score']:6.3f}  {r['user']}")
+                    typer.echo(f"{r['rank']:>4}  {r['score']:6.3f}  {r['n_ratings']:>7}  {r['user']}")
             return
         items = [rec.parse_item(q) for q in queries]
         recs = rec.similar_items(items, n, min_count=min_count)
+        counts = rec.item_counts.numpy()
+
+        def n_ratings(item: Any) -> int:
+            return int(counts[int(rec.items.encode([item], "error")[0])])
+
         result |= {
-            "items": [{"item": i, "title": rec.title(i)} for i in items],
-            "similar_items": recs.to_records(),
+            "items": [{"item": i, "title": rec.title(i), "n_ratings": n_ratings(i)} for i in items],
+            "similar_items": [
+                r | {"n_ratings": n_ratings(i)} for r, i in zip(recs.to_records(), recs.items, strict=True)
+            ],
         }
         if as_json:
             emit(result, True)
         else:
-            names = "; ".join(rec.title(i) for i in items)
-            typer.echo(f"{len(recs)} items most like {names} (cosine similarity)")
-            _print_rows(result["similar_items"], "cosine")
+            names = "; ".join(f"{rec.title(i)} ({_ratings(n_ratings(i))})" for i in items)
+            typer.echo(f"{len(recs)} items most like {names} by cosine similarity, among {_among(min_count)}")
+            _print_rows(result["similar_items"], "cosine", counts=True)
 
 
 def _parse_ratings(rec: Any, pairs: list[str]) -> dict[Any, float]:
@@ -168,7 +203,26 @@ def _parse_ratings(rec: Any, pairs: list[str]) -> dict[Any, float]:
     return ratings
 
 
-def _print_rows(rows: list[dict[str, Any]], score_name: str) -> None:
-    typer.echo(f"{'rank':>4}  {score_name:>6}  {'item':>8}  title")
+def _ratings(n: int) -> str:
+    return f"{n:,} training rating{'' if n == 1 else 's'}"
+
+
+def _among(min_count: int) -> str:
+    """Which items could be answers, as the output states it (see `--min-count`)."""
+    return f"items with at least {_ratings(min_count)}"
+
+
+def _print_rows(
+    rows: list[dict[str, Any]], score_name: str, model_name: str | None = None, *, counts: bool = False
+) -> None:
+    """The ranked rows as a table: rank, the score that ordered them, the model's own score (with a
+    popularity penalty), each item's training ratings (for neighbours), item, title."""
+    head = f"{'rank':>4}  {score_name:>6}"
+    head += f"  {model_name:>6}" if model_name else ""
+    head += f"  {'ratings':>7}" if counts else ""
+    typer.echo(f"{head}  {'item':>8}  title")
     for r in rows:
-        typer.echo(f"{r['rank']:>4}  {r['score']:6.3f}  {r['item']!s:>8}  {r['title']}")
+        line = f"{r['rank']:>4}  {r['score']:6.3f}"
+        line += f"  {r['model_score']:6.3f}" if model_name else ""
+        line += f"  {r['n_ratings']:>7}" if counts else ""
+        typer.echo(f"{line}  {r['item']!s:>8}  {r['title']}")

@@ -78,23 +78,29 @@ class TopN:
         candidates: Tensor,
         seen_users: Tensor | None = None,
         penalty: Tensor | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n item indices (-1 padded) and scores (NaN padded) for user rows, best first.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Top-n item indices (-1 padded), the model's scores and the ordering scores (NaN padded).
 
         Args:
             rows: (R, d) user rows as the model scores them.
             candidates: (n_items,) bool, the items that may be returned.
             seen_users: (R,) user indices whose training items are left out, or None.
             penalty: (n_items,) subtracted from each row's raw scores in units of that row's
-                standard deviation before ranking (a popularity penalty); the scores returned are
-                still the model's own, so with a penalty they need not be sorted.
+                standard deviation before ranking (a popularity penalty).
+
+        Returns:
+            (idx, model, order): `model` holds the model's own ratings (or scores) of the items;
+            `order` the scores that ordered them, sorted best first: the penalised raw scores
+            through the model's `raw_to_rating` (monotone), or None without a penalty, where the
+            model's own scores ordered the list.
         """
         n_rows = len(rows)
         take = min(int(n), int(candidates.sum()))  # clamp before allocating anything of size n
         out_idx = np.full((n_rows, take), -1, dtype=np.int64)
         out_sc = np.full((n_rows, take), np.nan, dtype=np.float32)
+        out_order = None if penalty is None else out_sc.copy()
         if take == 0 or n_rows == 0:
-            return out_idx, out_sc
+            return out_idx, out_sc, out_order
         cols, col_of, side = self._prepare(candidates)
         block = self.block_rows(len(cols))
         for start in range(0, n_rows, block):
@@ -108,13 +114,16 @@ class TopN:
             else:
                 finite = torch.isfinite(raw)
                 spread = torch.where(finite, raw, torch.nan).nan_to_num(0.0).std(dim=1, keepdim=True)
-                _, at = (raw - spread * penalty.to(raw.device)[cols][None, :]).topk(take, dim=1)
+                ordered, at = (raw - spread * penalty.to(raw.device)[cols][None, :]).topk(take, dim=1)
                 top = raw.gather(1, at)
             valid = torch.isfinite(top)
             scores = self.model.raw_to_rating(top).float().masked_fill(~valid, float("nan"))
             out_idx[sl] = cols[at].masked_fill(~valid, -1).cpu().numpy()
             out_sc[sl] = scores.cpu().numpy()
-        return out_idx, out_sc
+            if out_order is not None:
+                order = self.model.raw_to_rating(ordered).float().masked_fill(~valid, float("nan"))
+                out_order[sl] = order.cpu().numpy()
+        return out_idx, out_sc, out_order
 
     def block_rows(self, n_cols: int) -> int:
         """Users per scoring block so that one block's scores stay within `score_budget` floats."""

@@ -1,7 +1,8 @@
 """`Recommender`: a trained model behind raw ids. Predictions, top-N lists, similar items, new users.
 
 Which items can be answers: an item needs at least `min_count` training ratings (default
-`MIN_COUNT`, 1). The vocabulary also holds items seen only in held-out rows; the model learned
+`MIN_COUNT`, 10: with fewer, its vector and bias are mostly noise; pass `min_count=1` for every
+trained item). The vocabulary also holds items seen only in held-out rows; the model learned
 nothing about them, so they are never recommended, are refused as `similar_items` queries, and are
 predicted only under `unknown="mean"`, which answers the training mean and says so. A new item
 (not in the model at all) needs retraining. A new user is served by `fold_in` and
@@ -10,6 +11,13 @@ predicted only under `unknown="mean"`, which answers the training mean and says 
 What every query needs (the seen-items matrix, the id resolver, counts, unit vectors) is computed
 once by the `TrainedModel` and shared with `collabkit.interpret`; what a family cannot answer is
 asked of `type(model).capabilities()` and refused in one line.
+
+Every rating it returns is clipped to the training ratings' range (`TrainedModel.rating_range()`):
+`predict`, `predict_details`, `predict_new`, and the scores of a rating model's `recommend`,
+`recommend_many`, `popular` and `recommend_for_ratings`. A model's output range (a dot model's
+`y_range` of 0 to 5.5 for 1-5 stars) is wider than the scale so that the sigmoid can reach its
+ends; the value past them is an artefact of that, never a rating. Lists are ordered by the
+model's unclipped scores, so clipping changes no order (two clipped ratings may tie).
 """
 
 from __future__ import annotations
@@ -108,7 +116,8 @@ class Recommender:
     def predict_details(
         self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownIdPrediction = "error"
     ) -> pd.DataFrame:
-        """One row per (users[k], items[k]) pair: user, item, rating, fallback.
+        """One row per (users[k], items[k]) pair: user, item, rating (clipped to the training
+        ratings' range), fallback.
 
         A user or item with no training ratings has nothing learned to say: `unknown="error"`
         raises UnknownIdError; `"mean"` answers the training mean rating with `fallback` True
@@ -136,7 +145,7 @@ class Recommender:
             preds[warm[s : s + 65536]] = (
                 predict_ratings(self.model, x[s : s + 65536].to(self.engine.device)).float().cpu().numpy()
             )
-        return pd.DataFrame({"user": users, "item": items, "rating": preds, "fallback": cold})
+        return pd.DataFrame({"user": users, "item": items, "rating": self._clip(preds), "fallback": cold})
 
     def predict(
         self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownIdPrediction = "error"
@@ -176,7 +185,8 @@ class Recommender:
             unknown: a user with no training ratings raises ("error") or gets `popular` ("popular").
             popularity_penalty: trade accuracy for catalogue coverage: each item's score is lowered
                 by this many of the user's score standard deviations times the item's standardised
-                log training count (0: the model's own order). The scores shown stay the model's.
+                log training count (0: the model's own order). With a penalty, `scores` are those
+                lowered scores (what ordered the list) and `model_scores` the model's own.
         """
         users, n = args.ids("users", users, "user id"), check_n(n)
         exclude_seen = args.flag("exclude_seen", exclude_seen)
@@ -184,21 +194,26 @@ class Recommender:
         u_idx = self._trained_users(users, unknown)
         known = u_idx > 0
         penalty = self._popularity(popularity_penalty)
-        idx, sc = self._rank_users(torch.from_numpy(u_idx[known]), n, cand, exclude_seen, penalty)
+        idx, sc, order = self._rank_users(torch.from_numpy(u_idx[known]), n, cand, exclude_seen, penalty)
         out_idx = np.full((len(users), idx.shape[1]), -1, dtype=np.int64)
         out_sc = np.full((len(users), idx.shape[1]), np.nan, dtype=np.float32)
         out_idx[known], out_sc[known] = idx, sc
-        if not known.all():
-            p_idx, p_sc = self.engine.rank(self._mean_row()[None], idx.shape[1] or n, cand)
+        out_order = None if order is None else out_sc.copy()
+        if out_order is not None and order is not None:
+            out_order[known] = order
+        if not known.all():  # the popular list, unpenalised: its own scores ordered it
+            p_idx, p_sc, _ = self.engine.rank(self._mean_row()[None], idx.shape[1] or n, cand)
             out_idx[~known], out_sc[~known] = p_idx[0, : out_idx.shape[1]], p_sc[0, : out_idx.shape[1]]
-        return self._batch(users, out_idx, out_sc)
+            if out_order is not None:
+                out_order[~known] = self._clip(p_sc[0, : out_idx.shape[1]])
+        return self._batch(users, out_idx, out_sc, out_order)
 
     @torch.inference_mode()
     def popular(
         self, n: int = 10, *, min_count: int = MIN_COUNT, exclude: Sequence[Any] | None = None
     ) -> Recommendations:
         """The list for a user with no ratings: what the average trained user is predicted to like."""
-        idx, sc = self.engine.rank(
+        idx, sc, _ = self.engine.rank(
             self._mean_row()[None], check_n(n), self.candidates(min_count, None, exclude)
         )
         return self._batch([None], idx, sc)[0]
@@ -257,17 +272,19 @@ class Recommender:
         new = ratings if isinstance(ratings, NewUser) else self.fold_in(ratings, strength=strength)
         cand = self.candidates(min_count, items, exclude)
         cand[torch.from_numpy(new.rated_idx)] = False
-        idx, sc = self.engine.rank(new.row[None], n, cand)
+        idx, sc, _ = self.engine.rank(new.row[None], n, cand)
         return self._batch([None], idx, sc)[0]
 
     @torch.inference_mode()
     def predict_new(self, new: NewUser, items: Sequence[Any]) -> np.ndarray:
-        """Predicted ratings of a folded-in user for raw item ids (or titles)."""
+        """Predicted ratings of a folded-in user for raw item ids (or titles), clipped to the
+        training ratings' range."""
         self._require_ratings("predict")
         self._check_new(new)
         idx = self.items.encode([self.parse_item(i) for i in args.ids("items", items, "item id")], "error")
         side = self.model.item_side(torch.from_numpy(idx).to(self.engine.device))
-        return self.model.raw_to_rating(self.model.score_block(new.row[None], side))[0].float().cpu().numpy()
+        raw = self.model.score_block(new.row[None], side)
+        return self._clip(self.model.raw_to_rating(raw)[0].float().cpu().numpy())
 
     # -- similarity ------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -308,7 +325,7 @@ class Recommender:
 
     def _rank_users(
         self, users: Tensor, n: int, cand: Tensor, exclude_seen: bool, penalty: Tensor | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """`engine.rank` over users' rows built a slice at a time: a ranking model's row is as wide
         as the catalogue (or the user base), too big to build for every user at once."""
         step = max(256, self.engine.score_budget // max(1, len(self.items)))
@@ -317,8 +334,10 @@ class Recommender:
             rows = self.model.user_rows(chunk.to(self.engine.device))
             parts.append(self.engine.rank(rows, n, cand, chunk if exclude_seen else None, penalty))
         if not parts:
-            return self.engine.rank(self._mean_row()[None][:0], n, cand)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            return self.engine.rank(self._mean_row()[None][:0], n, cand, None, penalty)
+        orders = [p[2] for p in parts]
+        order = None if penalty is None else np.concatenate([o for o in orders if o is not None])
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), order
 
     # -- shared pieces ---------------------------------------------------------------------------
     def candidates(
@@ -404,18 +423,41 @@ class Recommender:
             raise CollabkitError(lacks(self.trained, capability))
 
     def _require_ratings(self, what: str) -> None:
+        """Refuse stars from a ranking model, naming both ways in to its ranked lists (the same
+        refusal reaches the library, `collabkit predict` and the service)."""
         if not self.capabilities.ratings:
             raise CollabkitError(
-                f"model {self.trained.name!r} ranks items but does not predict ratings, so it cannot {what} "
-                "stars; use recommend() for its ranked lists, or a rating model (dotbias) for stars"
+                f"model {self.trained.name!r} ranks items and does not predict ratings, so it cannot "
+                f"{what} stars: use `collabkit recommend` or `Recommender.recommend` for its ranked "
+                "lists, or a rating model (dotbias) for stars"
             )
 
-    def _batch(self, users: list[Any], idx: np.ndarray, scores: np.ndarray) -> BatchRecommendations:
+    def _clip(self, ratings: np.ndarray) -> np.ndarray:
+        """A rating model's ratings clipped to the training ratings' range (scores pass unchanged)."""
+        span = self._rating_span
+        if span is None:
+            return ratings
+        return np.clip(ratings, np.float32(span[0]), np.float32(span[1])).astype(ratings.dtype, copy=False)
+
+    def _batch(
+        self, users: list[Any], idx: np.ndarray, scores: np.ndarray, order: np.ndarray | None = None
+    ) -> BatchRecommendations:
+        """The result arrays, the model's ratings clipped; `order` (a penalty's scores) becomes
+        `scores`, and the model's own `model_scores`."""
         safe = np.where(idx >= 0, idx, 0)
         ids = self._ids
         titles = self._titles[safe]
         titles[idx < 0] = None
-        return BatchRecommendations(users, idx, ids[safe], titles, scores, score_kind=self.model.score_kind)
+        own = self._clip(scores)
+        return BatchRecommendations(
+            users, idx, ids[safe], titles, own if order is None else order,
+            score_kind=self.model.score_kind, model_scores=None if order is None else own,
+        )  # fmt: skip
+
+    @cached_property
+    def _rating_span(self) -> tuple[float, float] | None:
+        """The training ratings' range for a rating model (None: scores, or no training rows)."""
+        return self.trained.rating_range() if self.model.score_kind == "rating" else None
 
     @cached_property
     def _ids(self) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 from fastapi import APIRouter, Query
 
 import collabkit.interpret as interpret
+from collabkit.defaults import MIN_COUNT
 from collabkit.recommend import Recommender
 from collabkit.recommend.why import bias_min_count, why_recommended
 from collabkit.service.blend import closest_liked, plain_reason
@@ -98,10 +99,11 @@ async def recommend_user(
 ) -> RecommendResponse:
     """The n best items a known user has not rated, best first."""
     uid = rec.parse_user(user)
-    recs = rec.recommend(uid, n)
+    recs = rec.recommend(uid, n, min_count=MIN_COUNT)
     return RecommendResponse(
         user=plain(uid),
         score_kind=recs.score_kind,
+        min_count=MIN_COUNT,
         recommendations=[
             RecommendedEntry(item=plain(i), title=t, rating=float(s))
             for i, t, s in zip(recs.items, recs.titles, recs.scores, strict=True)
@@ -124,7 +126,7 @@ async def recommend_new(body: RatingsRequest, rec: Rec, state: State) -> NewUser
     """
     new = rec.fold_in(body.ratings)
     exclude = [rec.parse_item(x) for x in body.exclude]
-    allow = state.allowed(body.genre, body.year_min, body.year_max, body.min_count)
+    allow = state.allowed(body.genre, body.year_min, body.year_max)  # min_count: the library's
     used = {i: r for i, r in new.rated.items() if i not in set(new.ignored)}
     liked = {i: r for i, r in used.items() if r >= state.scale.liked}
     ranker = state.ranker.rec if state.ranker is not None and liked else None
@@ -132,12 +134,18 @@ async def recommend_new(body: RatingsRequest, rec: Rec, state: State) -> NewUser
         items, scores, ranked_by = [], [], (ranker or rec).trained.name
     elif ranker is not None:
         order = ranker.recommend_for_ratings(
-            ranker.fold_in(liked), body.n, items=allow, exclude=[*exclude, *new.rated]
+            ranker.fold_in(liked),
+            body.n,
+            min_count=body.min_count,
+            items=allow,
+            exclude=[*exclude, *new.rated],
         )
         items, ranked_by = list(order.items), ranker.trained.name
         scores = [float(x) for x in rec.predict_new(new, items)] if items else []
     else:
-        recs = rec.recommend_for_ratings(new, body.n, items=allow, exclude=exclude or None)
+        recs = rec.recommend_for_ratings(
+            new, body.n, min_count=body.min_count, items=allow, exclude=exclude or None
+        )
         items, scores, ranked_by = list(recs.items), [float(x) for x in recs.scores], rec.trained.name
     reasons = why_recommended(rec, new, items, tables=state.why)
     plain_whys = _plain_whys(rec, state, items, liked)
@@ -209,7 +217,7 @@ async def popular(
     genre: Genre = None,
     year_min: YearMin = None,
     year_max: YearMax = None,
-    min_count: MinCount = 1,
+    min_count: MinCount = MIN_COUNT,
     exclude: Exclude = [],  # noqa: B006 (FastAPI copies a default)
 ) -> PopularResponse:
     """The most rated items (by training ratings), filtered: what "popular" means on the page."""
@@ -259,7 +267,7 @@ async def profile(
     genre: Genre = None,
     year_min: YearMin = None,
     year_max: YearMax = None,
-    min_count: MinCount = 1,
+    min_count: MinCount = MIN_COUNT,
     exclude: Exclude = [],  # noqa: B006 (FastAPI copies a default)
 ) -> ProfileResponse:
     """A known user's training ratings (best first) beside their recommendations, each with a why.
@@ -276,13 +284,13 @@ async def profile(
         key=lambda p: (-p[1], rec.title(p[0])),
     )
     liked = {i: r for i, r in history if r >= state.scale.liked}
-    allow = state.allowed(genre, year_min, year_max, min_count)
+    allow = state.allowed(genre, year_min, year_max)  # min_count: the library's
     skip = [rec.parse_item(x) for x in exclude]
     ranker = state.ranker.rec if state.ranker is not None else rec
     if allow is not None and not allow:
         items, scores = [], []
     else:
-        order = ranker.recommend(uid, n, items=allow, exclude=skip or None)
+        order = ranker.recommend(uid, n, min_count=min_count, items=allow, exclude=skip or None)
         items = list(order.items)
         if rec.model.score_kind == "rating" and items:
             scores = [float(x) for x in rec.predict(users=[uid] * len(items), items=items)]
@@ -327,7 +335,7 @@ async def similar(
     n: Annotated[int, Query(ge=1, le=MAX_RESULTS)] = 5,
     min_count: Annotated[
         int, Query(ge=1, le=MAX_COUNT, description="Only neighbours with at least this many ratings.")
-    ] = 1,
+    ] = MIN_COUNT,
 ) -> SimilarResponse:
     """The n items whose vectors point most nearly the same way (cosine similarity)."""
     iid = rec.parse_item(item)
@@ -336,6 +344,7 @@ async def similar(
         item=plain(iid),
         title=rec.title(iid),
         n_ratings=int(state.counts[state.item_index(iid)]),
+        min_count=min_count,
         similar_items=[
             SimilarEntry(
                 item=plain(i), title=t, score=float(s), n_ratings=int(state.counts[state.item_index(i)])

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from collabkit.defaults import MIN_COUNT
+
 MAX_RESULTS = 100  # the longest list one request may ask for (the library allows 10,000)
 MAX_BODY_RATINGS = 200  # the most ratings one request may send for a new user
 MAX_BODY_BYTES = 64 * 1024  # the largest request body
@@ -38,7 +40,10 @@ class HealthResponse(BaseModel):
 class RecommendedEntry(BaseModel):
     item: ItemId
     title: str
-    rating: float = Field(description="Predicted rating (a ranking model's score where score_kind says so).")
+    rating: float = Field(
+        description="Predicted rating, clipped to the training ratings' range (a ranking model's score "
+        "where score_kind says so)."
+    )
 
 
 class RatedEntry(BaseModel):
@@ -75,6 +80,7 @@ class NewUserEntry(RecommendedEntry):
 class RecommendResponse(BaseModel):
     user: ItemId | None = None
     score_kind: str
+    min_count: int = Field(MIN_COUNT, description="Only items with at least this many training ratings.")
     recommendations: list[RecommendedEntry]
 
 
@@ -101,7 +107,9 @@ class RatingsRequest(BaseModel):
     genre: str | None = Field(None, max_length=100, description="Only items of this genre.")
     year_min: int | None = Field(None, ge=0, le=9999, description="Only titles naming this year or later.")
     year_max: int | None = Field(None, ge=0, le=9999, description="Only titles naming this year or earlier.")
-    min_count: int = Field(1, ge=1, le=MAX_COUNT, description="Only items with this many training ratings.")
+    min_count: int = Field(
+        MIN_COUNT, ge=1, le=MAX_COUNT, description="Only items with at least this many training ratings."
+    )
 
 
 class SimilarEntry(BaseModel):
@@ -115,6 +123,7 @@ class SimilarResponse(BaseModel):
     item: ItemId
     title: str
     n_ratings: int
+    min_count: int = Field(description="Only neighbours with at least this many training ratings.")
     similar_items: list[SimilarEntry]
 
 
@@ -122,7 +131,7 @@ class PredictResponse(BaseModel):
     user: ItemId
     item: ItemId
     title: str
-    rating: float
+    rating: float = Field(description="Predicted rating, clipped to the training ratings' range.")
 
 
 class CatalogueEntry(BaseModel):
@@ -181,6 +190,9 @@ class CatalogueResponse(BaseModel):
     genres: list[str]
     year_min: int | None
     year_max: int | None
+    min_count: int = Field(
+        MIN_COUNT, description="The training ratings an item needs to be an answer unless a request says."
+    )
     ranker: RankerEntry | None = Field(
         description="The ranking model fitted beside a rating model to order new users' lists (null: none)."
     )

@@ -60,7 +60,7 @@ function debounce(fn, ms) {
 const fmt = (x, digits = 2) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
 const signed = (x, digits = 2) => (x >= 0 ? "+" : "−") + Math.abs(x).toFixed(digits);
 const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
-let minCount = 1; // neighbours with fewer ratings are mostly noise; set from the server's /biases default
+let minCount = 10; // neighbours with fewer ratings are mostly noise; set from the server's default (GET /catalogue), then /biases
 let capabilities = {}; // what the model's family can answer (GET /health); the page asks only for that
 let modelName = "this";
 const can = (what) => capabilities[what] === true;
@@ -86,6 +86,8 @@ async function loadModel() {
   modelName = info.model;
   modelInfo = info;
   catalogue = cat;
+  minCount = cat.min_count;
+  $("f-min-count").value = String(cat.min_count); // the server's default, stated where it can be changed
   scoreKind = info.score_kind;
   const data = info.data ? ` trained on ${String(info.data.name).split(/[\\/]/).pop()}` : "";
   $("model-line").textContent =
@@ -289,7 +291,7 @@ async function showNeighbours(itemId) {
       el("td", { class: "num", text: s.n_ratings.toLocaleString() })));
     box.replaceChildren(
       el("h3", { id: "neighbours-h", text: `Nearest to ${res.title}` }),
-      el("p", { class: "muted", text: `${plural(res.n_ratings, "rating")} in training. Similarity: how nearly the two vectors point the same way (1: the same).` }),
+      el("p", { class: "muted", text: `${plural(res.n_ratings, "rating")} in training; neighbours among ${noun(2)} with at least ${plural(res.min_count, "rating")}. Similarity: how nearly the two vectors point the same way (1: the same).` }),
       el("div", { class: "scroll" }, el("table", { id: "neighbours-table", "aria-labelledby": "neighbours-h" },
         el("thead", {}, el("tr", {}, el("th", { text: "title" }), el("th", { class: "num", text: "similarity" }), el("th", { class: "num", text: "ratings" }))),
         el("tbody", {}, ...rows))));
@@ -400,7 +402,7 @@ function filterParams() {
   if (genre) p.set("genre", genre);
   if (lo !== "" && Number.isFinite(Number(lo))) p.set("year_min", String(Math.trunc(Number(lo))));
   if (hi !== "" && Number.isFinite(Number(hi))) p.set("year_max", String(Math.trunc(Number(hi))));
-  if (mc !== "" && Number(mc) > 1) p.set("min_count", String(Math.trunc(Number(mc))));
+  if (mc !== "" && Number(mc) >= 1) p.set("min_count", String(Math.trunc(Number(mc)))); // 1 too: the default is higher
   return p;
 }
 
