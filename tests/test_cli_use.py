@@ -97,13 +97,15 @@ def test_recommend_with_nothing_is_the_popularity_list(model_dir: Path) -> None:
 
 def test_similar_items_and_users(model_dir: Path) -> None:
     res = run_json("similar", str(model_dir), "Star Wars (1977)", "-n", "3")
-    assert res["items"] == [{"item": 100, "title": "Star Wars (1977)"}]
+    assert res["items"] == [{"item": 100, "title": "Star Wars (1977)", "n_ratings": 22}]
     near = [r["item"] for r in res["similar_items"]]
     assert len(near) == 3 and 100 not in near and all(i % 2 == 0 for i in near)
+    assert res["min_count"] == 10 and all(r["n_ratings"] >= 10 for r in res["similar_items"])
     both = run_json("similar", str(model_dir), "100", "104", "-n", "2")
     assert not {100, 104} & {r["item"] for r in both["similar_items"]}
     users = run_json("similar", str(model_dir), "--users", "2", "-n", "3")
     assert all(r["user"] % 2 == 0 and r["user"] != 2 for r in users["similar_users"])
+    assert all(r["n_ratings"] >= 10 for r in users["similar_users"])
     text = runner.invoke(app, ["similar", str(model_dir), "Star Wars (1977)", "-n", "2"])
     assert text.exit_code == 0 and "most like Star Wars (1977)" in text.stdout
 

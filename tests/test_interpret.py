@@ -81,7 +81,7 @@ def known_model(model: str = "dotbias", gamma_ratings: int = 3) -> TrainedModel:
 
 def test_item_biases_put_the_set_extremes_first() -> None:
     saved = known_model()
-    table = item_biases(saved, n=2)
+    table = item_biases(saved, n=2, min_count=1)
     highest = table[table["side"] == "highest"]
     lowest = table[table["side"] == "lowest"]
     assert highest["title"].tolist() == ["Gamma", "Delta"]
@@ -102,7 +102,7 @@ def test_min_count_leaves_out_rarely_rated_items() -> None:
 
 
 def test_user_biases() -> None:
-    table = user_biases(known_model(), n=1)
+    table = user_biases(known_model(), n=1, min_count=1)
     assert table["user"].tolist() == ["u2", "u1"]
     assert table["bias"].tolist() == pytest.approx([-0.5, 0.3])
 
@@ -119,7 +119,7 @@ def test_models_without_biases_say_so(model: str) -> None:
 def test_nearest_item_is_the_one_with_the_same_direction() -> None:
     saved = known_model()
     for query in ("Alpha", 10, "10"):
-        table = similar_items_table(saved, query, n=10)
+        table = similar_items_table(saved, query, n=10, min_count=1)
         assert table["title"].iloc[0] == "Delta"
         assert table["similarity"].iloc[0] == pytest.approx(1.0)
         assert "Alpha" not in table["title"].tolist() and "#na#" not in table["item"].tolist()
@@ -140,7 +140,7 @@ def test_cosine_neighbours_respects_the_mask() -> None:
 
 
 def test_similar_users() -> None:
-    table = similar_users_table(known_model(), "u1", n=2)
+    table = similar_users_table(known_model(), "u1", n=2, min_count=1)
     assert table["user"].tolist() == ["u2", "u3"]  # u2's factors are u1's, doubled
     assert table["similarity"].iloc[0] == pytest.approx(1.0)
 
@@ -176,7 +176,7 @@ def test_deep_models_have_no_additive_explanation() -> None:
 
 def test_embedding_map_is_pca_of_the_item_factors(tmp_path: Path) -> None:
     saved = known_model()
-    emap = embedding_map(saved, k=2, n_ends=1)
+    emap = embedding_map(saved, k=2, n_ends=1, min_count=1)
     x = torch.tensor(ITEM_FACTORS[1:])  # every item is rated equally, so all six are mapped
     expected = pca(x, 2).numpy()
     got = emap.scores.sort_values("item")[["pc1", "pc2"]].to_numpy()
@@ -189,7 +189,7 @@ def test_embedding_map_is_pca_of_the_item_factors(tmp_path: Path) -> None:
     png, svg = plot_embedding_map(emap, tmp_path / "map")
     assert png.read_bytes()[:4] == b"\x89PNG" and "<svg" in svg.read_text()
     with pytest.raises(CollabkitError, match="k must be between 1 and 3"):
-        embedding_map(saved, k=4)
+        embedding_map(saved, k=4, min_count=1)
 
 
 # -- the report and the command on a small trained model ----------------------------------------
@@ -269,18 +269,25 @@ def test_every_function_takes_a_recommender_as_well_as_its_trained_model(tmp_pat
     saved = known_model()
     rec = Recommender(saved)
     for a, b in (
-        (item_biases(saved, n=2), item_biases(rec, n=2)),
-        (user_biases(saved, n=1), user_biases(rec, n=1)),
-        (embedding_map(saved, k=2).scores, embedding_map(rec, k=2).scores),
-        (similar_items_table(saved, "Alpha"), similar_items_table(rec, "Alpha")),
-        (similar_users_table(saved, "u1", n=2), similar_users_table(rec, "u1", n=2)),
+        (item_biases(saved, n=2, min_count=1), item_biases(rec, n=2, min_count=1)),
+        (user_biases(saved, n=1, min_count=1), user_biases(rec, n=1, min_count=1)),
+        (embedding_map(saved, k=2, min_count=1).scores, embedding_map(rec, k=2, min_count=1).scores),
+        (similar_items_table(saved, "Alpha", min_count=1), similar_items_table(rec, "Alpha", min_count=1)),
+        (
+            similar_users_table(saved, "u1", n=2, min_count=1),
+            similar_users_table(rec, "u1", n=2, min_count=1),
+        ),
         (explain_prediction(saved, "u2", "Gamma").parts(), explain_prediction(rec, "u2", "Gamma").parts()),
     ):
         pd.testing.assert_frame_equal(a, b)
     assert item_title(rec, 30) == "Gamma"
-    it = interpret_model(rec, n=2)
-    assert it.example is not None and it.example.to_dict() == interpret_model(saved, n=2).example.to_dict()
-    assert write_report(rec, tmp_path, n=2).html.exists()
+    it = interpret_model(rec, n=2, min_count=1)
+    assert it.example is not None
+    assert it.example.to_dict() == interpret_model(saved, n=2, min_count=1).example.to_dict()
+    assert it.min_count == 1 and it.to_dict()["min_count"] == 1
+    assert write_report(rec, tmp_path, n=2, min_count=1).html.exists()
+    with pytest.raises(CollabkitError, match="no item has at least 10 training ratings"):
+        interpret_model(rec, n=2)  # the default MIN_COUNT: this table's items have 3 each
     with pytest.raises(CollabkitError, match="expected a TrainedModel or a Recommender, got str"):
         item_biases("runs/dotbias")  # type: ignore[arg-type]
 
@@ -301,8 +308,8 @@ def test_queries_use_what_was_computed_once(monkeypatch: pytest.MonkeyPatch) -> 
 
     saved = known_model()
     first = explain_prediction(saved, "u2", "Gamma")  # builds the caches
-    similar_items_table(saved, "Alpha")
-    similar_users_table(saved, "u1")
+    similar_items_table(saved, "Alpha", min_count=1)
+    similar_users_table(saved, "u1", min_count=1)
     built = []
     original = resolver.IdResolver.__init__
 
@@ -319,8 +326,8 @@ def test_queries_use_what_was_computed_once(monkeypatch: pytest.MonkeyPatch) -> 
     again = explain_prediction(saved, "u2", "Gamma")
     assert again.actual == first.actual == 1.0 and again.rating == first.rating
     assert explain_prediction(saved, "u3", "Gamma").actual == 2.0  # 1 + (3 + 3) % 5, from u3's CSR row
-    assert similar_items_table(saved, "Alpha")["title"].iloc[0] == "Delta"
-    assert similar_users_table(saved, "u1")["user"].iloc[0] == "u2"
+    assert similar_items_table(saved, "Alpha", min_count=1)["title"].iloc[0] == "Delta"
+    assert similar_users_table(saved, "u1", min_count=1)["user"].iloc[0] == "u2"
     assert built == []  # no resolver rebuilt per call
 
 

@@ -262,8 +262,12 @@ def hand_model(
     train: Sequence[tuple[int, int]] = (),
     titles: dict[Any, str] | None = None,
     y_range: tuple[float, float] = (0.0, 5.5),
+    ratings: Sequence[float] | None = None,
 ) -> Recommender:
-    """A dotbias model with the given weights; raw user ids 'u1'.., item ids 10, 11, ..."""
+    """A dotbias model with the given weights; raw user ids 'u1'.., item ids 10, 11, ...
+
+    The training ratings are `ratings`, or 1, 2, .. 5 in turn (their range is the scale answers are
+    clipped to)."""
     n_items = len(item_bias)
     k = 2 if item_vecs is None else item_vecs.shape[1]
     n_users = 3 if user_vecs is None else len(user_vecs)
@@ -286,7 +290,7 @@ def hand_model(
         Vocab([f"u{j}" for j in range(1, n_users + 1)], name="user"),
         Vocab(list(range(10, 10 + n_items)), name="item"),
         x,
-        torch.tensor([1.0 + k % 5 for k in range(len(x))]),  # ratings 1..5: the scale
+        torch.tensor([1.0 + k % 5 for k in range(len(x))] if ratings is None else list(ratings)),
         titles or {},
     )
     return Recommender(saved)
@@ -295,11 +299,13 @@ def hand_model(
 def test_popular_follows_item_biases_and_min_count() -> None:
     # user 1 rated items 10 and 11; user 2 rated 11, 12, 13; item 14 has one rating
     rec = hand_model([0.5, 2.0, -1.0, 1.0, 3.0], train=[(1, 1), (1, 2), (2, 2), (2, 3), (2, 4), (3, 5)])
-    assert rec.popular(n=5).items == [14, 11, 13, 10, 12]
+    assert rec.popular(n=5, min_count=1).items == [14, 11, 13, 10, 12]
     assert rec.popular(n=5, min_count=2).items == [11]
+    assert rec.popular(n=5).items == []  # the default MIN_COUNT: no item here has 10 ratings
     expected = sigmoid_range(torch.tensor(3.0), 0.0, 5.5).item()
-    assert rec.popular(n=1).scores[0] == pytest.approx(expected)
-    assert rec.recommend("u1", n=5).items == [14, 13, 12]  # 10 and 11 were rated
+    assert expected > 5.0  # past the training ratings' range (1 to 5): clipped to 5
+    assert rec.popular(n=1, min_count=1).scores[0] == pytest.approx(5.0)
+    assert rec.recommend("u1", n=5, min_count=1).items == [14, 13, 12]  # 10 and 11 were rated
 
 
 def test_recommend_with_factors_worked_out() -> None:
@@ -309,15 +315,17 @@ def test_recommend_with_factors_worked_out() -> None:
         user_vecs=np.array([[1.0, 0.0], [-1.0, 0.0]]),
         item_vecs=np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]),
         train=[(1, 1), (2, 1)],
+        ratings=[1.0, 5.0],
     )
     # items 11 and 12 have no training ratings: never answers, whatever min_count says
-    assert rec.recommend("u1", n=2).items == []
+    assert rec.recommend("u1", n=2, min_count=1).items == []
     with pytest.raises(CollabkitError, match="min_count must be a whole number of at least 1"):
         rec.recommend("u1", n=2, min_count=0)
-    top = rec.recommend("u1", n=2, exclude_seen=False)
+    top = rec.recommend("u1", n=2, exclude_seen=False, min_count=1)
     assert top.items == [10]
     np.testing.assert_allclose(top.scores, [5.5 / (1 + np.exp(-1))], rtol=1e-6)
-    assert rec.recommend("u2", n=1, exclude_seen=False).scores[0] == pytest.approx(5.5 / (1 + np.exp(1)))
+    u2 = rec.recommend("u2", n=1, exclude_seen=False, min_count=1)
+    assert u2.scores[0] == pytest.approx(5.5 / (1 + np.exp(1)))
 
 
 def test_recommenders_share_what_their_model_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -330,8 +338,16 @@ def test_recommenders_share_what_their_model_computed_once(monkeypatch: pytest.M
     again = Recommender(t)
     assert again.resolve is rec.resolve is t.resolver  # one resolver per model, not per facade
     assert again.engine.seen is rec.engine.seen is t.seen and built == []  # the CSR is not rebuilt
-    assert again.recommend("u1", n=5).items == rec.recommend("u1", n=5).items == [13, 12]
-    assert again.similar_items(10, n=3).items == rec.similar_items(10, n=3).items == [13, 12, 11]
+    assert (
+        again.recommend("u1", n=5, min_count=1).items
+        == rec.recommend("u1", n=5, min_count=1).items
+        == [13, 12]
+    )
+    assert (
+        again.similar_items(10, n=3, min_count=1).items
+        == rec.similar_items(10, n=3, min_count=1).items
+        == [13, 12, 11]
+    )
     assert t.unit_item_vectors[1:].norm(dim=1).numpy() == pytest.approx(1.0, abs=1e-6)
 
 
