@@ -204,7 +204,8 @@ MinCount = Annotated[
     int,
     typer.Option(
         "--min-count",
-        help="Only items (and users) with at least this many training ratings (1: all trained).",
+        help="Only items (and users) with at least this many training ratings: by default 10, so "
+        "one-rating items stay out of neighbour lists; 1 for every trained item.",
     ),
 ]
 
