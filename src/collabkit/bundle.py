@@ -219,7 +219,14 @@ class TrainedModel:
         return _unit_rows(self.model.user_vectors())
 
     def rating_range(self) -> tuple[float, float] | None:
-        """The lowest and highest rating the model was trained on (None with no training rows)."""
+        """The lowest and highest rating the model was trained on (None with no training rows).
+
+        Computed once: every clipped prediction and every fold-in asks for it.
+        """
+        return self._rating_span
+
+    @cached_property
+    def _rating_span(self) -> tuple[float, float] | None:
         if len(self.train_y) == 0:
             return None
         return float(self.train_y.min()), float(self.train_y.max())

@@ -559,7 +559,7 @@ def explain_prediction(saved: Model, user: Any, item: Any) -> PredictionExplanat
     y_range = _y_range(saved)
     if y_range is not None:
         notes.append(f"rating = sigmoid(raw) * ({y_range[1]:g} - {y_range[0]:g}) + {y_range[0]:g}")
-    span = _rating_span(saved)
+    span = saved.rating_range()  # computed once per model, not per explained prediction
     if span is not None and not span[0] <= rating <= span[1]:
         clipped = min(max(rating, span[0]), span[1])
         notes.append(
@@ -583,13 +583,6 @@ def explain_prediction(saved: Model, user: Any, item: Any) -> PredictionExplanat
         actual=actual,
         notes=notes,
     )
-
-
-def _rating_span(saved: TrainedModel) -> tuple[float, float] | None:
-    """The training ratings' range (`TrainedModel.rating_range`), read from the cached CSR rather
-    than the training rows, so one explained prediction never scans them."""
-    y = saved.seen.ratings
-    return None if len(y) == 0 else (float(y.min()), float(y.max()))
 
 
 def _y_range(saved: TrainedModel) -> tuple[float, float] | None:

@@ -516,6 +516,7 @@ def evaluate_saved(
     ranking_k: int | None = None,
     relevant_threshold: float = 4.0,
     popularity_penalty: float = 0.0,
+    trained: TrainedModel | None = None,
 ) -> Evaluation:
     """Metrics of a saved model on the held-out rows of its own split (or of `split`) of `table`.
 
@@ -524,7 +525,7 @@ def evaluate_saved(
             model was trained on and no split is given; or the held-out rows hold training pairs
             and `allow_overlap` is False.
     """
-    trained = load_model(model_dir)
+    trained = trained if trained is not None else load_model(model_dir)  # given: already loaded
     notes: list[str] = []
     same = None if trained.data is None else trained.data.fingerprint == table_fingerprint(table)
     if split is None:

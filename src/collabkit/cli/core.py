@@ -429,11 +429,13 @@ def evaluate(
     """
     with clean_errors():
         # lazy: the training stack loads only for the commands that use it
+        from collabkit.persist import load_model
         from collabkit.workflows import evaluate_saved
 
         spec = None if split is None else split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
+        trained = load_model(model_dir)  # once: it says which table to read, then it is scored
         if data is None:
-            data, reading = recorded_data(model_dir)
+            data, reading = recorded_data(model_dir, trained)
             given = set(_given_options(ctx, keep=()))
             user_col = user_col if "--user-col" in given else reading.get("user_col", user_col)
             item_col = item_col if "--item-col" in given else reading.get("item_col", item_col)
@@ -446,7 +448,7 @@ def evaluate(
         result = evaluate_saved(
             model_dir, table, spec, allow_overlap=allow_overlap,
             ranking_k=top_k if ranking else None, relevant_threshold=relevant,
-            popularity_penalty=popularity_penalty,
+            popularity_penalty=popularity_penalty, trained=trained,
         )  # fmt: skip
         if not as_json:
             typer.echo(f"split {result.split}: {result.n:,} held-out rows")
@@ -491,12 +493,9 @@ def baseline_lines(figures: dict[str, Any]) -> list[str]:
     return lines
 
 
-def recorded_data(model_dir: Path) -> tuple[str, dict[str, Any]]:
-    """The table a model folder says it was trained on, and how it was read; an error if it says none."""
-    # lazy: reading a model folder loads torch and safetensors
-    from collabkit.persist import load_model
-
-    data = load_model(model_dir).data
+def recorded_data(model_dir: Path, trained: Any) -> tuple[str, dict[str, Any]]:
+    """The table a loaded model folder says it was trained on, and how it was read; an error if none."""
+    data = trained.data
     if data is None or data.name in ("table", ""):
         raise CollabkitError(
             f"{model_dir} does not record a table it could be read from again (it was trained on rows "

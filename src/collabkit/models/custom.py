@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from collabkit.errors import CollabkitError
-from collabkit.models.base import Capabilities, CollabModel
+from collabkit.models.base import CollabModel
 
 DEFAULT_MAX_PAIRS = 2**16  # (user, item) pairs per forward call while ranking
 
@@ -31,6 +31,11 @@ class CustomModule(CollabModel):
     """A rating model made of any module mapping (B, 2) index pairs to (B,) or (B, 1) ratings."""
 
     name: ClassVar[str] = "custom"
+    # ratings only: a module's insides are its own, so nothing beyond `forward` is offered
+    has_item_vectors = False
+    has_user_vectors = False
+    can_fold_in = False
+    trains_by_gradient = False  # trained by you, outside collabkit's workflows: no lr-find here
 
     def __init__(
         self, module: nn.Module, n_users: int, n_items: int, max_pairs: int = DEFAULT_MAX_PAIRS
@@ -44,19 +49,6 @@ class CustomModule(CollabModel):
         self.module = module
         self.n_users, self.n_items = int(n_users), int(n_items)
         self.max_pairs = int(max_pairs)
-
-    @classmethod
-    def capabilities(cls) -> Capabilities:
-        """Ratings only: a module's insides are its own, so nothing beyond `forward` is offered."""
-        return Capabilities(
-            ratings=True,
-            item_vectors=False,
-            user_vectors=False,
-            biases=False,
-            fold_in=False,
-            explain=False,
-            lr_find=False,
-        )
 
     def forward(self, x: Tensor) -> Tensor:
         """(B,) ratings of (B, 2) user/item index pairs, from the wrapped module."""
