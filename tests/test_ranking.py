@@ -109,7 +109,7 @@ def test_evaluate_ranking_by_hand() -> None:
             "rating": [5.0, 4.0, 2.0, 3.0, 5.0],
         }
     )
-    result = evaluate_ranking(rec, test, k=2)
+    result = evaluate_ranking(rec, test, k=2, min_count=1)  # every trained item: 1 to 3 ratings each
     m = result["metrics"]
     assert m["precision@2"] == pytest.approx(0.5)
     assert m["recall@2"] == pytest.approx(0.5)
@@ -132,6 +132,7 @@ def test_evaluate_ranking_threshold() -> None:
         pd.DataFrame({"user": ["A", "A"], "item": [11, 14], "rating": [5.0, 4.0]}),
         k=1,
         relevant_threshold=4.5,
+        min_count=1,
     )
     assert result["metrics"]["precision@1"] == 1.0 and result["metrics"]["recall@1"] == 1.0
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from collabkit.defaults import MIN_COUNT
 from collabkit.errors import CollabkitError
 from collabkit.recommend import Recommender
 
@@ -108,7 +109,7 @@ def evaluate_ranking(
     k: int = 10,
     relevant_threshold: float = 4.0,
     *,
-    min_count: int = 1,  # collabkit.bundle.MIN_COUNT
+    min_count: int = MIN_COUNT,  # as recommend serves: the lists scored are the lists shown
     popularity_penalty: float = 0.0,
     user_col: str = "user",
     item_col: str = "item",
@@ -118,6 +119,11 @@ def evaluate_ranking(
 
     Each user's top k is ranked among every candidate item they did not rate in training (the
     model's saved training rows); candidates are items with at least `min_count` training ratings.
+    `min_count` defaults to MIN_COUNT, what `recommend` (command, library and service) serves by
+    default, so the lists scored are the lists users are shown; a relevant item with fewer ratings
+    counts as a miss, as it would be one in a served list. Pass min_count=1 to rank every trained
+    item (to compare with a library that does). The result names the `min_count` used, and a
+    `note` when no item has that many ratings (every list is then empty).
     Relevant items are the user's held-out items rated at least `relevant_threshold`, and they
     all count towards recall even if the model cannot recommend them. Users with no training
     ratings ("cold") are not ranked; users with no relevant held-out item are ranked (for coverage)
@@ -170,7 +176,9 @@ def evaluate_ranking(
     counts = rec.item_counts.numpy()
     shown = top.item_idx[top.item_idx > 0]
     mean_popularity = float(counts[shown].mean()) if len(shown) else float("nan")
-    hits = hits_matrix(top.item_idx, relevant)
+    lists = np.full((len(ranked), k), -1, dtype=np.int64)  # (n_ranked, k): short lists padded, never hits
+    lists[:, : top.item_idx.shape[1]] = top.item_idx
+    hits = hits_matrix(lists, relevant)
     counted = n_relevant > 0
     cand = (rec.item_counts >= int(min_count)).numpy()
     cand[0] = False
@@ -196,9 +204,10 @@ def evaluate_ranking(
         f"coverage@{k}": catalogue_coverage(top.item_idx, n_cand),
         f"mean_popularity@{k}": mean_popularity,  # training ratings of a recommended item, on average
     }
-    return {
+    result: dict[str, Any] = {
         "k": k,
         "relevant_threshold": float(relevant_threshold),
+        "min_count": int(min_count),
         "metrics": metrics,
         f"random_precision@{k}": mean(random_prec),
         "users": {
@@ -208,6 +217,13 @@ def evaluate_ranking(
         },
         "candidate_items": n_cand,
     }
+    if n_cand == 0:  # every list is empty: the zeros are what a user would be shown, not a bug
+        most = int(counts[1:].max()) if len(counts) > 1 else 0
+        result["note"] = (
+            f"no item has {int(min_count)} training ratings (the most rated has {most}): every list is "
+            f"empty, as recommend would serve it; give min_count {max(most, 1)} or lower to rank some"
+        )
+    return result
 
 
 def _relevant_candidates(

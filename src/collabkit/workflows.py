@@ -26,6 +26,7 @@ from collabkit.data import load_ratings
 from collabkit.data.loaders import CollabDataLoaders
 from collabkit.data.splits import SplitSpec, make_split
 from collabkit.data.vocab import encode_pairs
+from collabkit.defaults import MIN_COUNT
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import summarize_folds
 from collabkit.models import family, model_names
@@ -517,8 +518,12 @@ def evaluate_saved(
     relevant_threshold: float = 4.0,
     popularity_penalty: float = 0.0,
     trained: TrainedModel | None = None,
+    min_count: int = MIN_COUNT,
 ) -> Evaluation:
     """Metrics of a saved model on the held-out rows of its own split (or of `split`) of `table`.
+
+    With `ranking_k`, the ranking among items with at least `min_count` training ratings (default:
+    what `recommend` serves; see `collabkit.ranking.evaluate_ranking`).
 
     Raises:
         CollabkitError: the model records no split and none is given; the table is not the one the
@@ -565,6 +570,7 @@ def evaluate_saved(
             k=ranking_k,
             relevant_threshold=relevant_threshold,
             popularity_penalty=popularity_penalty,
+            min_count=min_count,
         )
     return result
 
