@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, NamedTuple, cast
 
 import typer
 
@@ -27,7 +28,7 @@ from collabkit.cli.app import (
     emit,
     split_spec,
 )
-from collabkit.defaults import BUILT_IN_FAMILIES
+from collabkit.defaults import BUILT_IN_FAMILIES, MIN_COUNT
 from collabkit.errors import CollabkitError
 
 
@@ -420,6 +421,14 @@ def evaluate(
             help="With --ranking: trade accuracy for coverage (0: none; see Recommender.recommend_many).",
         ),
     ] = 0.0,
+    min_count: Annotated[
+        int,
+        typer.Option(
+            "--min-count",
+            help="With --ranking: rank only items with at least this many training ratings; default 10, "
+            "as recommend serves, so the lists scored are the lists shown; 1 for every trained item.",
+        ),
+    ] = MIN_COUNT,
     as_json: JsonOpt = False,
 ) -> None:
     """Rating error (MSE, RMSE, MAE; classifier accuracy) of a saved model on held-out rows.
@@ -434,21 +443,16 @@ def evaluate(
 
         spec = None if split is None else split_spec(split, valid_pct, seed, fold, k, last_n, cutoff)
         trained = load_model(model_dir)  # once: it says which table to read, then it is scored
+        cols = Reading(user_col, item_col, rating_col, timestamp_col, duplicates)
         if data is None:
-            data, reading = recorded_data(model_dir, trained)
-            given = set(_given_options(ctx, keep=()))
-            user_col = user_col if "--user-col" in given else reading.get("user_col", user_col)
-            item_col = item_col if "--item-col" in given else reading.get("item_col", item_col)
-            rating_col = rating_col if "--rating-col" in given else reading.get("rating_col", rating_col)
-            timestamp_col = timestamp_col if "--timestamp-col" in given else reading.get("timestamp_col")
-            duplicates = duplicates if "--duplicates" in given else reading.get("duplicates", duplicates)
+            data, cols = read_as_recorded(model_dir, trained, cols, set(_given_options(ctx, keep=())))
             if not as_json:
-                typer.echo(f"data: {data}, the table the model was trained on (recorded in {model_dir})")
-        table = _load(data, user_col, item_col, rating_col, timestamp_col, True, duplicates)
+                typer.echo(recorded_line(data, model_dir))
+        table = _load(data, *cols[:4], True, cols.duplicates)
         result = evaluate_saved(
             model_dir, table, spec, allow_overlap=allow_overlap,
             ranking_k=top_k if ranking else None, relevant_threshold=relevant,
-            popularity_penalty=popularity_penalty, trained=trained,
+            popularity_penalty=popularity_penalty, trained=trained, min_count=min_count,
         )  # fmt: skip
         if not as_json:
             typer.echo(f"split {result.split}: {result.n:,} held-out rows")
@@ -470,9 +474,12 @@ def evaluate(
                 typer.echo(
                     f"over {users['counted']} users with a held-out rating >= {rk['relevant_threshold']:g} "
                     f"({users['no_relevant']} without one and {users['cold']} with no training ratings "
-                    f"skipped); {rk['candidate_items']} candidate items; a random order scores "
+                    f"skipped); {rk['candidate_items']} candidate items "
+                    f"({_candidates_text(rk['min_count'])}); a random order scores "
                     f"precision@{top} {rk[f'random_precision@{top}']:.4f}"
                 )
+                if "note" in rk:
+                    typer.echo(f"note: {rk['note']}")
         emit(result.to_dict(), as_json)
 
 
@@ -504,14 +511,148 @@ def recorded_data(model_dir: Path, trained: Any) -> tuple[str, dict[str, Any]]:
     return data.name, dict(data.reading)
 
 
+def _candidates_text(min_count: int) -> str:
+    """Which items a ranked list could hold, and the `recommend` that serves the same lists."""
+    served = (
+        "as recommend serves by default"
+        if min_count == MIN_COUNT
+        else f"as recommend --min-count {min_count}"
+    )
+    rated = f"{min_count:,} training rating{'' if min_count == 1 else 's'}"
+    return f"min_count {min_count}: items with at least {rated}, {served}"
+
+
+class Reading(NamedTuple):
+    """How a table is read: its column names and the duplicates rule (as `train` records them)."""
+
+    user_col: str
+    item_col: str
+    rating_col: str
+    timestamp_col: str | None
+    duplicates: str
+
+
+READING_FLAGS = {"user_col": "--user-col", "item_col": "--item-col", "rating_col": "--rating-col",
+                 "timestamp_col": "--timestamp-col", "duplicates": "--duplicates"}  # fmt: skip
+
+
+def read_as_recorded(model_dir: Path, trained: Any, cols: Reading, given: set[str]) -> tuple[str, Reading]:
+    """The table a model folder records and how it was read; a reading option typed now wins."""
+    data, reading = recorded_data(model_dir, trained)
+    recorded: dict[str, Any] = {
+        key: value if READING_FLAGS[key] in given else reading.get(key, value)
+        for key, value in cols._asdict().items()
+    }
+    return data, Reading(**recorded)
+
+
+def recorded_line(data: str, model_dir: Path) -> str:
+    """The line a command prints when it reads the table a model folder records (no --data given)."""
+    return f"data: {data}, the table the model was trained on (recorded in {model_dir})"
+
+
+class TrainOptions(NamedTuple):
+    """A training command's model options, as typed (None: not given)."""
+
+    model: str | None
+    recipe: str | None
+    factors: int | None
+    layers: str | None
+    epochs: int | None
+    lr: float | None
+    wd: float | None
+    bs: int | None
+    y_range: tuple[float, float] | None
+    options: list[str]
+    seed: int
+
+
+def _train_as_recorded(
+    model_dir: Path, trained: Any, opts: TrainOptions, seed_given: bool
+) -> tuple[TrainOptions, str]:
+    """`opts` completed with how the folder's model was trained, and a line that says so.
+
+    Only what was given at training is carried (the family, recipe, given fields and settings,
+    the seed): what a recipe or the data supplied is worked out again, as training did. An option
+    typed now wins; another --model takes none of the folder's settings.
+    """
+    own = _recorded_training(model_dir, trained)
+    if opts.model is not None and opts.model != own["model"]:
+        return (
+            opts,
+            f"model: {opts.model}, as given ({model_dir} holds a {own['model']} model: its settings unused)",
+        )
+    fields = own["fields"]
+    named = {"n_factors": opts.factors, "layers": opts.layers, "y_range": opts.y_range}
+    typed = {key for key, value in named.items() if value is not None} | set(_parse_options(opts.options))
+    kept = {key: v for key, v in own["settings"].items() if key not in typed}
+    merged = opts._replace(
+        model=own["model"],
+        recipe=opts.recipe if opts.recipe is not None else own["recipe"],
+        epochs=opts.epochs if opts.epochs is not None else fields.get("epochs"),
+        lr=opts.lr if opts.lr is not None else fields.get("lr"),
+        wd=opts.wd if opts.wd is not None else fields.get("wd"),
+        bs=opts.bs if opts.bs is not None else fields.get("bs"),
+        options=[*opts.options, *(f"{key}={json.dumps(v)}" for key, v in kept.items())],
+        seed=opts.seed if seed_given else own["seed"],
+    )
+    shown = ", ".join(f"{key} {_plain_value(v)}" for key, v in {**fields, **own["settings"]}.items())
+    line = (f"model: {own['model']}, trained with {shown or 'its defaults'} and seed {own['seed']} "
+            f"(recorded in {model_dir}); options given here win")  # fmt: skip
+    return merged, line
+
+
+def _recorded_training(model_dir: Path, trained: Any) -> dict[str, Any]:
+    """How a loaded model folder's model was trained, as a command would give it again: its family,
+    recipe, the recipe fields and family settings that were given (not those a recipe or the data
+    supplied, which a new run works out again), and its seed."""
+    results = trained.results or {}
+    settings, sources = results.get("settings") or {}, results.get("sources") or {}
+    if not settings:
+        raise CollabkitError(
+            f"{model_dir} does not record its training settings (an older collabkit); give --model and "
+            "its settings"
+        )
+    chosen = {key: settings[key] for key, src in sources.items() if src == "given" and key in settings}
+    return {
+        "model": str(results.get("model") or trained.name),
+        "recipe": results.get("recipe"),
+        "fields": {key: v for key, v in chosen.items() if key in ("bs", "epochs", "lr", "wd")},
+        "settings": {key: v for key, v in chosen.items() if key not in ("bs", "epochs", "lr", "wd")},
+        "seed": int(settings.get("seed", 42)),
+    }
+
+
+def _plain_value(v: Any) -> str:
+    """A setting as a person types it: 8, 0.005, [100, 50]."""
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _fmt(key: str, val: Any) -> str:
     return f"{key} {val:.4f}" if isinstance(val, float) else f"{key} {val}"
 
 
 @app.command()
 def crossval(
-    data: DataOpt = "ml-100k",
-    model: ModelOpt = "dotbias",
+    ctx: typer.Context,
+    model_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A model folder written by `collabkit train`: cross-validate its family and the settings "
+            "it was given, on the table it was trained on, read as it was (options given here win).",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="A MovieLens name or a CSV/TSV/Parquet path; default: MODEL_DIR's table, read as it was "
+            "(its columns and duplicates rule are recorded there), or ml-100k with no MODEL_DIR.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help=FAMILIES_HELP + "; default: MODEL_DIR's, or dotbias")
+    ] = None,
     folds: Annotated[
         str,
         typer.Option("--folds", help="'kfold' (with --k) or a list of named splits such as u1,u2,u3,u4,u5."),
@@ -539,11 +680,35 @@ def crossval(
     top_k: Annotated[int, typer.Option("--top-k", help="List length for --ranking.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train and evaluate on each fold; report every fold and the mean and standard deviation."""
+    """Train and evaluate on each fold; report every fold and the mean and standard deviation.
+
+    With MODEL_DIR, the folds train what that folder's model was trained as (its family, the settings
+    given to it, its seed) on the table it was trained on; an option given here replaces its own.
+    """
     with clean_errors():
         # lazy: the training stack loads only for the commands that use it
         from collabkit.workflows import TrainResult, cross_validate
 
+        said: list[str] = []  # what came from MODEL_DIR or a default, said before the folds
+        cols = Reading(user_col, item_col, rating_col, timestamp_col, duplicates)
+        opts = TrainOptions(model, recipe, factors, layers, epochs, lr, wd, bs, y_range, option or [], seed)
+        if model_dir is not None:
+            from collabkit.persist import load_model  # lazy: torch loads only when the command runs
+
+            given = set(_given_options(ctx, keep=()))
+            trained = load_model(model_dir)
+            if data is None:
+                data, cols = read_as_recorded(model_dir, trained, cols, given)
+                said.append(recorded_line(data, model_dir))
+            opts, line = _train_as_recorded(model_dir, trained, opts, "--seed" in given)
+            said.append(line)
+        elif data is None:
+            said.append("data: ml-100k, the default (give --data FILE, or a model folder to use its table)")
+        data = data if data is not None else "ml-100k"
+        model, seed = opts.model or "dotbias", opts.seed  # the folds are cut with the run's seed
+        if not as_json:
+            for line in said:
+                typer.echo(line)
         names = [n.strip() for n in folds.split(",") if n.strip()]
         if not names:
             raise CollabkitError("--folds is empty; give 'kfold' or split names such as u1,u2,u3")
@@ -554,10 +719,12 @@ def crossval(
             raise CollabkitError(f"--folds names {', '.join(twice)} more than once; each fold is scored once")
         first_spec = split_spec("kfold", seed=seed, fold=0, k=k) if names == ["kfold"] else None
         first_spec = first_spec or split_spec(names[0], seed=seed)
+        o = opts
         config = _config(
-            model, recipe, factors, layers, epochs, lr, wd, bs, y_range, first_spec, seed, options=option
-        )
-        table = _load(data, user_col, item_col, rating_col, timestamp_col, True, duplicates)
+            model, o.recipe, o.factors, o.layers, o.epochs, o.lr, o.wd, o.bs, o.y_range, first_spec, o.seed,
+            options=o.options,
+        )  # fmt: skip
+        table = _load(data, *cols[:4], True, cols.duplicates)
         if names == ["kfold"] and k > len(table):
             raise CollabkitError(
                 f"--k {k:,} folds, but the table has {len(table):,} rows; give at most that many"
