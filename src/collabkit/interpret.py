@@ -83,6 +83,19 @@ def _candidates(counts: Tensor, min_count: int, kind: str) -> Tensor:
     return idx
 
 
+def fallback_count(counts: Tensor, min_count: int, need: int) -> int:
+    """`min_count`, or where no entry (item or user) has that many training ratings, the largest
+    threshold that still keeps `need` of them (all trained ones, if fewer): a small table gets
+    labelled tables, not a refusal.
+
+    `counts` is (n,) training ratings per index, index 0 (`#na#`) ignored.
+    """
+    trained = torch.sort(counts[1:][counts[1:] > 0], descending=True).values
+    if len(trained) == 0 or int(trained[0]) >= min_count:
+        return int(min_count)
+    return int(trained[min(max(need, 1), len(trained)) - 1])
+
+
 # -- biases -----------------------------------------------------------------------------------
 
 
@@ -610,6 +623,10 @@ class Interpretation:
     capabilities: Capabilities = field(default_factory=Capabilities)  # what the family declares
     score_kind: str = "rating"  # "score": a ranking model (no stars, no rating error)
     min_count: int = MIN_COUNT  # the training ratings an item or user needed to be in the tables
+    # what was used: min_count, or less where no item (user) had that many ratings (see fallbacks)
+    item_min_count: int = MIN_COUNT
+    user_min_count: int = MIN_COUNT
+    fallbacks: list[str] = field(default_factory=list)  # a line per lowered threshold, also in notes
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers as JSON-ready values."""
@@ -638,6 +655,9 @@ class Interpretation:
             "capabilities": self.capabilities.to_dict(),
             "score_kind": self.score_kind,
             "min_count": self.min_count,
+            "item_min_count": self.item_min_count,
+            "user_min_count": self.user_min_count,
+            "fallbacks": list(self.fallbacks),
         }
 
 
@@ -662,13 +682,31 @@ def interpret_model(
 
     Each part is offered only where the family's `capabilities()` declare it; what a model cannot
     give is left as None (or empty) and said plainly in `notes`, so a report can be made for any model.
+    Where no item (or user) has `min_count` training ratings, as in a small table, the tables keep
+    the `n` most rated instead (`fallback_count`) and say so in `fallbacks` and `notes`: a labelled
+    answer rather than a refusal. The functions for one table (`item_biases`, ...) still refuse.
     """
     saved = trained_of(saved)
     caps = capabilities(saved)
+    if min_count < 0:
+        raise CollabkitError(f"min_count must be 0 or more, got {min_count}")
     notes: list[str] = []
+    fallbacks: list[str] = []
     name = saved.name
-    ib = item_biases(saved, n, min_count) if _biases(saved, "item") is not None else None
-    ub = user_biases(saved, n, min_count) if _biases(saved, "user") is not None else None
+    least: dict[str, int] = {}
+    # enough items for a bias table and for the map's k components (k + 1 points); users for a table
+    for kind, counts_of, need in (("item", saved.item_counts, max(n, k + 1)), ("user", saved.user_counts, n)):
+        least[kind] = fallback_count(counts_of, min_count, need)
+        if least[kind] < min_count:
+            most = int(counts_of[1:].max())
+            fallbacks.append(
+                f"no {kind} has {min_count} training ratings (the most rated has {most}); showing {kind}s "
+                f"with at least {least[kind]}, whose estimates rest on few ratings"
+            )
+    notes += fallbacks
+    item_least, user_least = least["item"], least["user"]
+    ib = item_biases(saved, n, item_least) if _biases(saved, "item") is not None else None
+    ub = user_biases(saved, n, user_least) if _biases(saved, "user") is not None else None
     missing = [kind for kind, table in (("item", ib), ("user", ub)) if table is None]
     if missing:
         what = " and no ".join(f"{kind} biases" for kind in missing)
@@ -685,12 +723,12 @@ def interpret_model(
     if caps.item_vectors:
         try:
             emap = embedding_map(
-                saved, k=min(k, saved.model.item_vectors().shape[1]), top=top, min_count=min_count
+                saved, k=min(k, saved.model.item_vectors().shape[1]), top=top, min_count=item_least
             )
         except CollabkitError as e:  # too few items or factors to map: the rest still stands
             notes.append(f"no embedding map: {e}")
         for q in queries:
-            neighbours[item_title(saved, q)] = similar_items_table(saved, q, n_neighbours, min_count)
+            neighbours[item_title(saved, q)] = similar_items_table(saved, q, n_neighbours, item_least)
     else:
         notes.append(lacks(saved, "item_vectors"))
     example = None
@@ -702,8 +740,9 @@ def interpret_model(
     else:
         notes.append("no explained prediction: no item has training ratings")
     return Interpretation(
-        name, ib, ub, emap, neighbours, example, notes, caps, saved.model.score_kind, int(min_count)
-    )
+        name, ib, ub, emap, neighbours, example, notes, caps, saved.model.score_kind, int(min_count),
+        item_least, user_least, fallbacks,
+    )  # fmt: skip
 
 
 __all__ = [
@@ -714,6 +753,7 @@ __all__ = [
     "capabilities",
     "embedding_map",
     "explain_prediction",
+    "fallback_count",
     "interpret_model",
     "item_biases",
     "item_title",

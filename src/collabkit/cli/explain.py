@@ -56,8 +56,16 @@ def interpret(
 
 def _text(result: Interpretation) -> str:
     """The tables as aligned plain text, for a terminal."""
-    least = f"at least {result.min_count} training rating{'' if result.min_count == 1 else 's'}"
-    blocks = [f"items and users with {least} (--min-count)"]
+
+    def least(count: int) -> str:
+        return f"at least {count} training rating{'' if count == 1 else 's'}"
+
+    if result.item_min_count == result.user_min_count:
+        heading = f"items and users with {least(result.item_min_count)}"
+    else:
+        heading = f"items with {least(result.item_min_count)}, users with {least(result.user_min_count)}"
+    # a lowered threshold is said first, beside the heading it changed, not only among the notes
+    blocks = ["\n".join([*result.fallbacks, f"{heading} (--min-count {result.min_count})"])]
 
     def show(title: str, df: pd.DataFrame) -> None:
         blocks.append(
@@ -82,5 +90,5 @@ def _text(result: Interpretation) -> str:
             f"user {ex.user} and {ex.title}: raw {ex.raw:.3f} -> rating {ex.rating:.3f}{given}",
             ex.parts(top=5),
         )
-    blocks += [f"note: {note}" for note in result.notes]
+    blocks += [f"note: {note}" for note in result.notes if note not in result.fallbacks]
     return "\n\n".join(blocks)
