@@ -698,10 +698,10 @@ def interpret_model(
     for kind, counts_of, need in (("item", saved.item_counts, max(n, k + 1)), ("user", saved.user_counts, n)):
         least[kind] = fallback_count(counts_of, min_count, need)
         if least[kind] < min_count:
-            most = int(counts_of[1:].max())
+            top_count = int(counts_of[1:].max())
             fallbacks.append(
-                f"no {kind} has {min_count} training ratings (the most rated has {most}); showing {kind}s "
-                f"with at least {least[kind]}, whose estimates rest on few ratings"
+                f"no {kind} has {min_count} training ratings (the most rated has {top_count}); "
+                f"showing {kind}s with at least {least[kind]}, whose estimates rest on few ratings"
             )
     notes += fallbacks
     item_least, user_least = least["item"], least["user"]
