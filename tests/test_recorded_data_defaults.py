@@ -134,3 +134,21 @@ def test_evaluate_ranking_defaults_to_min_count_and_labels_an_empty_catalogue(
     assert none["candidate_items"] == 0 and "no item has 1000000 training ratings" in none["note"]
     shares = [none["metrics"][f"{m}@5"] for m in ("precision", "recall", "ndcg", "map", "hit_rate")]
     assert shares == [0.0] * 5 and not np.isnan(shares).any()  # empty lists score 0, not NaN
+
+
+def test_a_table_named_by_a_relative_path_is_found_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    make_ratings(n=600).to_csv(project / "r.csv", index=False)
+    monkeypatch.chdir(project)
+    res = runner.invoke(
+        app, ["train", "--data", "r.csv", "--epochs", "1", "--out", str(tmp_path / "m"), "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    monkeypatch.chdir(elsewhere)  # r.csv is not here
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(f"data: {project / 'r.csv'}, the table the model was trained on")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple, cast
 
@@ -262,6 +263,8 @@ def train(
                     "timestamp_col": timestamp_col,
                     "duplicates": duplicates,
                 }
+                if Path(data).is_file():  # found again from another folder; the name stays as typed
+                    reading["path"] = os.path.abspath(data)
                 run_info = {**reading, "checkpoint_every": checkpoint_every}  # fmt: skip
                 result = run_train(
                     table, config, data_name=data, out=out, log=log, checkpoint_every=checkpoint_every,
@@ -508,7 +511,10 @@ def recorded_data(model_dir: Path, trained: Any) -> tuple[str, dict[str, Any]]:
             f"{model_dir} does not record a table it could be read from again (it was trained on rows "
             "given directly); give --data"
         )
-    return data.name, dict(data.reading)
+    name, path = data.name, data.reading.get("path")
+    if path and Path(path).is_file():  # the file it read, from whatever folder the command runs in
+        name = str(path)
+    return name, dict(data.reading)
 
 
 def _candidates_text(min_count: int) -> str:
