@@ -33,6 +33,7 @@ def stopped_run(ratings_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(Learner, "validate", ctrl_c_in_epoch_1)
     run = tmp_path / "run"
     res = runner.invoke(app, ["train", "--data", str(ratings_csv), "--epochs", "3", "--factors", "4",
+                              "--recipe", "chapter",  # the default would choose its biases-only start here
                               "--checkpoint-every", "1", "--out", str(run), "-q"])  # fmt: skip
     assert res.exit_code == 130, res.output
     monkeypatch.setattr(Learner, "validate", real)

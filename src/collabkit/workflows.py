@@ -35,7 +35,7 @@ from collabkit.persist import check_destination, load_model, save_model
 from collabkit.ranking import evaluate_ranking
 from collabkit.scoring import score_pairs
 from collabkit.train import distributed
-from collabkit.train.callbacks import SaveModelCallback
+from collabkit.train.callbacks import SaveModelCallback, StopAfterEpochCallback
 from collabkit.train.checkpoint import CheckpointCallback
 from collabkit.train.learner import set_seed
 from collabkit.train.lr_find import lr_find
@@ -194,6 +194,7 @@ class TrainResult:
     world_size: int = 1
     out: str | None = None
     ranking: dict[str, Any] | None = None  # evaluate_ranking on the held-out rows, when asked
+    best: dict[str, Any] | None = None  # a refitting keep_best recipe's choice (see _choose_epochs)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -258,9 +259,15 @@ class _Run:
     settings: dict[str, Any]  # every setting used, for the result and the model folder
     train_rows: np.ndarray  # every training row (a keep_best recipe watches some of them)
     valid_rows: np.ndarray  # the split's held-out rows
+    held_aside: int = 0  # training rows a keep_best recipe watches instead of training on
 
 
-def _prepare(table: pd.DataFrame, config: TrainConfig, log: Callable[[str], None] | None) -> _Run:
+def _prepare(
+    table: pd.DataFrame, config: TrainConfig, log: Callable[[str], None] | None,
+    *, hold_aside: bool = True, announce: bool = True,
+) -> _Run:  # fmt: skip
+    """Split, plan and build the learner. `hold_aside=False`: train on every training row even
+    with a keep_best recipe (the run after the choice); `announce=False`: no settings line."""
     device = distributed.init_from_env(resolve_device(config.device))
     log = log if distributed.is_main() else None
     set_seed(config.seed)
@@ -271,7 +278,7 @@ def _prepare(table: pd.DataFrame, config: TrainConfig, log: Callable[[str], None
     plan = config.plan(train_y)
     recipe = plan.recipe
     fit_rows, watch_rows = train_rows, valid_rows
-    if recipe is not None and recipe.keep_best and len(train_rows) >= 20:
+    if recipe is not None and recipe.keep_best and hold_aside and len(train_rows) >= 20:
         perm = np.random.default_rng(config.seed).permutation(train_rows)
         cut = max(1, int(len(perm) * INNER_VALID))
         watch_rows, fit_rows = np.sort(perm[:cut]), np.sort(perm[cut:])
@@ -292,11 +299,15 @@ def _prepare(table: pd.DataFrame, config: TrainConfig, log: Callable[[str], None
         if any(src.endswith("recipe") for src in plan.sources.values()):  # named only when it gave a value
             settings["recipe"] = plan.recipe_name
     settings |= {"seed": config.seed, "device": device}
-    if log is not None:
+    held = len(watch_rows) if watch_rows is not valid_rows else 0
+    if log is not None and announce:
         log(settings_line(config.model, settings, plan.sources, config.split))
-        if recipe is not None and recipe.keep_best:
-            log(f"keeping the best epoch by the loss on {len(watch_rows):,} training rows held aside")
-    return _Run(dls, learn, plan, settings, train_rows, valid_rows)
+        if held and getattr(learn.model, "refit_best", False):
+            log(f"choosing the epoch count (0: the biases-only start) by the loss on {held:,} training rows "
+                "held aside, then training on every training row")  # fmt: skip
+        elif held:
+            log(f"keeping the best epoch by the loss on {held:,} training rows held aside")
+    return _Run(dls, learn, plan, settings, train_rows, valid_rows, held)
 
 
 def train(
@@ -331,7 +342,13 @@ def train(
     if (checkpoint_every or resume) and out is None:
         raise CollabkitError("checkpoints need --out: they are written inside the model's folder")
     run = _prepare(table, config, log)
-    learn, recipe = run.learn, run.plan.recipe
+    recipe = run.plan.recipe
+    start = time.perf_counter()
+    choice: dict[str, Any] | None = None
+    if recipe is not None and run.held_aside and getattr(run.learn.model, "refit_best", False):
+        choice = _choose_epochs(run, recipe, log)  # then every training row, for the chosen count
+        run = _prepare(table, config, log, hold_aside=False, announce=False)
+    learn = run.learn
     cbs: list[Any] = []
     ckpt = Path(out) / "checkpoints" if out is not None else None
     if checkpoint_every and ckpt is not None:
@@ -339,13 +356,17 @@ def train(
                 "fingerprint": table_fingerprint(table)}  # fmt: skip
         cbs.append(CheckpointCallback(ckpt, checkpoint_every, run=info))
     start_epoch = learn.load_checkpoint(ckpt) if resume and ckpt is not None else 0
-    start = time.perf_counter()
     net = learn.model
-    if recipe is not None:  # the Learner's one-cycle loop
-        if start_epoch >= recipe.epochs:
+    if recipe is not None and choice is not None and choice["best_epoch"] == 0:  # the biases-only start
+        _start_from_biases(net, run.dls)
+    elif recipe is not None:  # the Learner's one-cycle loop
+        epochs = recipe.epochs if choice is None else choice["best_epoch"]
+        if start_epoch >= epochs:
             raise CollabkitError(f"the checkpoint in {ckpt} is of a finished run ({start_epoch} epochs)")
+        if epochs < recipe.epochs:  # the chosen epoch of the same schedule, now on every training row
+            cbs.append(StopAfterEpochCallback(epochs))
         with tempfile.TemporaryDirectory(prefix="collabkit-best-") as scratch:  # the best epoch's weights
-            if recipe.keep_best:
+            if recipe.keep_best and run.held_aside:
                 cbs.append(SaveModelCallback(fname="best"))
                 learn.path = Path(scratch)
             learn.fit_one_cycle(recipe.epochs, recipe.lr, wd=recipe.wd, cbs=cbs, start_epoch=start_epoch)
@@ -374,7 +395,7 @@ def train(
         settings=run.settings, sources=run.plan.sources, n_train=len(run.train_rows),
         n_valid=len(run.valid_rows),
         valid=valid, fit_seconds=fit_seconds, history=trained.history,
-        world_size=distributed.world_size(), ranking=ranking,
+        world_size=distributed.world_size(), ranking=ranking, best=choice,
     )  # fmt: skip
     if out is not None and distributed.is_main():
         trained.results = {
@@ -382,6 +403,42 @@ def train(
         }
         result.out = str(save_model(out, trained))  # the checkpoints go with the old folder
     return result
+
+
+def _start_from_biases(net: Any, dls: CollabDataLoaders) -> bool:
+    """Set a dot model's biases to the biases-only model of `dls`'s training rows; False: it has none."""
+    start = getattr(net, "start_from_biases", None)
+    return bool(start(dls.train.x, dls.train.y)) if callable(start) else False
+
+
+def _choose_epochs(run: _Run, recipe: Recipe, log: Callable[[str], None] | None) -> dict[str, Any]:
+    """Score the biases-only start and each epoch of the recipe on the held-aside training rows.
+
+    Returns `held_aside` (rows), `losses` (index 0: the start, None for a model without biases;
+    index e: after epoch e) and `best_epoch`, the count with the lowest loss (the fewest on a tie).
+    The test rows are never read: `run`'s validation rows are the held-aside training rows.
+    """
+    learn, net = run.learn, run.learn.model
+    losses: list[float | None] = [None]
+    initial = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    if _start_from_biases(net, run.dls):
+        losses[0] = float(learn.validate()["valid_loss"])
+        net.load_state_dict(initial)  # the epochs start where the recipe starts, not from the biases
+    learn.fit_one_cycle(recipe.epochs, recipe.lr, wd=recipe.wd)
+    losses += [float(row.get("valid_loss", math.nan)) for row in learn.history]
+    scored = [(loss, epoch) for epoch, loss in enumerate(losses) if loss is not None and math.isfinite(loss)]
+    best = min(scored)[1] if scored else recipe.epochs
+    n_train = len(run.train_rows)
+    if log is not None:
+        if best == 0:
+            log(f"the biases-only start scored best on the {run.held_aside:,} held-aside rows "
+                f"({losses[0]:.4f}; no epoch beat it): the model is its biases, fitted on all "
+                f"{n_train:,} training rows")  # fmt: skip
+        else:
+            log(f"epoch {best} of {recipe.epochs} scored best on the {run.held_aside:,} held-aside rows "
+                f"({losses[best]:.4f}); training again on all {n_train:,} training rows, to epoch {best} of "
+                f"{recipe.epochs}")  # fmt: skip
+    return {"held_aside": run.held_aside, "losses": losses, "best_epoch": best}
 
 
 def resume(

@@ -110,6 +110,23 @@ class EarlyStoppingCallback(TrackerCallback):
             raise CancelFitException()
 
 
+class StopAfterEpochCallback(Callback):
+    """Ends the fit after `n_epoch` epochs of a longer schedule, with the weights that epoch left.
+
+    Why not a shorter schedule: a choice made on held-aside rows was of epoch n of this schedule
+    (its learning rate still high, or already annealed); a one-cycle of n epochs is another model.
+    """
+
+    order = 20  # after early stopping; before checkpoints: none is written of the run's last epoch
+
+    def __init__(self, n_epoch: int) -> None:
+        self.n_epoch = int(n_epoch)
+
+    def after_epoch(self) -> None:
+        if self.learn.epoch + 1 >= self.n_epoch:
+            raise CancelFitException()
+
+
 class SaveModelCallback(TrackerCallback):
     """Saves the model when `monitor` improves (or every epoch) and loads the best back at the end.
 
