@@ -31,6 +31,7 @@ from collabkit.defaults import MIN_COUNT as MIN_COUNT  # re-exported: where call
 from collabkit.errors import CollabkitError
 from collabkit.models import CollabModel, ModelConfig
 from collabkit.models.custom import CustomModule
+from collabkit.models.sparse import CSR, unit_rows
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class TrainedModel:
         return IdResolver(self.users, self.items, self.item_titles, self.item_counts.numpy())
 
     @cached_property
-    def unit_item_vectors(self) -> Tensor:
+    def unit_item_vectors(self) -> Tensor | CSR:
         """(n_items, k) float32 item vectors scaled to unit length (cosine neighbours), on the CPU.
 
         Raises:
@@ -208,7 +209,7 @@ class TrainedModel:
         return _unit_rows(self.model.item_vectors())
 
     @cached_property
-    def unit_user_vectors(self) -> Tensor:
+    def unit_user_vectors(self) -> Tensor | CSR:
         """(n_users, k) float32 user vectors scaled to unit length, on the CPU.
 
         Raises:
@@ -260,9 +261,8 @@ def lacks(trained: TrainedModel, capability: str) -> str:
     return f"model {trained.name!r} {_LACKS[capability]}; {_ALTERNATIVE[capability]}"
 
 
-def _unit_rows(table: Tensor) -> Tensor:
-    t = table.detach().float().cpu()
-    return t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
+def _unit_rows(table: Tensor | CSR) -> Tensor | CSR:
+    return unit_rows(table.to("cpu") if isinstance(table, CSR) else table.detach().cpu())
 
 
 def trained_from_learner(

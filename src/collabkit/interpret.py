@@ -35,6 +35,7 @@ from collabkit.bundle import MIN_COUNT, TrainedModel, lacks
 from collabkit.errors import CollabkitError, UnknownIdError
 from collabkit.models import predict_ratings
 from collabkit.models.base import Capabilities, model_device
+from collabkit.models.sparse import dense_rows, n_cols
 from collabkit.recommend import Recommender
 from collabkit.recommend.recommender import nearest_items, nearest_users
 
@@ -225,13 +226,13 @@ def embedding_map(
         raise CollabkitError(f"top must be at least 2 items to map, got {top}")
     order = torch.argsort(counts[idx], descending=True, stable=True)
     idx = idx[order][:top]
-    n_fac = i_fac.shape[1]
+    n_fac = n_cols(i_fac)
     if not 1 <= k <= min(n_fac, len(idx) - 1):
         raise CollabkitError(
             f"k must be between 1 and {min(n_fac, len(idx) - 1)} ({n_fac} factors, {len(idx)} items "
             f"mapped), got {k}"
         )
-    x = i_fac[idx].double()
+    x = dense_rows(i_fac, idx).double()
     x = x - x.mean(0)
     _, s, vh = torch.linalg.svd(x, full_matrices=False)
     signs = torch.sign(vh[torch.arange(len(vh)), vh.abs().argmax(1)])
@@ -723,7 +724,7 @@ def interpret_model(
     if caps.item_vectors:
         try:
             emap = embedding_map(
-                saved, k=min(k, saved.model.item_vectors().shape[1]), top=top, min_count=item_least
+                saved, k=min(k, n_cols(saved.model.item_vectors())), top=top, min_count=item_least
             )
         except CollabkitError as e:  # too few items or factors to map: the rest still stands
             notes.append(f"no embedding map: {e}")

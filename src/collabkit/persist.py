@@ -23,6 +23,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from collabkit.data.vocab import Vocab
 from collabkit.errors import CollabkitError
 from collabkit.jsonable import dumps
 from collabkit.models import ModelConfig, build_model
+from collabkit.models.base import family as model_family
 
 FORMAT = "collabkit-model"
 FORMAT_VERSION = 3  # 3: ModelConfig as {family, n_users, n_items, settings}
@@ -244,9 +246,10 @@ def _load_model(src: Path, device: str | torch.device) -> TrainedModel:
         )
     with torch.device("meta"):  # shapes only: a config claiming 10^9 items allocates nothing
         expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
-    _check_shapes(src / "weights.safetensors", expected)
+    fam = model_family(config.family)
+    _check_shapes(src / "weights.safetensors", expected, upgrade=fam.upgrade_shapes)
     model = build_model(config)
-    state = _load_tensors(src / "weights.safetensors")
+    state = fam.upgrade_state(_load_tensors(src / "weights.safetensors"))
     train = _load_tensors(src / "train.safetensors")
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -266,6 +269,7 @@ def _load_model(src: Path, device: str | torch.device) -> TrainedModel:
         raise CollabkitError(
             f"{src / 'train.safetensors'}: indices outside the vocabularies; the folder is damaged"
         )
+    model.attach_training(train_x.long(), train_y.float())  # what a family rebuilds, not saves
     split, data = doc.get("split"), doc.get("data")
     history, results = doc.get("history") or [], doc.get("results") or {}
     if not (
@@ -457,8 +461,14 @@ def _check_files(src: Path, files: dict[str, str]) -> None:
             )
 
 
-def _check_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
-    """Compare the file's tensor shapes with the model's before reading any tensor data."""
+Shapes = dict[str, tuple[int, ...]]
+
+
+def _check_shapes(
+    path: Path, expected: dict[str, tuple[int, ...]], upgrade: Callable[[Shapes], Shapes] | None = None
+) -> None:
+    """Compare the file's tensor shapes with the model's before reading any tensor data; `upgrade`
+    maps an earlier layout of the family's weights to today's (see `CollabModel.upgrade_state`)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
@@ -466,6 +476,8 @@ def _check_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
         raise  # a disk fault (ENOSPC, EIO) is said as such by the caller, not as a damaged file
     except Exception as e:  # safetensors raises its own error types for damaged headers
         raise CollabkitError(f"{path}: damaged weights file ({str(e)[:80]})") from e
+    if upgrade is not None:
+        have = upgrade(have)
     if have != expected:
         diff = sorted(set(have) ^ set(expected)) or [k for k in expected if have.get(k) != expected[k]]
         k = diff[0]

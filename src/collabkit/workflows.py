@@ -230,7 +230,8 @@ def settings_line(
             )
         return str(v)
 
-    shown = [k for k in s if k not in ("seed", "device", "step", "keep_best")]
+    # a setting left at None is off (min_rating, max_items: every rating, every item): not shown
+    shown = [k for k in s if k not in ("seed", "device", "step", "keep_best") and s[k] is not None]
     parts = ", ".join(f"{k} {fmt(s[k])}" for k in shown)
     notes = []
     by_source: dict[str, list[str]] = {}

@@ -28,6 +28,7 @@ from collabkit.evaluate import nearest_level as nearest_level  # re-exported: mo
 from collabkit.evaluate import rmse
 from collabkit.models.core import Module
 from collabkit.models.settings import FamilySettings, Recipe, parse_settings
+from collabkit.models.sparse import CSR, dense_rows
 
 MAX_TABLE = 2**31 - 1  # users or items a model can index (int32 positions in its tables)
 
@@ -209,12 +210,14 @@ class CollabModel(Module):
         return None
 
     # -- tables ----------------------------------------------------------------------------------
-    def user_vectors(self) -> Tensor:
-        """(n_users, k) user vectors, detached: what `similar_users` compares."""
+    def user_vectors(self) -> Tensor | CSR:
+        """(n_users, k) user vectors, detached: what `similar_users` compares (sparse rows, a CSR,
+        for a family whose vectors are its interactions)."""
         raise CollabkitError(f"model {self.name!r} has no user factors")
 
-    def item_vectors(self) -> Tensor:
-        """(n_items, k) item vectors, detached: what `similar_items` and the embedding map use."""
+    def item_vectors(self) -> Tensor | CSR:
+        """(n_items, k) item vectors, detached: what `similar_items` and the embedding map use
+        (a CSR for a family whose vectors are interaction columns)."""
         raise NotImplementedError
 
     def user_biases(self) -> Tensor | None:
@@ -228,11 +231,11 @@ class CollabModel(Module):
     # -- scoring ---------------------------------------------------------------------------------
     def user_rows(self, user_idx: Tensor) -> Tensor:
         """(B, d) the representation of users that `score_block` takes."""
-        return self.user_vectors()[user_idx].float()
+        return dense_rows(self.user_vectors(), user_idx)
 
     def item_side(self, item_idx: Tensor) -> Any:
         """The items' part of scoring, prepared once per candidate set."""
-        return self.item_vectors()[item_idx].float().T.contiguous()  # (k, m)
+        return dense_rows(self.item_vectors(), item_idx).T.contiguous()  # (k, m)
 
     def score_block(self, rows: Tensor, side: Any) -> Tensor:
         """(B, m) raw scores of user rows against prepared items; larger ranks higher."""
@@ -256,6 +259,25 @@ class CollabModel(Module):
 
     def explain(self, user_idx: int, item_idx: int) -> Explanation | None:
         """The raw score of one pair as additive parts, or None where it has none."""
+        return None
+
+    def attach_training(self, x: Tensor, y: Tensor) -> None:
+        """Rebuild what the model derives from its training rows instead of saving it (a ranking
+        family's interaction matrix); `load_model` calls it with the folder's rows. Most keep nothing."""
+
+    @classmethod
+    def upgrade_shapes(cls, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """The tensor shapes `upgrade_state` makes of a file with these shapes (read before any data)."""
+        return shapes
+
+    @classmethod
+    def upgrade_state(cls, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weights saved by an earlier collabkit in today's layout, so no saved model is lost."""
+        return state
+
+    def scored_items(self) -> Tensor | None:
+        """(n_items,) bool: the items this model can score, where it leaves some out (EASE's item
+        cap); None where it scores every item. Candidates outside it are never returned."""
         return None
 
 

@@ -8,10 +8,11 @@ rows, see bench/ranking.py --tune). For user u:
     score(u, j) = (x_u B)_j / max|x_u B| + weight * (s_u R)_j / max|s_u R|
 
 with x_u the user's binary row, B EASE's weights, s_u their k-neighbour similarity row and R the
-ratings matrix. The per-user scales go into the user row, so scoring is still one matrix product
-against the stacked item side [B; R] (n_items + n_users rows).
+ratings matrix. The per-user scales go into the user row [x_u / scale, weight * s_u / scale], and
+a block's scores are EASE's product plus user kNN's sparse sum.
 
-Memory: EASE's and user kNN's (see those files): X, R (n_users, n_items) and B (n_items, n_items).
+Memory: EASE's and user kNN's (see those files): X and R sparse, B (items x items, or N x N under
+`max_items`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from pydantic import Field
 from torch import Tensor
 
 from collabkit.models.base import ModelConfig, register
-from collabkit.models.ease import EASE, EASESettings
-from collabkit.models.knn import KNNSettings, UserKNN, neighbours_field, shrink_field
-from collabkit.models.ranking_base import RankingModel
+from collabkit.models.ease import EASE, EASESettings, max_items_field
+from collabkit.models.knn import KNNSettings, UserKNN, neighbours_field, shrink_field, sum_rows
+from collabkit.models.ranking_base import RankingModel, min_rating_field
 from collabkit.models.settings import FamilySettings
+from collabkit.models.sparse import CSR
 
 
 class EASEKNNSettings(FamilySettings):
@@ -33,6 +35,8 @@ class EASEKNNSettings(FamilySettings):
     k: int = neighbours_field(30)
     shrink: float = shrink_field()
     weight: float = Field(0.5, ge=0, description="weight of the user kNN part (0: EASE alone)")
+    min_rating: float | None = min_rating_field()
+    max_items: int | None = max_items_field()
 
 
 @register("easeknn")
@@ -48,9 +52,11 @@ class EASEUserKNN(RankingModel):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         s, n_users, n_items = self.settings, config.n_users, config.n_items
-        ease = EASESettings(l2=s.l2, dropout=s.dropout, values="binary")
+        ease = EASESettings(
+            l2=s.l2, dropout=s.dropout, values="binary", min_rating=s.min_rating, max_items=s.max_items
+        )
         self.ease = EASE(ModelConfig("ease", n_users, n_items, ease))
-        knn = KNNSettings(k=s.k, shrink=s.shrink, values="rating")
+        knn = KNNSettings(k=s.k, shrink=s.shrink, values="rating", min_rating=s.min_rating)
         self.knn = UserKNN(ModelConfig("userknn", n_users, n_items, knn))
 
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
@@ -58,26 +64,38 @@ class EASEUserKNN(RankingModel):
         self.ease.fit_direct(x, y)
         self.knn.fit_direct(x, y)
 
-    def user_vectors(self) -> Tensor:
-        return self.ease.user_vectors()  # (n_users, n_items) binary rows
+    def attach_training(self, x: Tensor, y: Tensor) -> None:
+        self.ease.attach_training(x, y)
+        self.knn.attach_training(x, y)
 
-    def item_vectors(self) -> Tensor:
+    def scored_items(self) -> Tensor | None:
+        return self.ease.scored_items()
+
+    def user_vectors(self) -> CSR:
+        return self.ease.user_vectors()  # (n_users, n_kept) binary rows
+
+    def item_vectors(self) -> CSR:
         return self.ease.item_vectors()  # (n_items, n_users) interaction columns
 
     def _blend_rows(self, binary: Tensor, neighbours: Tensor) -> Tensor:
-        """(B, n_items + n_users) [x_u / scale, weight * s_u / scale]: see the module docstring."""
+        """(B, n_kept + n_users) [x_u / scale, weight * s_u / scale]: see the module docstring."""
         e_scale = (binary @ self.ease.weights).abs().amax(1, keepdim=True).clamp_min(1e-12)  # (B, 1)
-        k_scale = (neighbours @ self.knn.interactions).abs().amax(1, keepdim=True).clamp_min(1e-12)
+        k_scores = sum_rows(neighbours, self.knn.interactions)  # (B, n_items)
+        k_scale = k_scores.abs().amax(1, keepdim=True).clamp_min(1e-12)
         return torch.cat([binary / e_scale, self.settings.weight * neighbours / k_scale], 1)
 
     def user_rows(self, user_idx: Tensor) -> Tensor:
         return self._blend_rows(self.ease.user_rows(user_idx), self.knn.user_rows(user_idx))
 
-    def item_side(self, item_idx: Tensor) -> Tensor:
-        return torch.cat([self.ease.item_side(item_idx), self.knn.item_side(item_idx)], 0)  # (n_i + n_u, m)
+    def item_side(self, item_idx: Tensor) -> tuple[Tensor, CSR]:
+        return self.ease.item_side(item_idx), self.knn.item_side(item_idx)
+
+    def score_block(self, rows: Tensor, side: tuple[Tensor, CSR]) -> Tensor:
+        n = self.ease.n_kept
+        return self.ease.score_block(rows[:, :n], side[0]) + self.knn.score_block(rows[:, n:], side[1])
 
     def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
-        """(n_items + n_users,) the new user's row from both parts' exact fold-ins (no solve)."""
+        """(n_kept + n_users,) the new user's row from both parts' exact fold-ins (no solve)."""
         binary = self.ease.fold_in(item_idx, ratings, prior, strength)
         neighbours = self.knn.fold_in(item_idx, ratings, prior, strength)
         return self._blend_rows(binary[None], neighbours[None])[0]

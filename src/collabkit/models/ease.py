@@ -5,32 +5,56 @@ interactions: with P = (X^T X + l2 I)^-1, B = I - P / diag(P) (each column j div
 A user's scores are their interaction row times B, so a new user folds in exactly: their row is
 their rated items, no solve at all.
 
-Memory: B is (n_items, n_items) and X (n_users, n_items), both dense float32, plus a float64
-inverse while fitting: 11 MB + 6 MB for ML-100k, 55 MB + 90 MB for ML-1M. Past some 20k items
-(ML-20M's 27k: 3 GB for B, 6 GB for the inverse) a dense EASE does not fit a laptop.
+Memory: B is dense (items x items) and fitting it holds the Gram matrix and its Cholesky factor in
+float64 besides, about items^2 x 20 bytes at the peak (ML-100k 57 MB, ML-1M 0.3 GB, 59,047 items of
+ML-25M 70 GB). X stays sparse. Before it allocates, the fit compares that figure with the memory the
+machine has and, when it would not fit, refuses with the figure and the way out: `-o max_items=N`
+keeps the N most-rated items (B is then N x N; the other items are never recommended, and `train`
+says how many were left out).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from collabkit.models.base import ModelConfig, numeric_failure, register
+from collabkit.errors import CollabkitError
+from collabkit.models.base import MAX_TABLE, ModelConfig, numeric_failure, register
 from collabkit.models.ranking_base import (
     RankingModel,
     Values,
-    interaction_matrix,
+    available_memory,
+    gb,
     interaction_row,
+    min_rating_field,
     values_field,
 )
 from collabkit.models.settings import FamilySettings
+from collabkit.models.sparse import CSR
+
+BYTES_PER_CELL = 20  # fitting: Gram + Cholesky factor (float64), then B (float32)
+GRAM_BLOCK = 2**26  # float32 values of one dense block of X's columns while the Gram is built
+
+
+def max_items_field() -> Any:
+    """The `max_items` setting: EASE's item cap, where items x items does not fit in memory."""
+    return Field(None, ge=2, le=MAX_TABLE, description="keep only the N most-rated items (B is N x N)")
 
 
 class EASESettings(FamilySettings):
     l2: float = Field(500.0, gt=0, description="ridge penalty on B")
     dropout: float = Field(0.0, ge=0.0, le=0.95, description="EDLAE dropout share, 0 for plain EASE")
     values: Values = values_field("binary")
+    min_rating: float | None = min_rating_field()
+    max_items: int | None = max_items_field()
+
+
+def ease_memory(n_items: int) -> int:
+    """Bytes EASE's fit needs at its peak for `n_items` items."""
+    return BYTES_PER_CELL * n_items * n_items
 
 
 @register("ease")
@@ -40,31 +64,80 @@ class EASE(RankingModel):
 
     `-o dropout=p` (default 0) adds Steck 2020's emphasised-denoising penalty ("Autoencoders that
     don't overfit towards the identity", EDLAE): l2 + p / (1 - p) * (X^T X)_jj on item j's
-    diagonal, so popular items are regularised more.
+    diagonal, so popular items are regularised more. `-o max_items=N` keeps the N most-rated items
+    where items x items does not fit in memory.
     """
 
-    interactions: Tensor  # (n_users, n_items) X, binary
-    weights: Tensor  # (n_items, n_items) B
+    weights: Tensor  # (n_kept, n_kept) B, zero diagonal
 
     settings: EASESettings
     Settings = EASESettings
+    uses_interactions = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.register_buffer("interactions", torch.zeros(self.n_users, self.n_items))  # X
-        self.register_buffer("weights", torch.zeros(self.n_items, self.n_items))  # B, zero diagonal
+        cap = self.settings.max_items
+        self.n_kept = self.n_items if cap is None else min(cap, self.n_items)
+        self.register_buffer("weights", torch.zeros(self.n_kept, self.n_kept))
+        self._kept: Tensor | None = None  # (n_kept,) item indices, set with the interactions
+        self._pos: Tensor | None = None  # (n_items,) each item's position among them, -1 if left out
+        self._full: CSR | None = None  # X on every item: the item vectors
+
+    # -- interactions: X on the kept items ----------------------------------------------------------
+    def make_interactions(self, x: Tensor, y: Tensor) -> CSR:
+        full = super().make_interactions(x, y)
+        counts = torch.bincount(x[:, 1], minlength=self.n_items)
+        # the most-rated items, ties to the lower index; kept in index order
+        order = torch.argsort(-counts, stable=True)[: self.n_kept]
+        kept = order.sort().values
+        pos = torch.full((self.n_items,), -1, dtype=torch.long, device=x.device)
+        pos[kept] = torch.arange(len(kept), device=x.device)
+        self._kept, self._pos = kept, pos
+        self._full = full  # every item's column: the item vectors (co-rating cosine)
+        return full if self.n_kept == self.n_items else full.keep_columns(pos, self.n_kept)
+
+    def scored_items(self) -> Tensor | None:
+        if self.n_kept == self.n_items:
+            return None
+        self.interactions  # noqa: B018  (refuses before training)
+        assert self._pos is not None
+        return self._pos.cpu() >= 0
+
+    def left_out(self) -> int:
+        """How many items the item cap leaves out (0 without one)."""
+        return self.n_items - self.n_kept
+
+    def check_memory(self) -> None:
+        """Refuse, before allocating, a fit that would not fit in this machine's memory."""
+        need, have = ease_memory(self.n_kept), available_memory()
+        if have and need > have:
+            fits = int((0.8 * have / BYTES_PER_CELL) ** 0.5) // 1000 * 1000 or 1000
+            raise CollabkitError(
+                f"ease: {self.n_kept:,} items need {gb(need)} to fit (items^2 x {BYTES_PER_CELL} bytes: "
+                f"the Gram matrix and its Cholesky factor in float64, then B) and {gb(have)} is available; "
+                f"keep the most-rated items with -o max_items={fits} (about {gb(ease_memory(fits))})"
+            )
 
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         self.check_fit_input(x, y)
-        dev = self.interactions.device
-        # (n_users, n_items)
-        xs = interaction_matrix(x, y, self.n_users, self.n_items, dev, self.settings.values)
-        gram = xs.T.double() @ xs.double()  # (n_items, n_items); float64: a stable inverse
+        self.check_memory()
+        self.attach_training(x, y)
+        xs = self.interactions  # (n_users, n_kept)
+        xt = xs.transpose()  # (n_kept, n_users)
+        n = self.n_kept
+        gram = torch.empty(n, n, dtype=torch.float64, device=self.device)  # float64: a stable inverse
+        block = max(1, GRAM_BLOCK // max(1, xs.n_rows))
+        for start in range(0, n, block):
+            cols = torch.arange(start, min(start + block, n), device=self.device)
+            gram[:, cols] = xt.matmul(xt.dense_rows(cols).T).double()  # (n, b): X^T X, a block
         p = self.settings.dropout
         penalty = self.settings.l2 + p / (1.0 - p) * gram.diagonal()
         gram.diagonal().add_(penalty)
         try:
-            inv = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # gram is SPD: half inv's time
+            chol = torch.linalg.cholesky(gram)
+            del gram
+            inv = torch.cholesky_inverse(chol)  # gram is SPD: half inv's time
+            del chol
         except torch.linalg.LinAlgError:
             raise numeric_failure(
                 self.name,
@@ -72,28 +145,38 @@ class EASE(RankingModel):
                 {"l2": self.settings.l2, "dropout": p},
                 "a larger l2 keeps X'X + l2 I invertible",
             ) from None
-        b = -inv / inv.diagonal()[None, :]  # B_ij = -P_ij / P_jj
-        b.fill_diagonal_(0.0)
-        self.interactions.copy_(xs)
-        self.weights.copy_(b.float())
+        inv.div_(-inv.diagonal()[None, :].clone())  # B_ij = -P_ij / P_jj
+        inv.fill_diagonal_(0.0)
+        self.weights.copy_(inv)
 
-    def user_vectors(self) -> Tensor:
-        return self.interactions  # (n_users, n_items): cosine = users who picked the same items
+    def user_vectors(self) -> CSR:
+        return self.interactions  # users who picked the same (kept) items point the same way
 
-    def item_vectors(self) -> Tensor:
+    def item_vectors(self) -> CSR:
         # (n_items, n_users) each item's interaction column: cosine between them is item-item
         # co-occurrence cosine, the classic "people who picked this also picked" neighbourhood
-        return self.interactions.T
+        self.interactions  # noqa: B018  (refuses before training)
+        assert self._full is not None
+        return self._full.transpose()
 
     def user_rows(self, user_idx: Tensor) -> Tensor:
-        return self.interactions[user_idx]  # (B, n_items)
+        return self.interactions.dense_rows(user_idx)  # (B, n_kept)
 
     def item_side(self, item_idx: Tensor) -> Tensor:
-        return self.weights[:, item_idx]  # (n_items, m)
+        self.interactions  # noqa: B018  (refuses before training)
+        assert self._pos is not None
+        pos = self._pos[item_idx.to(self.device)]
+        side = torch.zeros(self.n_kept, len(pos), device=self.device)  # a left-out item scores 0
+        ok = pos >= 0
+        side[:, ok] = self.weights[:, pos[ok]]
+        return side  # (n_kept, m)
 
     def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
-        """(n_items,) the new user's interaction row: EASE needs no solve (prior, strength unused)."""
+        """(n_kept,) the new user's interaction row: EASE needs no solve (prior, strength unused)."""
         self.check_fold_in(item_idx, ratings)
-        return interaction_row(
-            item_idx, ratings, self.n_items, self.interactions.device, self.settings.values
-        )
+        s = self.settings
+        row = interaction_row(item_idx, ratings, self.n_items, self.device, s.values, s.min_rating)
+        self.interactions  # noqa: B018  (refuses before training)
+        assert self._kept is not None
+        return row[self._kept]
+

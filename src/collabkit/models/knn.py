@@ -1,15 +1,17 @@
 """Neighbourhood models on the binarised interactions: item kNN and user kNN, cosine with shrinkage.
 
-Both score in one matrix product per block of users and loop over neither users nor items.
+Both score a block of users at once and loop over neither users nor items.
 
 - `itemknn` (implicit's ItemItemRecommender / CosineRecommender): every item keeps its k most
   similar items; a user's score for item j sums the similarities of the items they picked to j.
 - `userknn`: every user keeps their k most similar users; a user's score for item j sums the
-  similarities of those neighbours who picked j. A user's row is computed when asked (one product
-  with the interaction matrix), so a new user folds in exactly as a trained one is scored.
+  similarities of those neighbours who picked j. A user's row is computed when asked (one sparse
+  product with the interactions), so a new user folds in exactly as a trained one is scored.
 
-Memory: the dense interaction matrix (see `ranking_base`), and for itemknn an (n_items, n_items)
-similarity matrix: 11 MB for ML-100k, 55 MB for ML-1M.
+Memory: the interactions are sparse (`models.sparse.CSR`); itemknn saves each item's k neighbours
+and their similarities, (n_items x k) twice, never an items x items matrix; the similarities are
+found a block of items at a time. A score sums only the stored entries (a user's picks and their
+neighbour lists), so scoring costs the ratings touched, not users x items.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ from collabkit.models.base import ModelConfig, register
 from collabkit.models.ranking_base import (
     RankingModel,
     Values,
-    cosine_similarity,
-    interaction_matrix,
+    cosine_top_k,
     interaction_row,
-    keep_top_k,
+    min_rating_field,
+    neighbour_csr,
     values_field,
 )
 from collabkit.models.settings import FamilySettings
+from collabkit.models.sparse import CSR
 
 MAX_NEIGHBOURS = 1_000_000
+SIM_BUDGET = 2**25  # similarities held at once while neighbours are found (128 MB of float32)
 
 
 def neighbours_field(default: int) -> Any:
@@ -47,6 +51,14 @@ class KNNSettings(FamilySettings):
     k: int = neighbours_field(20)
     shrink: float = shrink_field()
     values: Values = values_field("binary")
+    min_rating: float | None = min_rating_field()
+
+
+def sum_rows(weights: Tensor, table: CSR) -> Tensor:
+    """(B, table.n_cols) dense `weights` (B, table.n_rows) times the sparse `table`, summing over
+    the non-zero weights only (a user's picks, or their k neighbours)."""
+    which, row = torch.nonzero(weights, as_tuple=True)
+    return table.weighted_rows(which, row, weights[which, row], len(weights))
 
 
 @register("itemknn")
@@ -55,44 +67,74 @@ class ItemKNN(RankingModel):
     plain cosine). On a validation part of ML-100k u1's training rows `-o k=200 -o values=rating`
     ranked best (bench/ranking.py --tune; 0.236 NDCG@10 against 0.219)."""
 
-    interactions: Tensor  # (n_users, n_items) X, binary
-    similarity: Tensor  # (n_items, n_items) row i: item i's k neighbours, others 0
+    neighbours: Tensor  # (n_items, k) each item's k most similar items
+    similarity: Tensor  # (n_items, k) their cosine similarity (0: no neighbour)
 
     settings: KNNSettings
     Settings = KNNSettings
+    uses_interactions = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.register_buffer("interactions", torch.zeros(self.n_users, self.n_items))
-        self.register_buffer("similarity", torch.zeros(self.n_items, self.n_items))
+        k = min(self.settings.k, self.n_items)
+        self.register_buffer("neighbours", torch.zeros(self.n_items, k, dtype=torch.long))
+        self.register_buffer("similarity", torch.zeros(self.n_items, k))
+
+    @classmethod
+    def upgrade_shapes(cls, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        shapes = super().upgrade_shapes(shapes)
+        sim = shapes.get("similarity")
+        if "neighbours" not in shapes and sim is not None and len(sim) == 2 and sim[0] == sim[1]:
+            return {**shapes, "neighbours": sim, "similarity": sim}  # k is known only from the data
+        return shapes
+
+    @classmethod
+    def upgrade_state(cls, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Earlier itemknn folders saved an (n_items, n_items) matrix with each row's k largest
+        similarities kept: made into the neighbour lists it holds."""
+        state = super().upgrade_state(state)
+        sim = state.get("similarity")
+        if "neighbours" in state or sim is None or sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
+            return state
+        k = max(1, int((sim != 0).sum(1).max()))
+        top, at = sim.topk(k, dim=1)
+        return {**state, "neighbours": at, "similarity": top}
 
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         self.check_fit_input(x, y)
-        xs = interaction_matrix(
-            x, y, self.n_users, self.n_items, self.interactions.device, self.settings.values
-        )
-        sim = cosine_similarity(xs, self.settings.shrink)  # (n_items, n_items)
-        self.interactions.copy_(xs)
-        self.similarity.copy_(keep_top_k(sim, self.settings.k, dim=1))
+        self.attach_training(x, y)
+        idx, sims = cosine_top_k(self.interactions.transpose(), self.settings.k, self.settings.shrink)
+        self.neighbours.copy_(idx)
+        self.similarity.copy_(sims)
 
-    def user_vectors(self) -> Tensor:
+    def user_vectors(self) -> CSR:
         return self.interactions  # (n_users, n_items)
 
-    def item_vectors(self) -> Tensor:
-        return self.interactions.T  # (n_items, n_users): cosine of these is the model's similarity
+    def item_vectors(self) -> CSR:
+        return self.interactions.transpose()  # (n_items, n_users): cosine of these is the similarity
 
     def user_rows(self, user_idx: Tensor) -> Tensor:
-        return self.interactions[user_idx]  # (B, n_items)
+        return self.interactions.dense_rows(user_idx)  # (B, n_items)
 
-    def item_side(self, item_idx: Tensor) -> Tensor:
-        return self.similarity[:, item_idx]  # (n_items, m)
+    def item_side(self, item_idx: Tensor) -> CSR:
+        """The neighbour lists (n_items, m) on the candidate items' columns, prepared once."""
+        lists = neighbour_csr(self.neighbours, self.similarity, self.n_items)
+        return _columns(lists.transpose(), item_idx.to(self.device)).transpose()
+
+    def score_block(self, rows: Tensor, side: CSR) -> Tensor:
+        return sum_rows(rows, side)  # (B, m)
 
     def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
         """(n_items,) the new user's interaction row (prior, strength unused: nothing to fit)."""
         self.check_fold_in(item_idx, ratings)
-        return interaction_row(
-            item_idx, ratings, self.n_items, self.interactions.device, self.settings.values
-        )
+        s = self.settings
+        return interaction_row(item_idx, ratings, self.n_items, self.device, s.values, s.min_rating)
+
+
+def _columns(by_col: CSR, col_idx: Tensor) -> CSR:
+    """The rows `col_idx` of a transposed matrix, repeats allowed: (len(col_idx), n_rows) CSR."""
+    which, pos = by_col.entries(col_idx)
+    return CSR.from_pairs(which, by_col.indices[pos], by_col.values[pos], len(col_idx), by_col.n_cols)
 
 
 @register("userknn")
@@ -101,28 +143,23 @@ class UserKNN(RankingModel):
     validation part of ML-100k u1's training rows `-o k=50 -o values=rating` ranked best
     (bench/ranking.py --tune; 0.252 NDCG@10 against 0.224)."""
 
-    interactions: Tensor  # (n_users, n_items) X, binary
-
     settings: KNNSettings
     Settings = KNNSettings
+    uses_interactions = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.register_buffer("interactions", torch.zeros(self.n_users, self.n_items))
+        self.register_buffer("_device_mark", torch.zeros(0), persistent=False)  # where it runs
 
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         self.check_fit_input(x, y)
-        self.interactions.copy_(
-            interaction_matrix(
-                x, y, self.n_users, self.n_items, self.interactions.device, self.settings.values
-            )
-        )
+        self.attach_training(x, y)
 
-    def user_vectors(self) -> Tensor:
+    def user_vectors(self) -> CSR:
         return self.interactions  # (n_users, n_items): cosine of these is the model's similarity
 
-    def item_vectors(self) -> Tensor:
-        return self.interactions.T  # (n_items, n_users)
+    def item_vectors(self) -> CSR:
+        return self.interactions.transpose()  # (n_items, n_users)
 
     def neighbour_rows(self, vectors: Tensor, exclude: Tensor | None) -> Tensor:
         """(B, n_users) each row's k most similar trained users and their similarity, others 0.
@@ -131,26 +168,36 @@ class UserKNN(RankingModel):
         is not their own neighbour), or None for new users.
         """
         xs = self.interactions
-        norms = xs.norm(dim=1)  # (n_users,)
-        dots = vectors @ xs.T  # (B, n_users)
+        dots = xs.matmul(vectors.T).T  # (B, n_users)
         own = vectors.norm(dim=1)  # (B,)
-        sim = dots / (own[:, None] * norms[None, :] + self.settings.shrink).clamp_min(1e-12)
+        sim = dots / (own[:, None] * xs.row_norms()[None, :] + self.settings.shrink).clamp_min(1e-12)
         if exclude is not None:
-            sim[torch.arange(len(sim), device=sim.device), exclude] = 0.0
-        return keep_top_k(sim, self.settings.k, dim=1)
+            sim[torch.arange(len(sim), device=sim.device), exclude.to(sim.device)] = 0.0
+        k = min(self.settings.k, self.n_users)
+        top, at = sim.topk(k, dim=1)
+        out = torch.zeros_like(sim)
+        out.scatter_(1, at, top.clamp_min(0.0))
+        return out
 
     def user_rows(self, user_idx: Tensor) -> Tensor:
-        out = torch.empty(len(user_idx), self.n_users, device=self.interactions.device)
-        for start in range(0, len(user_idx), 4096):  # blocks bound the (B, n_users) products' memory
-            idx = user_idx[start : start + 4096]
-            out[start : start + len(idx)] = self.neighbour_rows(self.interactions[idx], idx)
+        out = torch.empty(len(user_idx), self.n_users, device=self.device)
+        block = max(1, SIM_BUDGET // self.n_users)  # bounds the (block, n_users) similarities
+        for start in range(0, len(user_idx), block):
+            idx = user_idx[start : start + block].to(self.device)
+            out[start : start + len(idx)] = self.neighbour_rows(self.interactions.dense_rows(idx), idx)
         return out  # (B, n_users)
 
-    def item_side(self, item_idx: Tensor) -> Tensor:
-        return self.interactions[:, item_idx]  # (n_users, m)
+    def item_side(self, item_idx: Tensor) -> CSR:
+        """The interactions (n_users, m) on the candidate items' columns, prepared once."""
+        by_item = self.interactions.transpose()
+        return _columns(by_item, item_idx.to(self.device)).transpose()
+
+    def score_block(self, rows: Tensor, side: CSR) -> Tensor:
+        return sum_rows(rows, side)  # (B, m)
 
     def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
         """(n_users,) the new user's neighbours, found as a trained user's are (prior, strength unused)."""
         self.check_fold_in(item_idx, ratings)
-        row = interaction_row(item_idx, ratings, self.n_items, self.interactions.device, self.settings.values)
+        s = self.settings
+        row = interaction_row(item_idx, ratings, self.n_items, self.device, s.values, s.min_rating)
         return self.neighbour_rows(row[None], None)[0]

@@ -6,14 +6,17 @@ fitted in closed form (or by alternating solves) on the (binarised) interaction 
 `score_kind = "score"` (the facade refuses `predict` for it and labels its lists as scores) and
 `trains_by_gradient = False` (`train` calls `fit_direct(x, y)` once with every training pair).
 
-The interaction matrix is kept dense, (n_users, n_items) float32: 6 MB for ML-100k and 90 MB for
-ML-1M; beyond some 30k users x 30k items (ML-20M) it needs a sparse layout, which the state_dict to
-safetensors path does not carry today.
+The interaction matrix is sparse (`models.sparse.CSR`, memory in proportion to the ratings) and is
+never saved: a family saves only what it learns (factors, an item-item matrix, neighbour lists) and
+rebuilds its interactions from the training rows the model folder keeps (`attach_training`, which
+`load_model` calls). No family allocates users x items densely; rows are made a block of users at
+a time.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -21,6 +24,7 @@ from torch import Tensor
 
 from collabkit.errors import CollabkitError
 from collabkit.models.base import CollabModel, ModelConfig
+from collabkit.models.sparse import CSR
 
 
 class RankingModel(CollabModel):
@@ -32,20 +36,70 @@ class RankingModel(CollabModel):
 
     score_kind = "score"
     trains_by_gradient = False
+    uses_interactions: ClassVar[bool] = False  # scores from the training interactions (`interactions`)
 
     def __init__(self, config: ModelConfig) -> None:
         self.n_users, self.n_items = config.n_users, config.n_items
         self.settings: Any = config.settings  # the family's own Settings, checked by ModelConfig
+        self._interactions: CSR | None = None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> CollabModel:
         return cls(config)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B,) ranking scores of (user, item) pairs x (B, 2); not ratings."""
-        rows = self.user_rows(x[:, 0])  # (B, d)
-        side = self.item_side(x[:, 1])  # (d, B)
-        return (rows * side.T).sum(1)
+        """(B,) ranking scores of (user, item) pairs x (B, 2); not ratings. Pairs go a block at a
+        time: a block's scores are (block x block), of which the diagonal is kept."""
+        out = torch.empty(len(x), device=x.device)
+        for start in range(0, len(x), PAIR_BLOCK):
+            part = x[start : start + PAIR_BLOCK]
+            raw = self.score_block(self.user_rows(part[:, 0]), self.item_side(part[:, 1]))
+            out[start : start + len(part)] = raw.diagonal()
+        return out
+
+    # -- the training interactions, rebuilt rather than saved ------------------------------------
+    def attach_training(self, x: Tensor, y: Tensor) -> None:
+        if self.uses_interactions:
+            self._interactions = self.make_interactions(x.to(self.device), y.to(self.device))
+
+    def make_interactions(self, x: Tensor, y: Tensor) -> CSR:
+        """The (n_users, n_items) matrix this family scores from; see `interaction_csr`."""
+        s = self.settings
+        return interaction_csr(x, y, self.n_users, self.n_items, s.values, getattr(s, "min_rating", None))
+
+    @classmethod
+    def upgrade_shapes(cls, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        return {k: v for k, v in shapes.items() if not _dense_interactions(k)}
+
+    @classmethod
+    def upgrade_state(cls, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Before the interactions were sparse, they were saved dense ("interactions"): dropped,
+        since `attach_training` rebuilds them from the folder's training rows."""
+        return {k: v for k, v in state.items() if not _dense_interactions(k)}
+
+    @property
+    def interactions(self) -> CSR:
+        """The training interactions (CSR); refused before `fit_direct` or `attach_training`."""
+        if self._interactions is None:
+            raise CollabkitError(
+                f"{self.name}: the model has no training interactions yet; fit it, or load it with "
+                "load_model (which rebuilds them from the folder's training rows)"
+            )
+        return self._interactions
+
+    @property
+    def device(self) -> torch.device:
+        b = next(self.buffers(), None)
+        return b.device if b is not None else torch.device("cpu")
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        out = super()._apply(fn, recurse)  # .to(device) moves what was derived with the buffers
+        for name, value in list(vars(self).items()):
+            if isinstance(value, CSR):
+                setattr(self, name, CSR(fn(value.indptr), fn(value.indices), fn(value.values), value.n_cols))
+            elif isinstance(value, Tensor) and name.startswith("_"):
+                setattr(self, name, fn(value))
+        return out
 
     def check_fit_input(self, x: Tensor, y: Tensor) -> None:
         """Refuse training pairs that do not fit the model's users and items."""
@@ -72,6 +126,12 @@ class RankingModel(CollabModel):
             raise CollabkitError(f"{self.name}: fold_in item indices outside 0..{self.n_items - 1}")
 
 
+def _dense_interactions(key: str) -> bool:
+    return key == "interactions" or key.endswith(".interactions")
+
+
+PAIR_BLOCK = 1024  # (user, item) pairs scored at once by `forward`
+
 Values = Literal["binary", "rating"]
 VALUES_HELP = "interaction values: 1, or the rating"
 
@@ -81,45 +141,84 @@ def values_field(default: Values) -> Any:
     return Field(default, description=VALUES_HELP)
 
 
-def interaction_matrix(
-    x: Tensor, y: Tensor, n_users: int, n_items: int, device: torch.device, values: str = "binary"
-) -> Tensor:
-    """(n_users, n_items) float32: 1 (or the rating, `values="rating"`) where the user rated the
-    item in training, else 0."""
-    out = torch.zeros(n_users, n_items, device=device)
-    vals = torch.ones(len(x), device=device) if values == "binary" else y.to(device).float()
-    out[x[:, 0].to(device), x[:, 1].to(device)] = vals
-    return out
+def min_rating_field() -> Any:
+    """The `min_rating` setting: which ratings count as interactions at all."""
+    return Field(
+        None, description="count only ratings at or above this as interactions (default: every rating)"
+    )
+
+
+def interaction_csr(
+    x: Tensor, y: Tensor, n_users: int, n_items: int, values: str = "binary", min_rating: float | None = None
+) -> CSR:
+    """(n_users, n_items) CSR: 1 (or the rating, `values="rating"`) where the user rated the item in
+    training (at least `min_rating`, when given); a repeated pair keeps its last rating."""
+    if min_rating is not None:
+        keep = y >= min_rating
+        x, y = x[keep], y[keep]
+    vals = torch.ones(len(x), device=x.device) if values == "binary" else y.float()
+    return CSR.from_pairs(x[:, 0], x[:, 1], vals, n_users, n_items)
 
 
 def interaction_row(
-    item_idx: Tensor, ratings: Tensor, n_items: int, device: torch.device, values: str = "binary"
+    item_idx: Tensor,
+    ratings: Tensor,
+    n_items: int,
+    device: torch.device,
+    values: str = "binary",
+    min_rating: float | None = None,
 ) -> Tensor:
-    """(n_items,) float32: a new user's interaction vector, as `interaction_matrix` makes a row."""
+    """(n_items,) float32: a new user's interaction vector, as `interaction_csr` makes a row."""
+    item_idx, ratings = item_idx.to(device), ratings.to(device).float()
+    if min_rating is not None:
+        keep = ratings >= min_rating
+        item_idx, ratings = item_idx[keep], ratings[keep]
     row = torch.zeros(n_items, device=device)
-    row[item_idx.to(device)] = 1.0 if values == "binary" else ratings.to(device).float()
+    row[item_idx] = 1.0 if values == "binary" else ratings
     return row
 
 
-def cosine_similarity(x: Tensor, shrink: float) -> Tensor:
-    """(n, n) cosine similarity of the columns of x (m, n), shrunk: x_i.x_j / (|x_i||x_j| + shrink).
+def cosine_top_k(m: CSR, k: int, shrink: float, block: int = 512) -> tuple[Tensor, Tensor]:
+    """Each row's k most cosine-similar other rows of `m`: (n_rows, k) indices and similarities.
 
-    Shrinkage (Koren 2008) pulls the similarity of rarely co-rated pairs towards zero; float64
-    keeps the dot products of long columns exact. The diagonal is zero: an item is not its own
-    neighbour.
+    Shrinkage (Koren 2008) pulls the similarity of rarely co-rated pairs towards zero:
+    x.y / (|x||y| + shrink). Negative similarities count as 0 (no neighbour); a row is not its own
+    neighbour. Computed a block of rows at a time: memory (block x n_rows), never n_rows^2.
     """
-    xd = x.double()
-    gram = xd.T @ xd  # (n, n)
-    norms = gram.diagonal().sqrt()
-    sim = gram / (norms[:, None] * norms[None, :] + shrink).clamp_min(1e-12)
-    sim.fill_diagonal_(0.0)
-    return sim.float()
+    n, k = m.n_rows, min(k, m.n_rows)
+    norms = m.row_norms()
+    idx = torch.zeros(n, k, dtype=torch.long, device=m.values.device)
+    sims = torch.zeros(n, k, device=m.values.device)
+    for start in range(0, n, block):
+        rows = torch.arange(start, min(start + block, n), device=m.values.device)
+        dots = m.matmul(m.dense_rows(rows).T).T  # (b, n): the block's rows against every row
+        sim = dots / (norms[rows, None] * norms[None, :] + shrink).clamp_min(1e-12)
+        sim[torch.arange(len(rows)), rows] = 0.0
+        top, at = sim.topk(k, dim=1)
+        idx[rows], sims[rows] = at, top.clamp_min(0.0)
+    return idx, sims
 
 
-def keep_top_k(sim: Tensor, k: int, dim: int = 1) -> Tensor:
-    """`sim` with all but the k largest values along `dim` set to 0 (negative similarities dropped)."""
-    k = min(k, sim.shape[dim])
-    top, at = sim.topk(k, dim=dim)
-    out = torch.zeros_like(sim)
-    out.scatter_(dim, at, top.clamp_min(0.0))
-    return out
+def neighbour_csr(idx: Tensor, sims: Tensor, n_cols: int) -> CSR:
+    """The (n_rows, n_cols) CSR of neighbour lists: row r holds sims[r] at columns idx[r]."""
+    rows = torch.arange(len(idx), device=idx.device).repeat_interleave(idx.shape[1])
+    return CSR.from_pairs(rows, idx.reshape(-1), sims.reshape(-1), len(idx), n_cols)
+
+
+def available_memory() -> int:
+    """Bytes this machine can still give (MemAvailable), or 0 where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB"

@@ -19,6 +19,7 @@ from torch import Tensor
 from collabkit.bundle import SeenItems
 from collabkit.models import CollabModel
 from collabkit.models.base import model_device
+from collabkit.models.sparse import CSR, dense_rows, times_vector
 from collabkit.train import args
 
 DEFAULT_SCORE_BUDGET = 2**24  # float32 values per scoring block (64 MiB)
@@ -44,14 +45,16 @@ def cosine_neighbours(
 
 
 def unit_neighbours(
-    unit: Tensor, query_idx: Sequence[int], n: int, candidates: Tensor | None = None
+    unit: Tensor | CSR, query_idx: Sequence[int], n: int, candidates: Tensor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`cosine_neighbours` of a table whose rows are already unit length (normalised once per model)."""
+    """`cosine_neighbours` of a table whose rows are already unit length (normalised once per model),
+    dense or sparse (a ranking family's interaction columns)."""
     q = torch.as_tensor(list(query_idx), dtype=torch.long)
-    centre = unit[q].mean(0)
+    centre = dense_rows(unit, q).mean(0)
     centre = centre / centre.norm().clamp_min(1e-12)
-    sims = unit @ centre  # (N,)
-    allowed = torch.ones(len(unit), dtype=torch.bool) if candidates is None else candidates.cpu().clone()
+    sims = times_vector(unit, centre)  # (N,)
+    n_rows = unit.n_rows if isinstance(unit, CSR) else len(unit)
+    allowed = torch.ones(n_rows, dtype=torch.bool) if candidates is None else candidates.cpu().clone()
     allowed[q] = False
     sims = sims.masked_fill(~allowed, float("-inf"))
     take = min(int(n), int(allowed.sum()))

@@ -382,10 +382,23 @@ class Recommender:
         trained = torch.nonzero(self.user_counts > 0).squeeze(1)
         if len(trained) == 0:
             trained = torch.arange(1, len(self.users))
-        return self.model.user_rows(trained.to(self.engine.device)).mean(0)
+        wide = self.model.user_rows(trained[:1].to(self.engine.device)).shape[1] > WIDE_ROW
+        if wide and len(trained) > MEAN_SAMPLE:  # a catalogue-wide row costs a product per user:
+            pick = torch.randperm(len(trained), generator=torch.Generator().manual_seed(0))
+            trained = trained[pick[:MEAN_SAMPLE]]  # the average of a fixed sample estimates it
+        total: Tensor | None = None  # summed a block of users at a time: a row can be catalogue-wide
+        for chunk in trained.split(max(256, self.engine.score_budget // max(1, len(self.items)))):
+            part = self.model.user_rows(chunk.to(self.engine.device)).double().sum(0)
+            total = part if total is None else total + part
+        assert total is not None
+        return (total / len(trained)).float()
 
     def _mean_row(self) -> Tensor:
-        """(d,) the average trained user's row: the prior of fold-in and the row of `popular`."""
+        """(d,) the average trained user's row: the prior of fold-in and the row of `popular`.
+
+        Exact for factor models; for a model whose rows are catalogue- or user-wide (a ranking
+        family), the average over a fixed sample of MEAN_SAMPLE trained users where there are more.
+        """
         return self._mean_rows
 
     def _solve_fold_in(self, item_idx: Tensor, y: Tensor, prior: Tensor, strength: float) -> Tensor:
@@ -471,10 +484,17 @@ class Recommender:
         return np.array([self.title(i) for i in self.items], dtype=object)
 
 
+WIDE_ROW = 4096  # a user row wider than this (a ranking model's catalogue- or user-wide row) ...
+MEAN_SAMPLE = 5_000  # ... is averaged over at most this many users (a seeded sample) for `popular`
+
+
 def item_candidates(trained: TrainedModel, min_count: int) -> Tensor:
     """(n_items,) bool: the items with at least `min_count` (>= 1) training ratings, never `#na#`."""
     min_count = args.whole("min_count", min_count, 1)  # at least 1: items need training ratings
     cand = trained.item_counts >= min_count  # beyond any count: no item, not an overflow
+    scored = trained.model.scored_items()  # EASE under an item cap scores only the items it kept
+    if scored is not None:
+        cand &= scored.cpu()
     cand[0] = False  # `#na#` is never an answer
     return cand
 

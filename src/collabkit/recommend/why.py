@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
+from collabkit.models.sparse import CSR, cosines
 from collabkit.recommend.recommender import Recommender
 from collabkit.recommend.results import NewUser
 
@@ -48,7 +50,7 @@ class Why:
 class WhyTables:
     """What every `why_recommended` call needs, computed once per Recommender."""
 
-    unit: np.ndarray | None  # (n_items, d) unit-length item vectors; None: the family has none
+    unit: Tensor | CSR | None  # (n_items, d) unit-length item vectors; None: the family has none
     bias: np.ndarray | None  # (n_items,) item biases; None: the family has none
 
 
@@ -57,9 +59,7 @@ def why_tables(rec: Recommender) -> WhyTables:
     caps = type(rec.model).capabilities()
     unit = None
     if caps.item_vectors:
-        v = rec.model.item_vectors().detach().float().cpu().numpy()
-        norms = np.linalg.norm(v, axis=1, keepdims=True)
-        unit = v / np.where(norms > 0, norms, 1.0)
+        unit = rec.trained.unit_item_vectors
     bias = None
     if caps.biases:
         b = rec.model.item_biases()
@@ -68,7 +68,7 @@ def why_tables(rec: Recommender) -> WhyTables:
 
 
 def closest_rated(
-    unit: np.ndarray, rec_idx: np.ndarray, rated_idx: np.ndarray, k: int = N_CLOSEST
+    unit: Tensor | CSR, rec_idx: np.ndarray, rated_idx: np.ndarray, k: int = N_CLOSEST
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each recommended item, the `k` rated items most cosine-similar to it.
 
@@ -77,7 +77,7 @@ def closest_rated(
     """
     if len(rated_idx) == 0 or len(rec_idx) == 0:
         return np.zeros((len(rec_idx), 0), dtype=np.int64), np.zeros((len(rec_idx), 0), dtype=np.float32)
-    sims = unit[rec_idx] @ unit[rated_idx].T  # (n_rec, n_rated)
+    sims = cosines(unit, rec_idx, rated_idx)  # (n_rec, n_rated)
     order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(sims, order, axis=1)
 

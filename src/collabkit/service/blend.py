@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from collabkit.bundle import TrainedModel
 from collabkit.models import ModelConfig, build_model
+from collabkit.models.sparse import CSR, cosines
 from collabkit.recommend import Recommender
 
 RANKER_FAMILY = "easeknn"  # the best ranking family of bench/ranking.py on ML-100k with its defaults
@@ -137,7 +139,7 @@ def allowed_items(
 
 
 def closest_liked(
-    unit: np.ndarray | None, rec_idx: np.ndarray, liked_idx: np.ndarray, most: int = 2, near: float = 0.8
+    unit: Tensor | CSR | None, rec_idx: np.ndarray, liked_idx: np.ndarray, most: int = 2, near: float = 0.8
 ) -> list[list[tuple[int, float]]]:
     """For each recommended item, the liked items closest to it: (position in `liked_idx`, cosine).
 
@@ -146,7 +148,7 @@ def closest_liked(
     """
     if unit is None or len(liked_idx) == 0 or len(rec_idx) == 0:
         return [[] for _ in rec_idx]
-    sims = unit[rec_idx] @ unit[liked_idx].T  # (n_rec, n_liked)
+    sims = cosines(unit, rec_idx, liked_idx)  # (n_rec, n_liked)
     out = []
     for row in sims:
         order = np.argsort(-row, kind="stable")

@@ -20,9 +20,11 @@ from fastapi import Depends, HTTPException, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from torch import Tensor
 
 import collabkit.interpret as interpret
 from collabkit.models.base import Capabilities
+from collabkit.models.sparse import CSR
 from collabkit.recommend import Recommender
 from collabkit.recommend.why import WhyTables, why_tables
 from collabkit.service.blend import (
@@ -118,7 +120,7 @@ class ServiceState:
     ranker: Ranker | None = None  # a ranking model beside a rating model (see `blend`), or None
     scale: Scale = field(default_factory=lambda: Scale(1.0, 5.0, 1.0))
     kind: str = "item"  # "movie" for MovieLens data: what the page calls the items
-    reason_unit: np.ndarray | None = None  # (n_items, d) unit item vectors the plain reasons use
+    reason_unit: Tensor | CSR | None = None  # (n_items, d) unit item vectors the plain reasons use
     _map: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -192,7 +194,7 @@ def build_state(rec: Recommender, genres: Mapping[Any, str] | None = None) -> Se
     unit = None  # the reasons compare co-rating columns (the ranker's) where there are any
     for source in (ranker.rec if ranker is not None else None, rec):
         if source is not None and type(source.model).capabilities().item_vectors:
-            unit = source.trained.unit_item_vectors.numpy()
+            unit = source.trained.unit_item_vectors
             break
     trained = np.flatnonzero(counts > 0)
     trained = trained[trained != 0]
