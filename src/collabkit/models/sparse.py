@@ -133,10 +133,12 @@ class CSR:
         return sum(t.element_size() * t.numel() for t in (self.indptr, self.indices, self.values))
 
 
-def dense_rows(table: Tensor | CSR, row_idx: Tensor) -> Tensor:
-    """Rows of a dense table or a CSR matrix, dense float32."""
+def dense_rows(table: Tensor | CSR | np.ndarray, row_idx: Tensor) -> Tensor:
+    """Rows of a dense table (a tensor or an array) or a CSR matrix, dense float32."""
     if isinstance(table, CSR):
         return table.dense_rows(row_idx)
+    if isinstance(table, np.ndarray):
+        table = torch.from_numpy(table)
     return table[row_idx.to(table.device)].float()
 
 
@@ -159,7 +161,7 @@ def n_cols(table: Tensor | CSR) -> int:
     return table.n_cols if isinstance(table, CSR) else int(table.shape[1])
 
 
-def cosines(unit: Tensor | CSR, a_idx: np.ndarray, b_idx: np.ndarray) -> np.ndarray:
+def cosines(unit: Tensor | CSR | np.ndarray, a_idx: np.ndarray, b_idx: np.ndarray) -> np.ndarray:
     """(len(a_idx), len(b_idx)) float32 dot products of rows of a unit-row table: their cosines."""
     a = dense_rows(unit, torch.as_tensor(a_idx, dtype=torch.long))
     b = dense_rows(unit, torch.as_tensor(b_idx, dtype=torch.long))

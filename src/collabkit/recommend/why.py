@@ -68,7 +68,7 @@ def why_tables(rec: Recommender) -> WhyTables:
 
 
 def closest_rated(
-    unit: Tensor | CSR, rec_idx: np.ndarray, rated_idx: np.ndarray, k: int = N_CLOSEST
+    unit: Tensor | CSR | np.ndarray, rec_idx: np.ndarray, rated_idx: np.ndarray, k: int = N_CLOSEST
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each recommended item, the `k` rated items most cosine-similar to it.
 

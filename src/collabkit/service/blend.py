@@ -139,7 +139,11 @@ def allowed_items(
 
 
 def closest_liked(
-    unit: Tensor | CSR | None, rec_idx: np.ndarray, liked_idx: np.ndarray, most: int = 2, near: float = 0.8
+    unit: Tensor | CSR | np.ndarray | None,
+    rec_idx: np.ndarray,
+    liked_idx: np.ndarray,
+    most: int = 2,
+    near: float = 0.8,
 ) -> list[list[tuple[int, float]]]:
     """For each recommended item, the liked items closest to it: (position in `liked_idx`, cosine).
 
