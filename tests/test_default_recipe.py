@@ -3,11 +3,16 @@ biases-only start and every epoch, then the model trains again on every training
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from collabkit.baselines import fit_biases, fit_range_biases
+from collabkit.data import load_ratings
 from collabkit.models.core import sigmoid_range
 from collabkit.workflows import INNER_VALID, TrainConfig, train
 
@@ -81,8 +86,6 @@ def test_biases_in_the_models_own_range_fit_a_table_made_of_them() -> None:
     users, items = rng.integers(0, 30, 3000), rng.integers(0, 20, 3000)
     bu, bi = rng.normal(scale=0.5, size=30), rng.normal(scale=0.5, size=20)
     y_range = (0.0, 5.5)
-    import torch
-
     ratings = sigmoid_range(torch.tensor(0.4 + bu[users] + bi[items]), *y_range).numpy()
     fit = fit_range_biases(users, items, ratings, 30, 20, y_range, reg=0.0, sweeps=30)
     pred = sigmoid_range(torch.tensor(fit.offset + fit.user[users] + fit.item[items]), *y_range).numpy()
@@ -102,3 +105,40 @@ def test_biases_in_range_follow_the_rating_scale(scale: float) -> None:
     assert a.offset == pytest.approx(b.offset)
     np.testing.assert_allclose(a.item, b.item, atol=1e-9)
     np.testing.assert_allclose(a.user, b.user, atol=1e-9)
+
+
+def test_a_default_run_stopped_after_its_choice_resumes_to_the_same_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the run on every training row: `resume` makes the same choice again (the held-aside
+    rows and the seed are the same) and continues the checkpoint to the straight run's weights."""
+    from collabkit.persist import load_model
+    from collabkit.train.learner import Learner
+    from collabkit.workflows import resume
+
+    path = tmp_path / "t.csv"
+    _factor_table().to_csv(path, index=False)
+    table = load_ratings(str(path), progress=False)
+    config = TrainConfig(bs=64, epochs=3, settings={"n_factors": 4})
+    straight = train(table, config, out=tmp_path / "straight", log=None, data_name=str(path))
+    assert straight.best is not None and straight.best["best_epoch"] >= 2  # the refit has 2+ epochs
+
+    real, calls = Learner.validate, {"n": 0}
+
+    def ctrl_c_in_the_refits_epoch_1(self: Learner, dl: Any = None) -> dict[str, float]:
+        if dl is None:
+            calls["n"] += 1
+            if calls["n"] == 1 + 3 + 2:  # the start and 3 epochs chosen among, then the refit's 2nd
+                raise KeyboardInterrupt
+        return real(self, dl)
+
+    monkeypatch.setattr(Learner, "validate", ctrl_c_in_the_refits_epoch_1)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(table, config, out=run, log=None, checkpoint_every=1, data_name=str(path))
+    monkeypatch.setattr(Learner, "validate", real)
+    resumed = resume(run, log=None)
+    assert resumed.best == straight.best
+    a, b = load_model(tmp_path / "straight"), load_model(run)
+    for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-6, msg=k)
