@@ -6,12 +6,17 @@ No timing here: bench/ranking_speed.py measures the seconds beside implicit.
 
 from __future__ import annotations
 
+import io
+import sys
 from typing import Any
 
+import pytest
 import torch
 
+from collabkit.models import bpr as bpr_module
 from collabkit.models import build_model
 from collabkit.models.base import ModelConfig
+from collabkit.models.bpr import BPR
 from collabkit.models.ials import ImplicitALS, solve_cg, solve_exact
 
 
@@ -81,3 +86,75 @@ def test_a_repeated_pair_keeps_its_last_rating() -> None:
     by_user, _ = model.rated_cells(x, y)
     assert by_user.c1.tolist() == [5.0, 2.0, 3.0]  # (0,0) rated 5 last, then (0,1) and (1,1)
     assert by_user.dots.crow_indices().tolist() == [0, 2, 3]
+
+
+def bpr(n_users: int, n_items: int, **settings: Any) -> BPR:
+    model = build_model(ModelConfig("bpr", n_users, n_items, **settings))
+    if not isinstance(model, BPR):
+        raise TypeError(f"expected BPR, got {type(model).__name__}")
+    return model
+
+
+def planted(n_per_group: int = 20, block: int = 10, kept: int = 7) -> tuple[torch.Tensor, list[set[int]]]:
+    """Users 0..n-1 rate `kept` of items 0..block-1, users n..2n-1 `kept` of items block..2 block-1;
+    each user's own unrated block items (what must rank first)."""
+    g = torch.Generator().manual_seed(0)
+    pairs, unrated = [], []
+    for u in range(2 * n_per_group):
+        own = list(range(block)) if u < n_per_group else list(range(block, 2 * block))
+        order = torch.randperm(block, generator=g).tolist()
+        pairs += [(u, own[o]) for o in order[:kept]]
+        unrated.append({own[o] for o in order[kept:]})
+    return torch.tensor(pairs), unrated
+
+
+def test_bpr_ranks_the_planted_block_first() -> None:
+    x, unrated = planted()
+    torch.manual_seed(0)
+    model = bpr(40, 20, n_factors=4, epochs=60, bs=64)
+    model.fit_direct(x, torch.ones(len(x)))
+    scores = model.user_rows(torch.arange(40)) @ model.item_side(torch.arange(20))  # (40, 20)
+    scores[x[:, 0], x[:, 1]] = -torch.inf  # rated items are not candidates
+    top = scores.topk(3, dim=1).indices
+    for u in range(40):
+        assert set(top[u].tolist()) == unrated[u], (u, top[u].tolist(), unrated[u])
+
+
+def test_bpr_reports_each_epoch_and_its_loss_falls() -> None:
+    x, _ = planted()
+    model = bpr(40, 20, n_factors=4, epochs=40, bs=64)
+    lines: list[str] = []
+    model.log = lines.append
+    model.show_progress = False
+    threads = torch.get_num_threads()
+    model.fit_direct(x, torch.ones(len(x)))
+    assert torch.get_num_threads() == threads  # the one-thread loop gives the threads back
+    assert [line.split(":")[0] for line in lines] == [f"bpr epoch {e}/40" for e in range(1, 41)]
+    losses = [float(line.split("loss ")[1].split()[0]) for line in lines]
+    assert 0.68 < losses[0] < 0.71  # ln 2 = 0.693 from factors near 0
+    assert max(losses[-5:]) < 0.4  # the blocks are learnt
+
+
+def test_bpr_shows_a_bar_on_a_terminal(monkeypatch: Any) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    x, _ = planted()
+    bpr(40, 20, n_factors=4, epochs=3, bs=64).fit_direct(x, torch.ones(len(x)))
+    assert "bpr epochs" in screen.getvalue()
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_the_rated_pair_lookup_matches_a_set(dense: bool, monkeypatch: Any) -> None:
+    monkeypatch.setattr(bpr_module, "DENSE_PAIRS", 10**9 if dense else 0)
+    x, y = made_up(n_users=30, n_items=25, n=200)
+    rated = bpr_module._PairSet(x[:, 0], x[:, 1], 30, 25)
+    assert rated.dense is dense
+    users, items = torch.meshgrid(torch.arange(30), torch.arange(25), indexing="ij")
+    got = rated(users.reshape(-1), items.reshape(-1))
+    truth = {(int(u), int(i)) for u, i in x}
+    want = [(u, i) in truth for u in range(30) for i in range(25)]
+    assert got.tolist() == want
