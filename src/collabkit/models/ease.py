@@ -33,10 +33,10 @@ from collabkit.models.ranking_base import (
     values_field,
 )
 from collabkit.models.settings import FamilySettings
-from collabkit.models.sparse import CSR
+from collabkit.models.sparse import CSR, blocks
 
 BYTES_PER_CELL = 20  # fitting: Gram + Cholesky factor (float64), then B (float32)
-GRAM_BLOCK = 2**26  # float32 values of one dense block of X's columns while the Gram is built
+GRAM_BUDGET = 2**25  # co-occurrences (and Gram values) summed at once while X^T X is built
 
 
 def max_items_field() -> Any:
@@ -130,10 +130,9 @@ class EASE(RankingModel):
         xt = xs.transpose()  # (n_kept, n_users)
         n = self.n_kept
         gram = torch.empty(n, n, dtype=torch.float64, device=self.device)  # float64: a stable inverse
-        block = max(1, GRAM_BLOCK // max(1, xs.n_rows))
-        for start in range(0, n, block):
-            cols = torch.arange(start, min(start + block, n), device=self.device)
-            gram[:, cols] = xt.matmul(xt.dense_rows(cols).T).double()  # (n, b): X^T X, a block
+        for start, stop in blocks(xt.gram_work(xs), GRAM_BUDGET, n):  # X^T X from co-occurrences
+            rows = torch.arange(start, stop, device=self.device)
+            gram[start:stop] = xt.gram_rows(rows, xs).double()
         p = self.settings.dropout
         penalty = self.settings.l2 + p / (1.0 - p) * gram.diagonal()
         gram.diagonal().add_(penalty)
@@ -183,4 +182,3 @@ class EASE(RankingModel):
         self.interactions  # noqa: B018  (refuses before training)
         assert self._kept is not None
         return row[self._kept]
-

@@ -33,7 +33,7 @@ from collabkit.models.ranking_base import (
     values_field,
 )
 from collabkit.models.settings import FamilySettings
-from collabkit.models.sparse import CSR
+from collabkit.models.sparse import CSR, blocks
 
 MAX_NEIGHBOURS = 1_000_000
 SIM_BUDGET = 2**25  # similarities held at once while neighbours are found (128 MB of float32)
@@ -132,6 +132,12 @@ class ItemKNN(RankingModel):
         return interaction_row(item_idx, ratings, self.n_items, self.device, s.values, s.min_rating)
 
 
+def _keep_top(sim: Tensor, k: int) -> Tensor:
+    """`sim` (B, n) with all but each row's k largest set to 0 (negative similarities too)."""
+    top, at = sim.topk(min(k, sim.shape[1]), dim=1)
+    return torch.zeros_like(sim).scatter_(1, at, top.clamp_min(0.0))
+
+
 def _columns(by_col: CSR, col_idx: Tensor) -> CSR:
     """The rows `col_idx` of a transposed matrix, repeats allowed: (len(col_idx), n_rows) CSR."""
     which, pos = by_col.entries(col_idx)
@@ -153,10 +159,16 @@ class UserKNN(RankingModel):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self.register_buffer("_device_mark", torch.zeros(0), persistent=False)  # where it runs
+        self._item_major: CSR | None = None  # the interactions by item, made when first needed
+        self._work: Tensor | None = None  # (n_users,) co-occurrences behind each user's similarities
 
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         self.check_fit_input(x, y)
         self.attach_training(x, y)
+
+    def attach_training(self, x: Tensor, y: Tensor) -> None:
+        super().attach_training(x, y)
+        self._item_major, self._work = None, None  # made again from these interactions
 
     def user_vectors(self) -> CSR:
         return self.interactions  # (n_users, n_items): cosine of these is the model's similarity
@@ -176,24 +188,36 @@ class UserKNN(RankingModel):
         sim = dots / (own[:, None] * xs.row_norms()[None, :] + self.settings.shrink).clamp_min(1e-12)
         if exclude is not None:
             sim[torch.arange(len(sim), device=sim.device), exclude.to(sim.device)] = 0.0
-        k = min(self.settings.k, self.n_users)
-        top, at = sim.topk(k, dim=1)
-        out = torch.zeros_like(sim)
-        out.scatter_(1, at, top.clamp_min(0.0))
-        return out
+        return _keep_top(sim, self.settings.k)
+
+    def neighbours_of_trained(self, user_idx: Tensor) -> Tensor:
+        """`neighbour_rows` of trained users, their dot products from co-occurrences (the items they
+        share with each other user), so the cost follows the ratings, not users x items."""
+        xs, by_item = self.interactions, self._by_item()
+        dots = xs.gram_rows(user_idx, by_item)  # (B, n_users)
+        own = xs.row_norms()
+        sim = dots / (own[user_idx, None] * own[None, :] + self.settings.shrink).clamp_min(1e-12)
+        sim[torch.arange(len(sim), device=sim.device), user_idx] = 0.0
+        return _keep_top(sim, self.settings.k)
+
+    def _by_item(self) -> CSR:
+        if self._item_major is None:
+            self._item_major = self.interactions.transpose()
+            self._work = self.interactions.gram_work(self._item_major)
+        return self._item_major
 
     def user_rows(self, user_idx: Tensor) -> Tensor:
+        user_idx = user_idx.to(self.device)
+        self._by_item()
+        assert self._work is not None
         out = torch.empty(len(user_idx), self.n_users, device=self.device)
-        block = max(1, SIM_BUDGET // self.n_users)  # bounds the (block, n_users) similarities
-        for start in range(0, len(user_idx), block):
-            idx = user_idx[start : start + block].to(self.device)
-            out[start : start + len(idx)] = self.neighbour_rows(self.interactions.dense_rows(idx), idx)
+        for start, stop in blocks(self._work[user_idx], SIM_BUDGET, self.n_users):
+            out[start:stop] = self.neighbours_of_trained(user_idx[start:stop])
         return out  # (B, n_users)
 
     def item_side(self, item_idx: Tensor) -> CSR:
         """The interactions (n_users, m) on the candidate items' columns, prepared once."""
-        by_item = self.interactions.transpose()
-        return _columns(by_item, item_idx.to(self.device)).transpose()
+        return _columns(self._by_item(), item_idx.to(self.device)).transpose()
 
     def score_block(self, rows: Tensor, side: CSR) -> Tensor:
         return sum_rows(rows, side)  # (B, m)

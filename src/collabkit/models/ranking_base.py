@@ -24,7 +24,7 @@ from torch import Tensor
 
 from collabkit.errors import CollabkitError
 from collabkit.models.base import CollabModel, ModelConfig
-from collabkit.models.sparse import CSR
+from collabkit.models.sparse import CSR, blocks
 
 
 class RankingModel(CollabModel):
@@ -178,22 +178,26 @@ def interaction_row(
     return row
 
 
-def cosine_top_k(m: CSR, k: int, shrink: float, block: int = 512) -> tuple[Tensor, Tensor]:
+def cosine_top_k(m: CSR, k: int, shrink: float, budget: int = 2**25) -> tuple[Tensor, Tensor]:
     """Each row's k most cosine-similar other rows of `m`: (n_rows, k) indices and similarities.
 
     Shrinkage (Koren 2008) pulls the similarity of rarely co-rated pairs towards zero:
     x.y / (|x||y| + shrink). Negative similarities count as 0 (no neighbour); a row is not its own
-    neighbour. Computed a block of rows at a time: memory (block x n_rows), never n_rows^2.
+    neighbour. The dot products come from co-occurrences (`CSR.gram_rows`), a block of rows at a
+    time sized so that neither the entries touched nor the (block x n_rows) similarities pass
+    `budget`: the cost follows the ratings, never n_rows^2 x n_cols.
     """
     n, k = m.n_rows, min(k, m.n_rows)
+    dev = m.values.device
     norms = m.row_norms()
-    idx = torch.zeros(n, k, dtype=torch.long, device=m.values.device)
-    sims = torch.zeros(n, k, device=m.values.device)
-    for start in range(0, n, block):
-        rows = torch.arange(start, min(start + block, n), device=m.values.device)
-        dots = m.matmul(m.dense_rows(rows).T).T  # (b, n): the block's rows against every row
+    by_col = m.transpose()
+    idx = torch.zeros(n, k, dtype=torch.long, device=dev)
+    sims = torch.zeros(n, k, device=dev)
+    for start, stop in blocks(m.gram_work(by_col), budget, n):
+        rows = torch.arange(start, stop, device=dev)
+        dots = m.gram_rows(rows, by_col)  # (b, n)
         sim = dots / (norms[rows, None] * norms[None, :] + shrink).clamp_min(1e-12)
-        sim[torch.arange(len(rows)), rows] = 0.0
+        sim[torch.arange(len(rows), device=dev), rows] = 0.0
         top, at = sim.topk(k, dim=1)
         idx[rows], sims[rows] = at, top.clamp_min(0.0)
     return idx, sims

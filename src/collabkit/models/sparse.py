@@ -129,6 +129,20 @@ class CSR:
         out.index_put_((out_row, self.indices[pos]), weight * self.values[pos], accumulate=True)
         return out
 
+    def gram_rows(self, row_idx: Tensor, by_col: CSR) -> Tensor:
+        """(len(row_idx), n_rows) rows of this matrix times its transpose (`by_col`, made once by
+        the caller): row r's dot products with every row, summed over shared columns only, so the
+        cost is the entries' column lengths (co-occurrences), not rows x columns."""
+        which, pos = self.entries(row_idx)
+        return by_col.weighted_rows(which, self.indices[pos], self.values[pos], len(row_idx))
+
+    def gram_work(self, by_col: CSR) -> Tensor:
+        """(n_rows,) the entries `gram_rows` touches for each row: what sizes its blocks."""
+        col_len = by_col.indptr[1:] - by_col.indptr[:-1]
+        work = torch.zeros(self.n_rows, dtype=torch.long, device=self.indptr.device)
+        work.index_add_(0, self.row_of_entries(), col_len[self.indices])
+        return work
+
     def nbytes(self) -> int:
         return sum(t.element_size() * t.numel() for t in (self.indptr, self.indices, self.values))
 
@@ -166,3 +180,18 @@ def cosines(unit: Tensor | CSR | np.ndarray, a_idx: np.ndarray, b_idx: np.ndarra
     a = dense_rows(unit, torch.as_tensor(a_idx, dtype=torch.long))
     b = dense_rows(unit, torch.as_tensor(b_idx, dtype=torch.long))
     return (a @ b.T).cpu().numpy()
+
+
+def blocks(work: Tensor, budget: int, width: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) row ranges whose summed `work` stays within `budget` (a row over
+    it alone makes a block of its own) and whose dense output (rows x `width`) stays within it too."""
+    most_rows = max(1, budget // max(1, width))
+    out, start, total = [], 0, 0
+    for r, w in enumerate(work.tolist()):
+        if r > start and (total + w > budget or r - start >= most_rows):
+            out.append((start, r))
+            start, total = r, 0
+        total += w
+    if start < len(work):
+        out.append((start, len(work)))
+    return out
