@@ -75,7 +75,8 @@ class BPR(RankingModel):
         items = torch.cat(
             [self.item_factors, self.item_bias[:, None]], 1
         )  # (n_items, k + 1): b_i rides along
-        rated = torch.unique(x[:, 1])  # negatives are drawn among items with training ratings
+        x_users, x_items = x[:, 0].contiguous(), x[:, 1].contiguous()
+        rated = torch.unique(x_items)  # negatives are drawn among items with training ratings
         is_rated = _PairSet(x[:, 0], x[:, 1], self.n_users, self.n_items)
         n, lr, reg, bs = len(x), s.lr, s.reg, s.bs
         show = self.show_progress if self.show_progress is not None else sys.stderr.isatty()
@@ -83,7 +84,7 @@ class BPR(RankingModel):
             for epoch in range(s.epochs):
                 start = time.perf_counter()
                 order = torch.randperm(n, device=dev)
-                u, i = x[order, 0], x[order, 1]
+                u, i = torch.index_select(x_users, 0, order), torch.index_select(x_items, 0, order)
                 j = _negatives(u, rated, is_rated)
                 loss = torch.zeros((), device=dev)
                 for at in range(0, n, bs):
@@ -159,19 +160,19 @@ class _PairSet:
         """(N,) bool: was (users[n], items[n]) rated."""
         keys = users * self.n_items + items
         if self.dense:
-            return self.table[keys]
+            return torch.index_select(self.table, 0, keys)  # index_select: faster than [] here
         pos = torch.searchsorted(self.table, keys).clamp_max(len(self.table) - 1)
-        return self.table[pos] == keys
+        return torch.index_select(self.table, 0, pos) == keys
 
 
 def _negatives(u: Tensor, rated: Tensor, is_rated: _PairSet) -> Tensor:
     """(N,) one item per user in `u`, uniform over `rated`, redrawn where the user rated it."""
-    j = rated[torch.randint(len(rated), u.shape, device=u.device)]
+    j = torch.index_select(rated, 0, torch.randint(len(rated), u.shape, device=u.device))
     for _ in range(NEG_TRIES - 1):
         again = torch.nonzero(is_rated(u, j)).squeeze(1)  # pairs whose j the user rated
         if len(again) == 0:
             break
-        j[again] = rated[torch.randint(len(rated), again.shape, device=u.device)]
+        j[again] = torch.index_select(rated, 0, torch.randint(len(rated), again.shape, device=u.device))
     return j
 
 
