@@ -132,7 +132,10 @@ def test_the_epoch_table_gives_the_scorer_s_figure_for_the_final_weights(ratings
     learn = collab_learner(dls, n_factors=8, y_range=(0, 5.5), log=lines.append, show_progress=False)
     learn.fit_one_cycle(3, 1e-2, wd=0.1)
     facts = training_facts(dls.train.x, dls.train.y, dls.n_users, dls.n_items)
-    res = score_pairs(learn.model, dls.valid.x, dls.valid.y, facts.user_counts, facts.item_counts, facts.mean)
+    res = score_pairs(
+        learn.model, dls.valid.x, dls.valid.y, facts.user_counts, facts.item_counts, facts.mean,
+        biases=facts.biases,
+    )  # fmt: skip
     n_cold = int(table.iloc[valid]["user"].isin(range(1, 7)).sum())
     assert res["fallback"] >= n_cold > 0
     last = learn.history[-1]
@@ -143,7 +146,7 @@ def test_the_epoch_table_gives_the_scorer_s_figure_for_the_final_weights(ratings
     with torch.inference_mode():
         raw = rmse(learn.model.eval()(dls.valid.x), dls.valid.y)
     assert abs(raw - res["rmse"]) > 1e-4
-    notes = [line for line in lines if "scored at the training mean" in line]
+    notes = [line for line in lines if "scored by the biases-only baseline" in line]
     assert len(notes) == 1 and f"{res['fallback']:,} of {len(valid):,} held-out rows" in notes[0]
 
 
@@ -154,7 +157,7 @@ def test_a_run_reports_one_held_out_figure(ratings: pd.DataFrame) -> None:
 
     table = ratings.copy()
     table.loc[table["user"] <= 6, "timestamp"] = table["timestamp"].max() + 1  # users 1..6 held out
-    config = TrainConfig(model="dotbias", epochs=3, split=SplitSpec("time", valid_pct=0.2))
+    config = TrainConfig(model="dotbias", recipe="chapter", epochs=3, split=SplitSpec("time", valid_pct=0.2))
     result = train(table, config, log=None)
     assert result.valid["fallback"] > 0
     assert result.history[-1]["rmse"] == pytest.approx(result.valid["rmse"], rel=1e-6)
@@ -178,3 +181,24 @@ def test_evaluate_is_a_leaf_of_metric_functions() -> None:
     imports = _imports(SRC / "evaluate.py")
     assert not [m for m, _ in imports if m.startswith("collabkit.models")]
     assert not [m for m, top in imports if top and m.startswith("collabkit")]
+
+
+def test_an_untrained_user_is_predicted_by_the_known_items_bias(ratings: pd.DataFrame) -> None:
+    """A held-out pair whose user has no training ratings gets the biases-only answer (the mean plus
+    the item's damped bias), not the bare mean: rows the model cannot know are scored as the
+    baseline scores them, so "beats biases-only" compares like with like."""
+    table, train, valid = _cold_start_table(ratings)
+    dls = CollabDataLoaders.from_df(table, bs=64, seed=0, train_rows=train, valid_rows=valid)
+    learn = collab_learner(dls, n_factors=4, y_range=(0, 5.5), show_progress=False)
+    facts = training_facts(dls.train.x, dls.train.y, dls.n_users, dls.n_items)
+    cold = ~(facts.user_counts[dls.valid.x[:, 0]] > 0)
+    x, y = dls.valid.x[cold], dls.valid.y[cold]
+    assert facts.biases is not None
+    want = facts.biases.predict(x[:, 0].numpy(), x[:, 1].numpy())
+    assert np.ptp(want) > 0.1  # the items' biases differ: not the mean everywhere
+    args = (learn.model, x, y, facts.user_counts, facts.item_counts, facts.mean)
+    res = score_pairs(*args, biases=facts.biases)
+    assert res["fallback"] == len(y)
+    assert res["mse"] == pytest.approx(float(np.mean((want - y.numpy().astype(np.float64)) ** 2)), rel=1e-5)
+    at_mean = score_pairs(*args)
+    assert at_mean["mse"] == pytest.approx(float(((y - facts.mean) ** 2).mean()), rel=1e-5)

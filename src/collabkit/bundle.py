@@ -206,7 +206,7 @@ class TrainedModel:
         """
         if not type(self.model).capabilities().item_vectors:
             raise CollabkitError(lacks(self, "item_vectors"))
-        return _unit_rows(self.model.item_vectors())
+        return _unit_rows(require_learned(self.model.item_vectors(), "item"))
 
     @cached_property
     def unit_user_vectors(self) -> Tensor | CSR:
@@ -217,7 +217,7 @@ class TrainedModel:
         """
         if not type(self.model).capabilities().user_vectors:
             raise CollabkitError(lacks(self, "user_vectors"))
-        return _unit_rows(self.model.user_vectors())
+        return _unit_rows(require_learned(self.model.user_vectors(), "user"))
 
     def rating_range(self) -> tuple[float, float] | None:
         """The lowest and highest rating the model was trained on (None with no training rows).
@@ -259,6 +259,18 @@ _ALTERNATIVE = {
 def lacks(trained: TrainedModel, capability: str) -> str:
     """One line saying plainly that the model's family lacks `capability` (a `Capabilities` field)."""
     return f"model {trained.name!r} {_LACKS[capability]}; {_ALTERNATIVE[capability]}"
+
+
+def require_learned(vectors: Tensor | CSR, side: str) -> Tensor | CSR:
+    """`vectors`, refused when every one is zero: a dot model whose held-aside rows chose its
+    biases-only start keeps no factors, and a cosine of zero vectors would rank noise."""
+    if isinstance(vectors, Tensor) and vectors.numel() and not bool(vectors.detach().ne(0).any()):
+        raise CollabkitError(
+            f"the model's {side} factors are all zero: training kept its biases-only start (on the rows "
+            f"held aside, every epoch predicted worse), so there are no {side} vectors to compare; "
+            "train with --recipe chapter (or more data) for learned factors"
+        )
+    return vectors
 
 
 def _unit_rows(table: Tensor | CSR) -> Tensor | CSR:

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from collabkit.bundle import MIN_COUNT, TrainedModel, lacks
+from collabkit.bundle import MIN_COUNT, TrainedModel, lacks, require_learned
 from collabkit.errors import CollabkitError, UnknownIdError
 from collabkit.models import predict_ratings
 from collabkit.models.base import Capabilities, model_device
@@ -219,7 +219,7 @@ def embedding_map(
     saved = trained_of(saved)
     if not capabilities(saved).item_vectors:
         raise CollabkitError(lacks(saved, "item_vectors"))
-    i_fac = saved.model.item_vectors()
+    i_fac = require_learned(saved.model.item_vectors(), "item")
     counts = saved.item_counts
     idx = _candidates(counts, min_count, "item")
     if top < 2:

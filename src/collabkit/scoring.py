@@ -1,8 +1,11 @@
 """Held-out figures of a model on index pairs: the one scorer behind the epoch table and the run's
 last line (and `evaluate`), so a run reports one answer.
 
-A pair whose user or item has no training ratings is scored at the training mean, not with its
-untrained (random) embedding, and counted in `fallback` (Surprise's `was_impossible`).
+A pair whose user or item has no training ratings is not scored with its untrained (random)
+embedding: it is predicted by the biases-only baseline fitted on the training rows (the training mean
+plus the damped bias of whichever side has ratings; the mean when neither has), and counted in
+`fallback` (Surprise's `was_impossible`). So a model is never scored worse than the baseline on the
+rows it cannot know, and the flag "does not beat biases-only" compares like with like.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from collabkit.baselines import Biases, fit_biases
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import mae, metric_name, mse, rmse
 from collabkit.models import CollabModel
@@ -30,16 +34,19 @@ class TrainingFacts:
 
     user_counts: Tensor  # (n_users,) training ratings of each user index
     item_counts: Tensor  # (n_items,) training ratings of each item index
-    mean: float  # the mean training rating: the answer for an untrained pair
+    mean: float  # the mean training rating
+    biases: Biases | None = None  # the biases-only model: the answer for an untrained pair
 
 
 def training_facts(train_x: Tensor, train_y: Tensor, n_users: int, n_items: int) -> TrainingFacts:
     """Counts per user and item index, and the mean rating, of training pairs `train_x` (N, 2)."""
     x = train_x.long()
+    xs = x.cpu().numpy()
     return TrainingFacts(
         torch.bincount(x[:, 0], minlength=n_users),
         torch.bincount(x[:, 1], minlength=n_items),
         float(train_y.double().mean()) if len(train_y) else 0.0,
+        fit_biases(xs[:, 0], xs[:, 1], train_y.double().cpu().numpy(), n_users, n_items),
     )
 
 
@@ -68,21 +75,23 @@ def score_pairs(
     bs: int = CHUNK,
     loss_func: Callable[[Tensor, Tensor], Tensor] | None = None,
     metrics: Sequence[Metric] | None = None,
+    biases: Biases | None = None,
 ) -> dict[str, float]:
     """Rating error of `model` on pairs `x` (N, 2) against ratings `y` (N,).
 
     Args:
         user_counts, item_counts: training ratings per user / item index (a bool mask works too):
-            a pair whose user or item has none is predicted at `train_mean`.
+            a pair whose user or item has none is predicted by `biases` (the biases-only model of
+            the training rows, see `training_facts`), or at `train_mean` without it.
         loss_func: also return `loss`, the training loss on these rows.
         metrics: the further metrics to compute (default: the model's own, e.g. a classifier's
             accuracy); one named mse, rmse or mae is the scorer's figure.
 
     Returns:
-        mse, rmse, mae over all N rows (untrained pairs at the training mean); each further metric
-        and the loss: over all rows when the model outputs ratings, else (a classifier's logits,
-        which have no value for the mean) over the trained pairs; `n` and `fallback` (how many
-        rows were scored at the mean).
+        mse, rmse, mae over all N rows (untrained pairs by `biases`, or the training mean); each
+        further metric and the loss: over all rows when the model outputs ratings, else (a
+        classifier's logits, which have no value for the fallback) over the trained pairs; `n` and
+        `fallback` (how many rows were scored by the fallback).
 
     Raises:
         CollabkitError: the model ranks items (score_kind "score"): it predicts no ratings.
@@ -108,7 +117,13 @@ def score_pairs(
     ):
         raise CollabkitError(f"metrics must be a list of functions, got {shown(metrics)}")
     cold = fallback_mask(x.to(model_device(model)), user_counts, item_counts)
-    return _score(model, x, y, cold, train_mean, bs, loss_func, metrics)
+    if biases is not None and not isinstance(biases, Biases):
+        raise CollabkitError(f"biases must be a Biases (baselines.fit_biases), got {shown(biases)}")
+    fallback: Tensor | float = train_mean
+    if biases is not None and bool(cold.any()):
+        pairs = x[cold.cpu()].cpu().numpy()
+        fallback = torch.from_numpy(biases.predict(pairs[:, 0], pairs[:, 1])).float()
+    return _score(model, x, y, cold, fallback, bs, loss_func, metrics)
 
 
 def _check_pairs(model: nn.Module, x: object, y: object) -> None:
@@ -150,12 +165,13 @@ def _score(
     x: Tensor,
     y: Tensor,
     cold: Tensor,
-    train_mean: float,
+    fallback: Tensor | float,
     bs: int,
     loss_func: Callable[[Tensor, Tensor], Tensor] | None,
     metrics: Sequence[Metric] | None,
 ) -> dict[str, float]:
-    """See `score_pairs`; `cold` (N,) marks the rows answered with `train_mean`."""
+    """See `score_pairs`; `cold` (N,) marks the rows answered with `fallback` (a number, or one
+    prediction per cold row)."""
     n = len(y)
     if metrics is None:
         metrics = model.default_metrics() if isinstance(model, CollabModel) else []
@@ -163,7 +179,8 @@ def _score(
     x, y = x.to(device), y.to(device).float()
     warm = (~cold).nonzero().reshape(-1)
     out = _outputs(model, x[warm], bs)  # (W,), (W, 1) ratings or (W, L) logits: what forward returns
-    preds = torch.full((n,), train_mean, dtype=torch.float32, device=device)
+    preds = torch.zeros(n, dtype=torch.float32, device=device)
+    preds[cold] = fallback.to(device) if isinstance(fallback, Tensor) else float(fallback)
     preds[warm] = _ratings(model, out).float()
     nan = float("nan")
     result = dict.fromkeys(OWN, nan)

@@ -33,7 +33,7 @@ from collabkit.models import family, model_names
 from collabkit.models.settings import RECIPE_FIELDS, Recipe, parse_recipe, parse_settings
 from collabkit.persist import check_destination, load_model, save_model
 from collabkit.ranking import evaluate_ranking
-from collabkit.scoring import score_pairs
+from collabkit.scoring import score_pairs, training_facts
 from collabkit.train import distributed
 from collabkit.train.callbacks import SaveModelCallback, StopAfterEpochCallback
 from collabkit.train.checkpoint import CheckpointCallback
@@ -359,7 +359,7 @@ def train(
     start_epoch = learn.load_checkpoint(ckpt) if resume and ckpt is not None else 0
     net = learn.model
     if recipe is not None and choice is not None and choice["best_epoch"] == 0:  # the biases-only start
-        _start_from_biases(net, run.dls)
+        _start_from_biases(net, run.dls, zero_factors=True)
     elif recipe is not None:  # the Learner's one-cycle loop
         epochs = recipe.epochs if choice is None else choice["best_epoch"]
         if start_epoch >= epochs:
@@ -406,10 +406,11 @@ def train(
     return result
 
 
-def _start_from_biases(net: Any, dls: CollabDataLoaders) -> bool:
-    """Set a dot model's biases to the biases-only model of `dls`'s training rows; False: it has none."""
+def _start_from_biases(net: Any, dls: CollabDataLoaders, zero_factors: bool = False) -> bool:
+    """Set a dot model's biases to the biases-only model of `dls`'s training rows (and its factors
+    to 0 with `zero_factors`: the start kept as the answer); False: it has no biases."""
     start = getattr(net, "start_from_biases", None)
-    return bool(start(dls.train.x, dls.train.y)) if callable(start) else False
+    return bool(start(dls.train.x, dls.train.y, zero_factors)) if callable(start) else False
 
 
 def _choose_epochs(run: _Run, recipe: Recipe, log: Callable[[str], None] | None) -> dict[str, Any]:
@@ -531,15 +532,18 @@ def score_rows(trained: TrainedModel, rows: pd.DataFrame) -> dict[str, Any]:
     """Rating error of a trained model on held-out rows (columns user, item, rating).
 
     The one scorer (`collabkit.scoring.score_pairs`, which the epoch table uses too): a pair whose
-    user or item has no training ratings gets the training mean (the model learned nothing about
-    it) and is counted in `fallback`. A ranking model has no rating error: only `n` is given.
+    user or item has no training ratings (the model learned nothing about it) is predicted by the
+    biases-only model of the training rows and counted in `fallback`. A ranking model has no
+    rating error: only `n` is given.
     """
     if trained.model.score_kind != "rating":
         return {"n": len(rows), "note": f"{trained.name} is a ranking model: it predicts no ratings"}
     x = torch.from_numpy(encode_pairs(trained.users, trained.items, rows["user"], rows["item"]))
     y = torch.tensor(rows["rating"].to_numpy(dtype=np.float32))
-    mean = float(trained.train_y.double().mean()) if len(trained.train_y) else 0.0
-    res = score_pairs(trained.model, x, y, trained.user_counts, trained.item_counts, mean)
+    facts = training_facts(trained.train_x, trained.train_y, len(trained.users), len(trained.items))
+    res = score_pairs(
+        trained.model, x, y, facts.user_counts, facts.item_counts, facts.mean, biases=facts.biases
+    )
     out: dict[str, Any] = {**res, "n": len(rows), "fallback": int(res["fallback"])}
     if len(rows):
         base = rating_baselines(trained.train_x.numpy(), trained.train_y.numpy(), x.numpy(), y.numpy(),

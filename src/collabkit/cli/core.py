@@ -285,7 +285,9 @@ def train(
                 figures = ", ".join(f"{m} {v:.4f}" for m, v in result.valid.items() if m in ("mse", "rmse"))
                 fallback = result.valid.get("fallback")
                 if fallback:
-                    figures += f"; {fallback} rows with no training ratings scored at the training mean"
+                    figures += (
+                        f"; {fallback} rows with no training ratings scored by the biases-only baseline"
+                    )
                 if not figures and "note" in result.valid:
                     figures = f"no rating error: {result.valid['note']}; see evaluate --ranking"
                 typer.echo(f"saved {result.model} model to {result.out} (held-out {figures or 'none'})")
@@ -467,7 +469,7 @@ def evaluate(
                 typer.echo(extra)
             if result.metrics.get("fallback"):
                 typer.echo(f"{result.metrics['fallback']} rows have a user or item with no training ratings: "
-                           "scored at the training mean")  # fmt: skip
+                           "scored by the biases-only baseline")  # fmt: skip
             for note in result.notes + ([result.metrics["note"]] if "note" in result.metrics else []):
                 typer.echo(f"note: {note}")
             if result.ranking is not None:

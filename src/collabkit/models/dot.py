@@ -100,11 +100,13 @@ class _DotFamily(CollabModel):
     def raw_to_rating(self, raw: Tensor) -> Tensor:
         return raw if self.y_range is None else sigmoid_range(raw, *self.y_range)
 
-    def start_from_biases(self, x: Tensor, y: Tensor) -> bool:
+    def start_from_biases(self, x: Tensor, y: Tensor, zero_factors: bool = False) -> bool:
         """Set the biases to the biases-only model of training pairs `x` (N, 2), ratings `y` (N,).
 
         The model's own link is fitted (`fit_range_biases`), the mean's logit split between the two
-        bias tables; the factors are left as they are. Returns False for a model without biases.
+        bias tables; the factors are left as they are, or set to 0 with `zero_factors` (the model
+        kept as its final answer: random factors would be noise posing as learned vectors, and
+        `similar_items` refuses all-zero ones). Returns False for a model without biases.
         """
         tables = self._tables()
         if tables.user_bias is None or tables.item_bias is None:
@@ -121,6 +123,9 @@ class _DotFamily(CollabModel):
         with torch.no_grad():
             for table, values in ((tables.user_bias, bu), (tables.item_bias, bi)):
                 table[:, 0] = torch.as_tensor(values + offset / 2, dtype=table.dtype, device=table.device)
+            if zero_factors:
+                tables.users.zero_()
+                tables.items.zero_()
         return True
 
     def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:

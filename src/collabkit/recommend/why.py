@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from collabkit.errors import CollabkitError
 from collabkit.models.sparse import CSR, cosines
 from collabkit.recommend.recommender import Recommender
 from collabkit.recommend.results import NewUser
@@ -59,7 +60,10 @@ def why_tables(rec: Recommender) -> WhyTables:
     caps = type(rec.model).capabilities()
     unit = None
     if caps.item_vectors:
-        unit = rec.trained.unit_item_vectors
+        try:
+            unit = rec.trained.unit_item_vectors
+        except CollabkitError:  # factors all zero (the biases-only start kept): no closest items
+            unit = None
     bias = None
     if caps.biases:
         b = rec.model.item_biases()

@@ -9,6 +9,7 @@ the state passed in.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Coroutine, Mapping
@@ -23,6 +24,8 @@ from fastapi.routing import APIRoute
 from torch import Tensor
 
 import collabkit.interpret as interpret
+from collabkit.bundle import require_learned
+from collabkit.errors import CollabkitError
 from collabkit.models.base import Capabilities
 from collabkit.models.sparse import CSR
 from collabkit.recommend import Recommender
@@ -187,6 +190,20 @@ class ServiceState:
         return self._map
 
 
+def learned_capabilities(rec: Recommender) -> Capabilities:
+    """The family's capabilities, less the vectors a dot model did not learn (all zero: its fast
+    recipe kept the biases-only start), so the page says there are none instead of asking."""
+    caps = type(rec.model).capabilities()
+    learned = {}
+    for side, vectors in (("item_vectors", rec.model.item_vectors), ("user_vectors", rec.model.user_vectors)):
+        if getattr(caps, side):
+            try:
+                require_learned(vectors(), side.split("_")[0])
+            except CollabkitError:
+                learned[side] = False
+    return dataclasses.replace(caps, **learned) if learned else caps
+
+
 def build_state(rec: Recommender, genres: Mapping[Any, str] | None = None) -> ServiceState:
     """The state of an app serving `rec`: catalogue tables, capabilities and the why-tables, once."""
     counts = rec.item_counts.cpu().numpy()
@@ -194,7 +211,10 @@ def build_state(rec: Recommender, genres: Mapping[Any, str] | None = None) -> Se
     unit = None  # the reasons compare co-rating columns (the ranker's) where there are any
     for source in (ranker.rec if ranker is not None else None, rec):
         if source is not None and type(source.model).capabilities().item_vectors:
-            unit = source.trained.unit_item_vectors
+            try:
+                unit = source.trained.unit_item_vectors
+            except CollabkitError:  # factors all zero (the biases-only start kept): no such reasons
+                continue
             break
     trained = np.flatnonzero(counts > 0)
     trained = trained[trained != 0]
@@ -202,7 +222,7 @@ def build_state(rec: Recommender, genres: Mapping[Any, str] | None = None) -> Se
     return ServiceState(
         rec=rec,
         genres=dict(genres or {}),
-        capabilities=type(rec.model).capabilities(),
+        capabilities=learned_capabilities(rec),
         counts=counts,
         index={item: k for k, item in enumerate(rec.items)},
         trained_idx=trained,

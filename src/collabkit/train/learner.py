@@ -69,7 +69,7 @@ class Learner:
     The model takes a (B, 2) tensor of user and item indices. After each epoch a row of the table
     (epoch, train_loss, valid_loss, metrics, time) is logged and appended to `history`; the held-out
     figures come from `collabkit.scoring.score_pairs`, which scores a pair whose user or item has no
-    training ratings at the training mean (the table says how many, once).
+    training ratings by the biases-only baseline (the table says how many, once).
 
     `config` is the ModelConfig a built-in model was made from (`collab_learner` passes it), which
     `export` saves; None for your own module. Its state for checkpoints is one object:
@@ -398,7 +398,7 @@ class Learner:
             )
 
     def _log_fallback(self) -> None:
-        """Say once, under the header, how many held-out rows are scored at the training mean."""
+        """Say once, under the header, how many held-out rows the biases-only baseline scores."""
         valid = self.dls.valid
         if self.log is None or valid.n == 0:
             return
@@ -407,7 +407,7 @@ class Learner:
         if cold:
             self.log(
                 f"({cold:,} of {valid.n:,} held-out rows have a user or item with no training ratings: "
-                f"scored at the training mean {facts.mean:.4f})"
+                f"scored by the biases-only baseline, the mean {facts.mean:.4f} plus the known side's bias)"
             )
 
     def _log_row(self, values: Sequence[Any], header: bool = False) -> None:
@@ -443,9 +443,10 @@ class Learner:
     def validate(self, dl: DataLoader | None = None) -> dict[str, float]:
         """valid_loss and each metric on `dl` (the validation set by default), by the one scorer.
 
-        A pair whose user or item has no training rows (in `dls.train`) is scored at the training
-        mean, as the run's final figures are (see `collabkit.scoring.score_pairs`); the full result
-        of scoring the validation set, `n` and `fallback` included, is kept in `valid_scores`.
+        A pair whose user or item has no training rows (in `dls.train`) is scored by the biases-only
+        model of the training rows, as the run's final figures are (see
+        `collabkit.scoring.score_pairs`); the full result of scoring the validation set, `n` and
+        `fallback` included, is kept in `valid_scores`.
         """
         own = dl is None
         dl = self.dls.valid if dl is None else dl
@@ -455,7 +456,7 @@ class Learner:
         self.model.to(self.device)
         scores = score_pairs(
             self.model, dl.x, dl.y, facts.user_counts, facts.item_counts, facts.mean,
-            loss_func=self.loss_func, metrics=self.metrics,
+            loss_func=self.loss_func, metrics=self.metrics, biases=facts.biases,
         )  # fmt: skip
         if own:
             self.valid_scores = scores
