@@ -51,6 +51,23 @@ def test_two_processes_match_one(tmp_path: Path, step: str) -> None:
     assert abs(one["valid"]["mse"] - two["valid"]["mse"]) < TOLERANCE
 
 
+@pytest.mark.parametrize("n_users,n_items", [(61, 41), (60, 40)])  # shares of uneven and even size
+def test_two_processes_solve_ials_as_one(tmp_path: Path, n_users: int, n_items: int) -> None:
+    """ials under torchrun: each process solves its share of the users, then of the items, and the
+    shares are all-gathered; the factors are a single process's to 1e-5."""
+    table = make_ratings(n_users=n_users, n_items=n_items, n=1500, seed=6)
+    table.to_csv(tmp_path / "r.csv", index=False)
+    common = ["--data", "r.csv", "--model", "ials", "--factors", "8", "-o", "iterations=6", "--seed", "3"]
+    one = _train([*common, "--out", "one"], 1, tmp_path)
+    two = _train([*common, "--out", "two"], 2, tmp_path)
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    a, b = Recommender.load(tmp_path / "one").model, Recommender.load(tmp_path / "two").model
+    for side in ("user_factors", "item_factors"):
+        x, y = getattr(a, side), getattr(b, side)
+        assert float(x.abs().max()) > 0.01  # factors were learned, not left at the start
+        assert float((x - y).abs().max()) < 1e-5, side
+
+
 # --- a distributed environment that cannot work: a clear error naming the variable, never a hang ---
 
 

@@ -31,6 +31,7 @@ from torch import Tensor
 from collabkit.models.base import ModelConfig, numeric_failure, register, require_finite
 from collabkit.models.ranking_base import RankingModel, Values, values_field
 from collabkit.models.settings import MAX_FACTORS, FamilySettings
+from collabkit.models.shards import Shards, current_shards
 
 CG_STEPS = 3  # conjugate-gradient steps per row and sweep: implicit's default, and enough (see fit_direct)
 _TINY = torch.finfo(torch.float32).tiny
@@ -73,20 +74,30 @@ class ImplicitALS(RankingModel):
         v = torch.ones_like(ratings) if self.settings.values == "binary" else ratings
         return self.settings.alpha * v.float()
 
-    def rated_cells(self, x: Tensor, y: Tensor) -> tuple[Rated, Rated]:
+    def rated_cells(self, x: Tensor, y: Tensor, shards: Shards | None = None) -> tuple[Rated, Rated]:
         """The rated cells with their c - 1, by user and by item; a repeated pair keeps its last
-        rating, as the dense models do."""
+        rating, as the dense models do. With `shards`, only this process's share of the users
+        (and of the items), numbered from the share's first row."""
         dev = self.item_factors.device
         key = x[:, 0].to(dev) * self.n_items + x[:, 1].to(dev)
         key, last = _last_of_each(key)
         c1 = self._confidence(y.to(dev)[last])  # (nnz,) c - 1
         users, items = key // self.n_items, key % self.n_items
-        by_user = Rated(users, items, c1, self.n_users, self.n_items)
-        return by_user, Rated(items, users, c1, self.n_items, self.n_users)
+        if shards is None:
+            by_user = Rated(users, items, c1, self.n_users, self.n_items)
+            return by_user, Rated(items, users, c1, self.n_items, self.n_users)
+        (ulo, uhi), (ilo, ihi) = shards.share(self.n_users), shards.share(self.n_items)
+        mine = (users >= ulo) & (users < uhi)
+        by_user = Rated(users[mine] - ulo, items[mine], c1[mine], uhi - ulo, self.n_items)
+        mine = (items >= ilo) & (items < ihi)
+        return by_user, Rated(items[mine] - ilo, users[mine], c1[mine], ihi - ilo, self.n_users)
 
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
+        """Alternating sweeps; under torchrun each process solves its share of the users, then of
+        the items, and the shares are all-gathered (`models.shards`): the same factors as one process."""
         self.check_fit_input(x, y)
-        by_user, by_item = self.rated_cells(x, y)
+        shards = current_shards()
+        by_user, by_item = self.rated_cells(x, y, shards)
         s = self.settings
         u, it = torch.zeros_like(self.user_factors), self.item_factors.clone()
         # the first sweep starts the users at zero and solves them from the random items
@@ -94,8 +105,13 @@ class ImplicitALS(RankingModel):
         way_out = "a larger reg (or a smaller alpha) keeps every k x k system well conditioned"
 
         def solve(rated: Rated, x: Tensor, other: Tensor) -> Tensor:
-            out = solve_cg(rated, x, other, s.reg, CG_STEPS)
-            if out is None:  # the k x k Gram plus reg is singular in float32
+            if shards is None:
+                out = solve_cg(rated, x, other, s.reg, CG_STEPS)
+            else:  # this process's rows only, then every process's
+                lo, hi = shards.share(len(x))
+                out = solve_cg(rated, x[lo:hi], other, s.reg, CG_STEPS)
+                out = None if out is None else shards.gather(out, len(x))
+            if out is None:  # the k x k Gram plus reg is singular in float32 (on every process alike)
                 raise numeric_failure(self.name, "the alternating solve", used, way_out)
             return out
 
