@@ -1,15 +1,28 @@
-"""Scale: the bias model on MovieLens-shaped synthetic data from 1M to 100M ratings.
+"""Scale: the bias model, and with `--ranking` every ranking family, on MovieLens-shaped data.
 
     .venv/bin/python bench/scale.py [--sizes 1e6,5e6,25e6,1e8] [--bs 65536] [--json out.json]
+    .venv/bin/python bench/scale.py --ranking [--sizes 1e6,5e6] [--models ease,itemknn,...] [--json out.json]
 
 Each size runs in its own process: generate, encode, train one epoch (50 factors, fused step),
 and, at the ML-25M shape, top-10 for every user; it reports seconds, ratings per second and peak
 memory. Time should grow with the ratings and memory with users + items (plus the ratings).
+
+`--ranking`: the same synthetic cells (`synthetic_ratings(n)`, seed 0; 25000095 is
+`synthetic_like("ml-25m")`) for every ranking family at its default settings, each in a fresh
+process: fit seconds (`fit_direct` on every rating), top-10 for every user (seen items left out,
+every trained item a candidate: min_count 1) and the process's peak resident memory. At 1M it also
+scores NDCG@10 on a per-user random 20% split (relevant: held-out rating >= 4; the model refitted on
+the other 80%), so speed never costs accuracy unseen. implicit's ALS and BPR (bench/ranking_speed.py's
+jobs and settings: 64 factors, 15 sweeps / 20 epochs) run beside them in their own environment
+(`bash bench/setup_peers.sh implicit`) and give the fit-time ratio; where that environment is
+missing their rows say so. `ease` gets `-o max_items=20000` where its items do not fit (its own
+refusal names the figure).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from _common import print_table, run_job, write_json
 
@@ -50,6 +63,90 @@ print(json.dumps(out))
 """
 
 
+RANK_JOB = """
+import json, sys, time, resource
+import numpy as np, torch
+from collabkit.bundle import TrainedModel
+from collabkit.data.vocab import Vocab
+from collabkit.errors import CollabkitError
+from collabkit.models import build_model
+from collabkit.models.base import ModelConfig
+from collabkit.recommend import Recommender
+path, model, settings, ndcg = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4] == "1"
+d = np.load(path)
+n_users, n_items = int(d["n_users"]), int(d["n_items"])
+x = torch.from_numpy(np.stack([d["user"], d["item"]], 1)).long() + 1  # index 0 is #na#
+y = torch.from_numpy(d["rating"])
+users, items = Vocab(range(n_users), name="user"), Vocab(range(n_items))
+def fit(x, y):
+    torch.manual_seed(0)
+    config = ModelConfig(model, n_users + 1, n_items + 1, **settings)
+    net = build_model(config)
+    t = time.perf_counter()
+    net.fit_direct(x, y)
+    return TrainedModel(net, config, users, items, x, y), time.perf_counter() - t
+out = {}
+try:
+    trained, out["fit_s"] = fit(x, y)
+except CollabkitError as e:
+    print(json.dumps({"error": str(e)[:300]})); sys.exit(0)
+rec = Recommender(trained)
+t = time.perf_counter()
+rec.recommend_many(list(range(n_users)), n=10, min_count=1, unknown="popular")
+out["top10_all_s"] = time.perf_counter() - t
+out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if ndcg:
+    import pandas as pd
+    from collabkit.ranking import evaluate_ranking
+    rng = np.random.default_rng(0)
+    test = rng.random(len(y)) < 0.2
+    part, _ = fit(x[~torch.from_numpy(test)], y[~torch.from_numpy(test)])
+    held = pd.DataFrame({"user": d["user"][test], "item": d["item"][test], "rating": d["rating"][test]})
+    res = evaluate_ranking(part, held, k=10, min_count=1)
+    out["ndcg@10"] = res["metrics"]["ndcg@10"]
+print(json.dumps(out))
+"""
+
+RANKING_FAMILIES = ("popular", "ials", "bpr", "ease", "itemknn", "userknn", "easeknn")
+EASE_CAP = 20_000  # most-rated items ease keeps where items x items would not fit
+
+
+def ranking(args: argparse.Namespace) -> list[dict]:
+    """Every ranking family (and implicit's ALS and BPR) at each size: see the module docstring."""
+    import tempfile
+    from pathlib import Path
+
+    from ranking_speed import IMPLICIT, IMPLICIT_JOB, SETTINGS, make_data, run
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="collabkit-scale-") as tmp:
+        for size in args.sizes.split(","):
+            data, info = make_data(size, Path(tmp))
+            peer_s: dict[str, float] = {}
+            for name in ("ials", "bpr"):
+                label = "implicit " + {"ials": "ALS", "bpr": "BPR"}[name]
+                if not IMPLICIT.exists():
+                    rows.append({**info, "model": label, "error": "run bash bench/setup_peers.sh implicit"})
+                    continue
+                env = {"OPENBLAS_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+                res = run(IMPLICIT, IMPLICIT_JOB, str(data), name, json.dumps(SETTINGS[name]), env=env)
+                peer_s[name] = res.get("fit_s", float("nan"))
+                rows.append({**info, "model": label, **res})
+                print_table([rows[-1]], list(rows[-1]))
+            for name in args.models.split(","):
+                settings = dict(SETTINGS.get(name, {}))
+                if name in ("ease", "easeknn") and info["items"] > EASE_CAP:
+                    settings["max_items"] = EASE_CAP
+                ndcg = "1" if float(size) <= 1e6 else "0"
+                res = run_job(RANK_JOB, str(data), name, json.dumps(settings), ndcg)
+                row = {**info, "model": name, **res}
+                if name in peer_s and "fit_s" in res:
+                    row["fit_vs_implicit"] = round(res["fit_s"] / peer_s[name], 2)
+                rows.append(row)
+                print_table([row], list(row))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -58,7 +155,21 @@ def main() -> None:
     parser.add_argument("--bs", type=int, default=65536)
     parser.add_argument("--no-recommend", action="store_true", help="skip top-10 for every user at 25M")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--ranking", action="store_true", help="the ranking families (and implicit) instead")
+    parser.add_argument(
+        "--models", default=",".join(RANKING_FAMILIES), help="ranking families, with --ranking"
+    )
     args = parser.parse_args()
+    if args.ranking:
+        if args.sizes == parser.get_default("sizes"):
+            args.sizes = "1e6,5e6"
+        rows = ranking(args)
+        cols = ["size", "users", "items", "ratings", "model", "fit_s", "fit_vs_implicit", "top10_all_s",
+                "peak_mb", "ndcg@10", "error"]  # fmt: skip
+        print()
+        print_table(rows, cols)
+        write_json(args.json, {"bench": "scale --ranking", "rows": rows})
+        return
     rows = []
     for size in args.sizes.split(","):
         n = int(float(size))

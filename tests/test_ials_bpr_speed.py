@@ -158,3 +158,18 @@ def test_the_rated_pair_lookup_matches_a_set(dense: bool, monkeypatch: Any) -> N
     truth = {(int(u), int(i)) for u, i in x}
     want = [(u, i) in truth for u in range(30) for i in range(25)]
     assert got.tolist() == want
+
+
+def test_train_passes_its_log_to_bpr_and_quiet_means_quiet(capfd: pytest.CaptureFixture[str]) -> None:
+    """`collabkit train -q` (log None) shows no bpr progress; a log gets one line per epoch."""
+    from collabkit.data.splits import SplitSpec
+    from collabkit.workflows import TrainConfig, train
+    from tests.conftest import make_ratings
+
+    table = make_ratings(n_users=30, n_items=20, n=300, seed=1)
+    config = TrainConfig(model="bpr", settings={"epochs": 3, "n_factors": 4}, split=SplitSpec())
+    train(table, config, log=None)
+    assert capfd.readouterr().err == ""
+    lines: list[str] = []
+    train(table, config, log=lines.append)
+    assert sum("epoch" in line for line in lines) >= 3, lines

@@ -372,6 +372,8 @@ def train(
                 learn.path = Path(scratch)
             learn.fit_one_cycle(recipe.epochs, recipe.lr, wd=recipe.wd, cbs=cbs, start_epoch=start_epoch)
     else:  # the family fits itself (closed form, alternating solves, its own sampler): all pairs at once
+        if hasattr(net, "show_progress"):  # a family with its own loop (bpr) reports as the Learner does
+            net.log, net.show_progress = log, None if log is not None else False
         net.fit_direct(run.dls.train.x, run.dls.train.y)
     fit_seconds = time.perf_counter() - start
     data = DataInfo.of(table, data_name, "user", "item", "rating", reading=reading)
