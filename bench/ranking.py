@@ -84,7 +84,10 @@ GRIDS: dict[str, list[dict[str, list[Any]]]] = {
     ],
     "itemknn": [{"k": [100, 200, 400, 800], "values": ["binary", "rating"], "min_rating": THRESHOLDS}],
     "userknn": [{"k": [20, 50, 100], "values": ["binary", "rating"], "min_rating": THRESHOLDS}],
-    "ials": [{"reg": [30.0, 100.0], "alpha": [0.25, 0.5, 1.0], "values": ["rating"]}],
+    "ials": [
+        {"reg": [30.0, 100.0], "min_rating": THRESHOLDS, "alpha": [0.5], "values": ["rating"]},
+        {"alpha": [0.25, 0.5, 1.0]},
+    ],
     "bpr": [{"reg": [0.003, 0.01, 0.03], "epochs": [20]}],
 }
 TUNED = ["ease", "easeknn", "itemknn", "userknn"]  # --tune's default families (ials, bpr: --models)

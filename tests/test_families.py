@@ -90,7 +90,7 @@ def test_ials_factors_option_is_used_and_recorded(ratings_csv: Path, tmp_path: P
     assert trained.model.user_factors.shape[1] == 8
     doc = json.loads((out / "config.json").read_text())
     assert doc["model"]["settings"] == {"n_factors": 8, "reg": 30.0, "alpha": 0.5, "iterations": 15,
-                                        "values": "rating"}  # fmt: skip
+                                        "values": "rating", "min_rating": None}  # fmt: skip
     used = doc["results"]["settings"]
     assert not {"bs", "lr", "wd", "epochs", "y_range", "options", "recipe"} & set(used)
 

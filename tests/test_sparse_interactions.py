@@ -242,3 +242,29 @@ def test_a_saved_sparse_model_loads_and_recommends_as_fitted(tmp_path: Path) -> 
     want = again.score_block(again.user_rows(users), again.item_side(items))
     got = trained.model.score_block(trained.model.user_rows(users), trained.model.item_side(items))
     assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", [*SPARSE, "ials"])
+def test_a_threshold_above_every_rating_is_refused_not_a_silent_zero(name: str) -> None:
+    """On a table of 1s (clicks), min_rating 4 keeps nothing: one line saying so, never all-zero scores."""
+    x, _ = random_pairs(7, 20, 15, 120)
+    y = torch.ones(len(x))
+    model = build_model(ModelConfig(name, 20, 15, min_rating=4.0))
+    assert isinstance(model, RankingModel)
+    with pytest.raises(
+        CollabkitError, match=r"min_rating 4 keeps none of the 120 training ratings \(they run 1\.\.1\)"
+    ):
+        model.fit_direct(x, y)
+
+
+def test_ials_counts_only_the_ratings_at_its_threshold() -> None:
+    x, y = random_pairs(8, 40, 30, 500)
+    liked = y >= 3
+    torch.manual_seed(0)
+    a = build_model(ModelConfig("ials", 40, 30, min_rating=3.0, n_factors=4, iterations=3))
+    a.fit_direct(x, y)
+    torch.manual_seed(0)
+    b = build_model(ModelConfig("ials", 40, 30, n_factors=4, iterations=3))
+    b.fit_direct(x[liked], y[liked])
+    assert torch.allclose(a.user_factors, b.user_factors, atol=1e-5)
+    assert torch.allclose(a.item_factors, b.item_factors, atol=1e-5)

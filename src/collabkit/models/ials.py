@@ -29,7 +29,7 @@ from pydantic import Field
 from torch import Tensor
 
 from collabkit.models.base import ModelConfig, numeric_failure, register, require_finite
-from collabkit.models.ranking_base import RankingModel, Values, values_field
+from collabkit.models.ranking_base import RankingModel, Values, kept_ratings, min_rating_field, values_field
 from collabkit.models.settings import MAX_FACTORS, FamilySettings
 from collabkit.models.shards import Shards, current_shards
 
@@ -44,6 +44,7 @@ class IALSSettings(FamilySettings):
     alpha: float = Field(0.5, ge=0, description="confidence of a rated cell: 1 + alpha * value")
     iterations: int = Field(15, ge=1, le=10_000, description="alternating sweeps (users, then items)")
     values: Values = values_field("rating")
+    min_rating: float | None = min_rating_field()
 
 
 @register("ials")
@@ -79,7 +80,8 @@ class ImplicitALS(RankingModel):
         rating, as the dense models do. With `shards`, only this process's share of the users
         (and of the items), numbered from the share's first row."""
         dev = self.item_factors.device
-        key = x[:, 0].to(dev) * self.n_items + x[:, 1].to(dev)
+        x, y = kept_ratings(x.to(dev), y.to(dev), self.settings.min_rating)
+        key = x[:, 0] * self.n_items + x[:, 1]
         key, last = _last_of_each(key)
         c1 = self._confidence(y.to(dev)[last])  # (nnz,) c - 1
         users, items = key // self.n_items, key % self.n_items
@@ -140,6 +142,9 @@ class ImplicitALS(RankingModel):
         """(k,) the new user's factors: the same least-squares solve as a trained user's, from
         their rated items (prior and strength unused: ALS's own penalty `reg` is the shrinkage)."""
         self.check_fold_in(item_idx, ratings)
+        if self.settings.min_rating is not None:  # only the ratings that count, as in training
+            keep = ratings >= self.settings.min_rating
+            item_idx, ratings = item_idx[keep], ratings[keep]
         items = self.item_factors.double()  # (n_items, k)
         rated = items[item_idx.to(items.device)]  # (m, k)
         c1 = self._confidence(ratings.to(items.device)).double()  # (m,)

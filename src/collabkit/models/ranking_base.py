@@ -148,14 +148,27 @@ def min_rating_field() -> Any:
     )
 
 
+def kept_ratings(x: Tensor, y: Tensor, min_rating: float | None) -> tuple[Tensor, Tensor]:
+    """The training pairs that count as interactions: those rated at least `min_rating` (all with
+    None). A threshold that keeps none is refused: a model of no interactions scores every item 0."""
+    if min_rating is None or len(y) == 0:
+        return x, y
+    keep = y >= min_rating
+    if not bool(keep.any()):
+        raise CollabkitError(
+            f"min_rating {min_rating:g} keeps none of the {len(y):,} training ratings (they run "
+            f"{float(y.min()):g}..{float(y.max()):g}); give a lower min_rating, or leave it out to "
+            "count every rating"
+        )
+    return x[keep], y[keep]
+
+
 def interaction_csr(
     x: Tensor, y: Tensor, n_users: int, n_items: int, values: str = "binary", min_rating: float | None = None
 ) -> CSR:
     """(n_users, n_items) CSR: 1 (or the rating, `values="rating"`) where the user rated the item in
     training (at least `min_rating`, when given); a repeated pair keeps its last rating."""
-    if min_rating is not None:
-        keep = y >= min_rating
-        x, y = x[keep], y[keep]
+    x, y = kept_ratings(x, y, min_rating)
     vals = torch.ones(len(x), device=x.device) if values == "binary" else y.float()
     return CSR.from_pairs(x[:, 0], x[:, 1], vals, n_users, n_items)
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+GATHER_COST = 100  # a gathered co-occurrence costs about 100 multiply-adds of the sparse kernel (measured)
+
 
 @dataclass(frozen=True)
 class CSR:
@@ -134,6 +136,10 @@ class CSR:
         the caller): row r's dot products with every row, summed over shared columns only, so the
         cost is the entries' column lengths (co-occurrences), not rows x columns."""
         which, pos = self.entries(row_idx)
+        col_len = by_col.indptr[1:] - by_col.indptr[:-1]
+        touched = int(col_len[self.indices[pos]].sum())
+        if touched * GATHER_COST > self.nnz * len(row_idx):  # co-occurrences abound: one product
+            return self.matmul(self.dense_rows(row_idx).T).T  # cheaper where co-occurrences abound
         return by_col.weighted_rows(which, self.indices[pos], self.values[pos], len(row_idx))
 
     def gram_work(self, by_col: CSR) -> Tensor:
