@@ -77,3 +77,13 @@ def test_a_start_kept_model_predicts_as_the_biases_only_baseline(kept: tuple[Pat
         got = rec.model.output_to_rating(rec.model(rec.trained.train_x[:200])).reshape(-1).numpy()
     want = base.predict(x[:200, 0], x[:200, 1])
     assert np.abs(got - want).mean() < 0.1  # the same biases, fitted through the model's sigmoid range
+
+
+def test_interpret_says_why_there_are_no_neighbours_or_map(kept: tuple[Path, dict]) -> None:
+    from collabkit.interpret import interpret_model
+
+    folder, _ = kept
+    result = interpret_model(Recommender.load(folder).trained)
+    assert result.neighbours == {} and result.embedding is None
+    said = " ".join(result.notes)
+    assert "no similar items: the model's item factors are all zero" in said and "no embedding map" in said

@@ -728,8 +728,12 @@ def interpret_model(
             )
         except CollabkitError as e:  # too few items or factors to map: the rest still stands
             notes.append(f"no embedding map: {e}")
-        for q in queries:
-            neighbours[item_title(saved, q)] = similar_items_table(saved, q, n_neighbours, item_least)
+        try:
+            for q in queries:
+                neighbours[item_title(saved, q)] = similar_items_table(saved, q, n_neighbours, item_least)
+        except CollabkitError as e:  # factors all zero (the biases-only start kept): said, not fatal
+            neighbours = {}
+            notes.append(f"no similar items: {e}")
     else:
         notes.append(lacks(saved, "item_vectors"))
     example = None
