@@ -36,7 +36,8 @@ def quick(name: str) -> dict[str, Any]:
     """Training options that keep a family's run short: one epoch of the chapter's recipe where the
     Learner trains it (the fast recipe may keep its biases-only start on so small a table, with no
     factors to compare: tests/test_kept_start.py covers that case)."""
-    return {"epochs": 1, "recipe": "chapter"} if family(name).recipes else {}
+    recipes = family(name).recipes
+    return {"epochs": 1, "recipe": "chapter" if "chapter" in recipes else None} if recipes else {}
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,8 @@ def test_library_lr_find(name: str, table: pd.DataFrame, tmp_path: Path) -> None
 def test_command_every_way_in(name: str, csv: Path, tmp_path: Path) -> None:
     caps = family(name).capabilities()
     out = tmp_path / "m"
-    epochs = ["--epochs", "1", "--recipe", "chapter"] if family(name).recipes else []
+    recipes = family(name).recipes
+    epochs = ["--epochs", "1", *(["--recipe", "chapter"] if "chapter" in recipes else [])] if recipes else []
     res = runner.invoke(app, ["train", "--data", str(csv), "--model", name, "--out", str(out), "-q", *epochs])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["evaluate", str(out), "--data", str(csv), "--ranking", "--top-k", "5"])

@@ -280,7 +280,8 @@ def test_options_are_range_checked_where_they_are_parsed(
 
 def test_huge_numbers_and_options_that_do_not_apply_are_one_line(ratings_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    assert runner.invoke(app, ["train", "--data", str(ratings_csv), "--out", str(out), "-q"]).exit_code == 0
+    train = ["train", "--data", str(ratings_csv), "--out", str(out), "-q", "--recipe", "chapter"]  # factors
+    assert runner.invoke(app, train).exit_code == 0
     res = runner.invoke(app, ["similar", str(out), "100", "--min-count", str(10**21)])
     assert res.exit_code == 2 and "min_count must be a whole number from 1 to 2**62" in res.output
     res = runner.invoke(app, ["similar", str(out), "100", "--min-count", str(10**9)])

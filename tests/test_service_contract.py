@@ -43,7 +43,9 @@ def quick(name: str) -> TrainConfig:
     """The family's default settings; one epoch of the chapter's recipe for a family trained by
     gradient steps (the fast recipe may keep its biases-only start on so small a table, with no
     factors to serve: tests/test_kept_start.py serves that case)."""
-    fast = {"epochs": 1, "bs": 256, "recipe": "chapter"} if family(name).trains_by_gradient else {}
+    fast: dict = {}
+    if family(name).trains_by_gradient:
+        fast = {"epochs": 1, "bs": 256, "recipe": "chapter" if "chapter" in family(name).recipes else None}
     return TrainConfig(model=name, **fast)
 
 

@@ -12,8 +12,8 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
-from collabkit.baselines import fit_biases, fit_range_biases
 from collabkit.models.base import CollabModel, DotTables, Explanation, ModelConfig, numeric_failure, register
+from collabkit.models.biases import fit_biases, fit_range_biases
 from collabkit.models.core import Embedding, sigmoid_range
 from collabkit.models.settings import CHAPTER, MAX_FACTORS, FamilySettings, Recipe, check_y_range
 
