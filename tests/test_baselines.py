@@ -61,3 +61,44 @@ def test_crossval_shows_the_biases_rmse_per_fold(ratings: pd.DataFrame, recipe: 
     )
     assert res.exit_code == 0, res.output
     assert res.output.count("biases_rmse") == 2
+
+
+def test_a_ranking_evaluation_carries_the_most_rated_list_scored_the_same_way(tmp_path: Path) -> None:
+    from collabkit.data.splits import SplitSpec
+    from collabkit.persist import load_model
+    from collabkit.ranking import evaluate_ranking
+    from collabkit.workflows import TrainConfig, train
+    from tests.conftest import make_ratings
+
+    table = make_ratings(n_users=60, n_items=40, n=1500, seed=4)
+    test = table.sample(frac=0.2, random_state=0)
+    rest = table.drop(test.index)
+    train(rest, TrainConfig(model="ease", split=SplitSpec(valid_pct=0.0)), out=tmp_path / "e", log=None)
+    train(rest, TrainConfig(model="popular", split=SplitSpec(valid_pct=0.0)), out=tmp_path / "p", log=None)
+    res = evaluate_ranking(load_model(tmp_path / "e"), test, min_count=1)
+    popular = evaluate_ranking(load_model(tmp_path / "p"), test, min_count=1)
+    assert "baseline" not in popular  # the most-rated list is not compared with itself
+    assert res["baseline"]["metrics"] == popular["metrics"]
+    assert res["beats_popular"] == (res["metrics"]["ndcg@10"] > popular["metrics"]["ndcg@10"])
+
+
+def test_the_command_flags_a_ranking_model_that_does_not_beat_the_most_rated_list() -> None:
+    from collabkit.cli.core import ranking_baseline_lines
+
+    base = {"ndcg@10": 0.3, "precision@10": 0.2, "recall@10": 0.1}
+    beaten = {"k": 10, "baseline": {"model": "popular", "metrics": base}, "beats_popular": True}
+    lines = ranking_baseline_lines(beaten)
+    assert lines == ["baseline on the same users and candidates, the most-rated list: "
+                     "ndcg@10 0.3000  precision@10 0.2000  recall@10 0.1000"]  # fmt: skip
+    lines = ranking_baseline_lines({**beaten, "beats_popular": False})
+    assert len(lines) == 2 and lines[1].startswith("note: this model does not beat the most-rated list")
+
+
+def test_train_of_a_ranking_model_prints_its_top_10_beside_the_most_rated_list(tmp_path: Path) -> None:
+    from tests.conftest import make_ratings
+
+    make_ratings(n_users=60, n_items=40, n=1500, seed=4).to_csv(tmp_path / "r.csv", index=False)
+    res = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "r.csv"), "--model", "ease", "--out",
+                                   str(tmp_path / "m")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "(held-out ndcg@10 " in res.output and "the most-rated list: ndcg@10 " in res.output

@@ -175,7 +175,8 @@ def test_task_ranking_picks_the_ranking_model_and_says_what_it_uses(
     assert result.exit_code == 0, result.output
     assert result.output.startswith("easeknn: l2 500, dropout 0, k 30, shrink 0, weight 0.5; split")
     assert "bs" not in result.output.splitlines()[0]  # no batch size or epochs for a family that fits itself
-    assert "no rating error" in result.output
+    assert "(held-out ndcg@10 " in result.output  # a ranking model's held-out figures are its top 10's
+    assert "the most-rated list: ndcg@10 " in result.output
     res = runner.invoke(app, ["evaluate", str(out), "--data", str(ratings_csv), "--ranking", "--json"])
     assert res.exit_code == 0, res.output
     assert 0 < json.loads(res.stdout)["ranking"]["metrics"]["ndcg@10"] <= 1

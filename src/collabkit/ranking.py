@@ -8,6 +8,7 @@ average, bootstrap or compare them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 
 from collabkit.defaults import MIN_COUNT
 from collabkit.errors import CollabkitError
+from collabkit.models import ModelConfig, build_model
 from collabkit.recommend import Recommender
 
 if TYPE_CHECKING:
@@ -114,8 +116,13 @@ def evaluate_ranking(
     user_col: str = "user",
     item_col: str = "item",
     rating_col: str = "rating",
+    baseline: bool = True,
 ) -> dict[str, Any]:
     """Precision, recall, NDCG, MAP and hit rate at k, and catalogue coverage, on held-out ratings.
+
+    With `baseline`, the most-rated list (the `popular` model of the same training rows) is scored
+    by the same protocol under `baseline`, and `beats_popular` says whether the model's NDCG beats
+    it: a ranking model that does not has learned nothing a count could not tell.
 
     Each user's top k is ranked among every candidate item they did not rate in training (the
     model's saved training rows); candidates are items with at least `min_count` training ratings.
@@ -217,6 +224,15 @@ def evaluate_ranking(
         },
         "candidate_items": n_cand,
     }
+    if baseline and rec.trained.name != "popular" and rec.trained.config is not None:
+        popular = _most_rated(rec.trained)
+        base = evaluate_ranking(
+            popular, test, k, relevant_threshold, min_count=min_count, user_col=user_col,
+            item_col=item_col, rating_col=rating_col, baseline=False,
+        )  # fmt: skip
+        result["baseline"] = {"model": "popular", "metrics": base["metrics"]}
+        ndcg, base_ndcg = metrics[f"ndcg@{k}"], base["metrics"][f"ndcg@{k}"]
+        result["beats_popular"] = bool(ndcg > base_ndcg) if math.isfinite(base_ndcg) else True
     if n_cand == 0:  # every list is empty: the zeros are what a user would be shown, not a bug
         most = int(counts[1:].max()) if len(counts) > 1 else 0
         result["note"] = (
@@ -224,6 +240,14 @@ def evaluate_ranking(
             f"empty, as recommend would serve it; give min_count {max(most, 1)} or lower to rank some"
         )
     return result
+
+
+def _most_rated(trained: TrainedModel) -> TrainedModel:
+    """The `popular` model of `trained`'s own training rows, with its vocabularies."""
+    config = ModelConfig("popular", len(trained.users), len(trained.items))
+    model = build_model(config)
+    model.fit_direct(trained.train_x, trained.train_y)
+    return dataclasses.replace(trained, model=model, config=config, history=[], results={})
 
 
 def _relevant_candidates(

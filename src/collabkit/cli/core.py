@@ -213,6 +213,7 @@ def train(
     """Train a model on a split of the data, print its settings and epoch table, and save it to --out."""
     with clean_errors():
         # lazy: the training stack loads only for the commands that use it
+        from collabkit.models import family as family_of
         from collabkit.workflows import model_for_task
         from collabkit.workflows import resume as resume_run
         from collabkit.workflows import train as run_train
@@ -266,9 +267,10 @@ def train(
                 if Path(data).is_file():  # found again from another folder; the name stays as typed
                     reading["path"] = os.path.abspath(data)
                 run_info = {**reading, "checkpoint_every": checkpoint_every}  # fmt: skip
+                ranks = family_of(config.model).score_kind == "score"  # its figures are top-10's
                 result = run_train(
                     table, config, data_name=data, out=out, log=log, checkpoint_every=checkpoint_every,
-                    run_info=run_info, reading=reading,
+                    run_info=run_info, reading=reading, ranking_k=10 if ranks else None,
                 )  # fmt: skip
         except KeyboardInterrupt:
             if not (checkpoint_every or resume):
@@ -288,10 +290,14 @@ def train(
                     figures += (
                         f"; {fallback} rows with no training ratings scored by the biases-only baseline"
                     )
+                rk = result.ranking
+                if not figures and rk is not None:
+                    figures = "  ".join(f"{m} {rk['metrics'][m]:.4f}" for m in ("ndcg@10", "precision@10"))
+                    figures += f" (min_count {rk['min_count']}; more: evaluate --ranking)"
                 if not figures and "note" in result.valid:
                     figures = f"no rating error: {result.valid['note']}; see evaluate --ranking"
                 typer.echo(f"saved {result.model} model to {result.out} (held-out {figures or 'none'})")
-                for line in baseline_lines(result.valid):
+                for line in baseline_lines(result.valid) + (ranking_baseline_lines(rk) if rk else []):
                     typer.echo(line)
             emit(result.to_dict(), as_json)
 
@@ -483,9 +489,30 @@ def evaluate(
                     f"({_candidates_text(rk['min_count'])}); a random order scores "
                     f"precision@{top} {rk[f'random_precision@{top}']:.4f}"
                 )
+                for line in ranking_baseline_lines(rk):
+                    typer.echo(line)
                 if "note" in rk:
                     typer.echo(f"note: {rk['note']}")
         emit(result.to_dict(), as_json)
+
+
+def ranking_baseline_lines(ranking: dict[str, Any]) -> list[str]:
+    """The most-rated list beside a ranking evaluation, and a flag when the model does not beat it."""
+    base = ranking.get("baseline")
+    if not base:
+        return []
+    k = ranking["k"]
+    shown = ("ndcg", "precision", "recall")
+    lines = [
+        "baseline on the same users and candidates, the most-rated list: "
+        + "  ".join(f"{m}@{k} {base['metrics'][f'{m}@{k}']:.4f}" for m in shown)
+    ]
+    if not ranking.get("beats_popular", True):
+        lines.append(
+            "note: this model does not beat the most-rated list on NDCG: it ranks no better than a count "
+            "of ratings (try another family, or its tuned settings: see collabkit models NAME)"
+        )
+    return lines
 
 
 def baseline_lines(figures: dict[str, Any]) -> list[str]:
@@ -749,6 +776,10 @@ def crossval(
             if res is first[0]:
                 typer.echo(res.settings_line(specs))
             figures = {**res.valid, **((res.ranking or {}).get("metrics") or {})}
+            popular = (res.ranking or {}).get("baseline")
+            if popular:  # the most-rated list's NDCG beside the fold's own
+                top = res.ranking["k"] if res.ranking else 10
+                figures[f"popular_ndcg@{top}"] = popular["metrics"][f"ndcg@{top}"]
             base = res.valid.get("baselines")
             if base:  # the biases-only baseline's rmse beside the fold's own
                 figures["biases_rmse"] = base["biases"]["rmse"]
