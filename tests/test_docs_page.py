@@ -46,7 +46,7 @@ def test_docs_render_every_operation(base_url: str) -> None:
             page.set_default_timeout(20_000)
             page.goto(base_url + "/docs")
             page.wait_for_function(
-                "document.querySelectorAll('.opblock').length > 0"
+                "() => document.querySelectorAll('.opblock').length > 0"
                 " || document.body.innerText.includes('Unable to render')"
             )
             page.screenshot(path=str(ARTIFACTS / "docs.png"), full_page=False)

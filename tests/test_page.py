@@ -115,7 +115,9 @@ def test_search_rate_and_map(base_url: str, browser: Any) -> None:
     )
     page.set_default_timeout(10_000)
     page.goto(base_url + "/")
-    page.wait_for_function("document.getElementById('model-line').textContent.includes('dotbias')")
+    # waits are arrow functions: a bare expression is compiled by eval when it must be polled, which
+    # the page's Content-Security-Policy (no 'unsafe-eval') refuses on a slow machine
+    page.wait_for_function("() => document.getElementById('model-line').textContent.includes('dotbias')")
     assert "45 items" in page.inner_text("#model-line")
 
     # Search a movie and open its neighbours.
@@ -166,7 +168,7 @@ def test_search_rate_and_map(base_url: str, browser: Any) -> None:
 
     # The map: hover a point for its title, click it for its neighbours, zoom with a key.
     page.locator("#map").scroll_into_view_if_needed()
-    page.wait_for_function("window.collabkitMap.points.length > 0")
+    page.wait_for_function("() => window.collabkitMap.points.length > 0")
     point = page.evaluate(
         "() => { const m = window.collabkitMap, s = m.toScreen(0);"
         " return {x: s.x, y: s.y, title: m.points[0].title}; }"
@@ -197,7 +199,7 @@ def test_phone_width(base_url: str, browser: Any) -> None:
     page.set_default_timeout(10_000)
     page.goto(base_url + "/")
     page.wait_for_selector("#recs li")
-    page.wait_for_function("window.collabkitMap.points.length > 0")
+    page.wait_for_function("() => window.collabkitMap.points.length > 0")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
     page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
     print(f"screenshots in {ARTIFACTS}")
