@@ -32,6 +32,7 @@ from collabkit.models.base import ModelConfig, numeric_failure, register, requir
 from collabkit.models.ranking_base import RankingModel, Values, kept_ratings, min_rating_field, values_field
 from collabkit.models.settings import MAX_FACTORS, FamilySettings
 from collabkit.models.shards import Shards, current_shards
+from collabkit.models.sparse import last_of_each
 
 CG_STEPS = 3  # conjugate-gradient steps per row and sweep: implicit's default, and enough (see fit_direct)
 _TINY = torch.finfo(torch.float32).tiny
@@ -82,7 +83,7 @@ class ImplicitALS(RankingModel):
         dev = self.item_factors.device
         x, y = kept_ratings(x.to(dev), y.to(dev), self.settings.min_rating)
         key = x[:, 0] * self.n_items + x[:, 1]
-        key, last = _last_of_each(key)
+        key, last = last_of_each(key)
         c1 = self._confidence(y.to(dev)[last])  # (nnz,) c - 1
         users, items = key // self.n_items, key % self.n_items
         if shards is None:
@@ -257,12 +258,3 @@ def solve_exact(rated: Rated, other: Tensor, reg: float) -> Tensor:
     b.index_add_(0, rows, o[cols] * rated.c.double()[:, None])
     chol = torch.linalg.cholesky(a)
     return torch.cholesky_solve(b[:, :, None], chol)[:, :, 0].float()
-
-
-def _last_of_each(key: Tensor) -> tuple[Tensor, Tensor]:
-    """(distinct keys, the position of each one's last occurrence in `key`)."""
-    order = torch.argsort(key, stable=True)
-    sorted_key = key[order]
-    is_last = torch.ones_like(sorted_key, dtype=torch.bool)
-    is_last[:-1] = sorted_key[1:] != sorted_key[:-1]
-    return sorted_key[is_last], order[is_last]

@@ -161,6 +161,7 @@ class UserKNN(RankingModel):
         self.register_buffer("_device_mark", torch.zeros(0), persistent=False)  # where it runs
         self._item_major: CSR | None = None  # the interactions by item, made when first needed
         self._work: Tensor | None = None  # (n_users,) co-occurrences behind each user's similarities
+        self._user_norms: Tensor | None = None  # (n_users,) made with the interactions, when first needed
 
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         self.check_fit_input(x, y)
@@ -168,7 +169,7 @@ class UserKNN(RankingModel):
 
     def attach_training(self, x: Tensor, y: Tensor) -> None:
         super().attach_training(x, y)
-        self._item_major, self._work = None, None  # made again from these interactions
+        self._item_major, self._work, self._user_norms = None, None, None  # made again from these
 
     def user_vectors(self) -> CSR:
         return self.interactions  # (n_users, n_items): cosine of these is the model's similarity
@@ -185,7 +186,7 @@ class UserKNN(RankingModel):
         xs = self.interactions
         dots = xs.matmul(vectors.T).T  # (B, n_users)
         own = vectors.norm(dim=1)  # (B,)
-        sim = dots / (own[:, None] * xs.row_norms()[None, :] + self.settings.shrink).clamp_min(1e-12)
+        sim = dots / (own[:, None] * self._norms()[None, :] + self.settings.shrink).clamp_min(1e-12)
         if exclude is not None:
             sim[torch.arange(len(sim), device=sim.device), exclude.to(sim.device)] = 0.0
         return _keep_top(sim, self.settings.k)
@@ -195,10 +196,16 @@ class UserKNN(RankingModel):
         share with each other user), so the cost follows the ratings, not users x items."""
         xs, by_item = self.interactions, self._by_item()
         dots = xs.gram_rows(user_idx, by_item)  # (B, n_users)
-        own = xs.row_norms()
+        own = self._norms()
         sim = dots / (own[user_idx, None] * own[None, :] + self.settings.shrink).clamp_min(1e-12)
         sim[torch.arange(len(sim), device=sim.device), user_idx] = 0.0
         return _keep_top(sim, self.settings.k)
+
+    def _norms(self) -> Tensor:
+        """(n_users,) each user's interaction length, made once (every block of neighbours needs it)."""
+        if self._user_norms is None:
+            self._user_norms = self.interactions.row_norms()
+        return self._user_norms
 
     def _by_item(self) -> CSR:
         if self._item_major is None:

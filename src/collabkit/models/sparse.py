@@ -50,12 +50,7 @@ class CSR:
         value (as a dense assignment would); otherwise every entry is kept, in the given order."""
         rows, cols, values = rows.long(), cols.long(), values.float()
         if last_wins and len(rows):
-            key = rows * n_cols + cols
-            order = torch.argsort(key, stable=True)
-            sorted_key = key[order]
-            is_last = torch.ones_like(sorted_key, dtype=torch.bool)
-            is_last[:-1] = sorted_key[1:] != sorted_key[:-1]
-            keep = order[is_last]  # sorted by (row, col)
+            _, keep = last_of_each(rows * n_cols + cols)  # sorted by (row, col)
         else:
             keep = torch.argsort(rows, stable=True)
         indptr = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
@@ -121,14 +116,11 @@ class CSR:
         this one, costing the entries' row lengths, not n_out x n_rows: how a user's neighbours'
         rows (user kNN) or their items' neighbour lists (item kNN) add up to scores.
         """
-        starts = self.indptr[rows]
-        lengths = self.indptr[rows + 1] - starts
-        out_row = torch.repeat_interleave(which, lengths)
-        weight = torch.repeat_interleave(weights.float(), lengths)
-        offset = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
-        pos = offset + torch.arange(len(offset), device=offset.device)
+        entry, pos = self.entries(rows)  # entry e of (which, rows, weights) for each stored value
         out = torch.zeros(n_out, self.n_cols, device=self.values.device)
-        out.index_put_((out_row, self.indices[pos]), weight * self.values[pos], accumulate=True)
+        out.index_put_(
+            (which[entry], self.indices[pos]), weights.float()[entry] * self.values[pos], accumulate=True
+        )
         return out
 
     def gram_rows(self, row_idx: Tensor, by_col: CSR) -> Tensor:
@@ -149,8 +141,15 @@ class CSR:
         work.index_add_(0, self.row_of_entries(), col_len[self.indices])
         return work
 
-    def nbytes(self) -> int:
-        return sum(t.element_size() * t.numel() for t in (self.indptr, self.indices, self.values))
+
+def last_of_each(key: Tensor) -> tuple[Tensor, Tensor]:
+    """(distinct keys, sorted; the position of each one's last occurrence in `key`): a repeated
+    (user, item) pair keeps its last rating, as a dense assignment would."""
+    order = torch.argsort(key, stable=True)
+    sorted_key = key[order]
+    is_last = torch.ones_like(sorted_key, dtype=torch.bool)
+    is_last[:-1] = sorted_key[1:] != sorted_key[:-1]
+    return sorted_key[is_last], order[is_last]
 
 
 def dense_rows(table: Tensor | CSR | np.ndarray, row_idx: Tensor) -> Tensor:
