@@ -102,3 +102,15 @@ def test_train_of_a_ranking_model_prints_its_top_10_beside_the_most_rated_list(t
                                    str(tmp_path / "m")])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "(held-out ndcg@10 " in res.output and "the most-rated list: ndcg@10 " in res.output
+
+
+def test_a_model_that_does_not_beat_the_training_mean_is_flagged() -> None:
+    from collabkit.cli.core import baseline_lines
+
+    base = {"global_mean": {"rmse": 1.0, "mae": 0.8}, "biases": {"rmse": 1.1, "mae": 0.9}}
+    worse = baseline_lines({"rmse": 1.05, "baselines": base, "beats_mean": False, "beats_biases": True})
+    assert len(worse) == 2 and worse[1].startswith(
+        "note: this model does not beat predicting the training mean"
+    )
+    better = baseline_lines({"rmse": 0.9, "baselines": base, "beats_mean": True, "beats_biases": True})
+    assert len(better) == 1

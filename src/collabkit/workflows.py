@@ -552,6 +552,7 @@ def score_rows(trained: TrainedModel, rows: pd.DataFrame) -> dict[str, Any]:
                                 len(trained.users), len(trained.items))  # fmt: skip
         out["baselines"] = base
         out["beats_biases"] = bool(res["rmse"] < base["biases"]["rmse"])
+        out["beats_mean"] = bool(res["rmse"] < base["global_mean"]["rmse"])
     return out
 
 

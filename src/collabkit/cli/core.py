@@ -467,7 +467,7 @@ def evaluate(
         )  # fmt: skip
         if not as_json:
             typer.echo(f"split {result.split}: {result.n:,} held-out rows")
-            hidden = ("n", "note", "baselines", "beats_biases")
+            hidden = ("n", "note", "baselines", "beats_biases", "beats_mean")
             line = "  ".join(_fmt(k, v) for k, v in result.metrics.items() if k not in hidden)
             if line:
                 typer.echo(line)
@@ -524,6 +524,11 @@ def baseline_lines(figures: dict[str, Any]) -> list[str]:
         f"baselines on the same rows: rmse {base['global_mean']['rmse']:.4f} predicting the training mean, "
         f"{base['biases']['rmse']:.4f} with user and item biases only"
     ]
+    if not figures.get("beats_mean", True):
+        lines.append(
+            "note: this model does not beat predicting the training mean: on these rows it has learned "
+            "nothing about who likes what (the table may hold no signal, or too few ratings per user)"
+        )
     if not figures.get("beats_biases", True):
         lines.append(
             "note: this model does not beat the biases-only baseline: it is underfitted (try --recipe "
@@ -783,7 +788,7 @@ def crossval(
             base = res.valid.get("baselines")
             if base:  # the biases-only baseline's rmse beside the fold's own
                 figures["biases_rmse"] = base["biases"]["rmse"]
-            shown = [f for f in figures if f not in ("n", "baselines", "beats_biases", "note")]
+            shown = [f for f in figures if f not in ("n", "baselines", "beats_biases", "beats_mean", "note")]
             typer.echo(f"{res.split.describe():<22}" + "  ".join(_fmt(m, figures[m]) for m in shown))
 
         first: list[Any] = [None]
