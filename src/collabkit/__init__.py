@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "SplitSpec": "collabkit.data.splits",
     "TrackerCallback": "collabkit.train.callbacks",
     "TrainedModel": "collabkit.bundle",
+    "TuneResult": "collabkit.tuning",
     "UnknownIdEncoding": "collabkit.data.vocab",
     "UnknownIdError": "collabkit.errors",
     "UnknownIdPrediction": "collabkit.recommend.recommender",
@@ -80,10 +81,12 @@ _EXPORTS: dict[str, str] = {
     "register": "collabkit.models",
     "rmse": "collabkit.evaluate",
     "save_model": "collabkit.persist",
+    "search_space": "collabkit.tuning",
     "set_seed": "collabkit.train.learner",
     "sigmoid_range": "collabkit.models",
     "time_cutoff": "collabkit.data.splits",
     "trunc_normal_": "collabkit.models.core",
+    "tune": "collabkit.tuning",
 }
 
 if TYPE_CHECKING:  # what type checkers and editors see
@@ -143,6 +146,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     )
     from collabkit.train.learner import Learner, MSELossFlat, set_seed
     from collabkit.train.schedule import one_cycle_lr, one_cycle_mom
+    from collabkit.tuning import TuneResult, search_space, tune
 
 
 __all__ = [
@@ -173,6 +177,7 @@ __all__ = [
     "SplitSpec",
     "TrackerCallback",
     "TrainedModel",
+    "TuneResult",
     "UnknownIdEncoding",
     "UnknownIdPrediction",
     "UnknownIdError",
@@ -208,10 +213,12 @@ __all__ = [
     "register",
     "rmse",
     "save_model",
+    "search_space",
     "set_seed",
     "sigmoid_range",
     "time_cutoff",
     "trunc_normal_",
+    "tune",
 ]
 
 

@@ -35,7 +35,7 @@ from collabkit.persist import check_destination, load_model, save_model
 from collabkit.ranking import evaluate_ranking
 from collabkit.scoring import score_pairs, training_facts
 from collabkit.train import distributed
-from collabkit.train.callbacks import SaveModelCallback, StopAfterEpochCallback
+from collabkit.train.callbacks import Callback, SaveModelCallback, StopAfterEpochCallback
 from collabkit.train.checkpoint import CheckpointCallback
 from collabkit.train.learner import set_seed
 from collabkit.train.lr_find import lr_find
@@ -265,10 +265,11 @@ class _Run:
 
 def _prepare(
     table: pd.DataFrame, config: TrainConfig, log: Callable[[str], None] | None,
-    *, hold_aside: bool = True, announce: bool = True,
+    *, hold_aside: bool = True, announce: bool = True, callbacks: Sequence[Callback] = (),
 ) -> _Run:  # fmt: skip
     """Split, plan and build the learner. `hold_aside=False`: train on every training row even
-    with a keep_best recipe (the run after the choice); `announce=False`: no settings line."""
+    with a keep_best recipe (the run after the choice); `announce=False`: no settings line;
+    `callbacks` join the learner for every fit it runs."""
     device = distributed.init_from_env(resolve_device(config.device))
     log = log if distributed.is_main() else None
     set_seed(config.seed)
@@ -294,6 +295,7 @@ def _prepare(
     )  # fmt: skip
     if learn.config is None:  # collab_learner always sets it: this is a bug, not bad input
         raise RuntimeError("collab_learner built a Learner without its config")
+    learn.add_cbs(list(callbacks))
     settings: dict[str, Any] = dict(learn.config.settings.used())
     if recipe is not None:
         settings |= recipe.model_dump() | {"step": config.step}
@@ -323,6 +325,7 @@ def train(
     resume: bool = False,
     ranking_k: int | None = None,
     reading: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train `config.model` with one-cycle on a split of `table`, score its held-out rows, save to `out`.
 
@@ -331,7 +334,9 @@ def train(
     from it, ending with the weights the uninterrupted run would have. `run_info` is what a
     resumed command needs to load the same data (written beside the checkpoint). `reading` is how
     the table was read (its columns, the duplicates rule), recorded in the model folder so that
-    `collabkit evaluate MODEL` can read it again without being told.
+    `collabkit evaluate MODEL` can read it again without being told. `callbacks` join every fit of
+    a family trained by the Learner's epochs (a keep_best recipe's choice, then its run on every
+    training row); `collabkit.tune` prunes trials with one.
     """
 
     if out is not None:
@@ -342,13 +347,13 @@ def train(
         )
     if (checkpoint_every or resume) and out is None:
         raise CollabkitError("checkpoints need --out: they are written inside the model's folder")
-    run = _prepare(table, config, log)
+    run = _prepare(table, config, log, callbacks=callbacks)
     recipe = run.plan.recipe
     start = time.perf_counter()
     choice: dict[str, Any] | None = None
     if recipe is not None and run.held_aside and getattr(run.learn.model, "refit_best", False):
         choice = _choose_epochs(run, recipe, log)  # then every training row, for the chosen count
-        run = _prepare(table, config, log, hold_aside=False, announce=False)
+        run = _prepare(table, config, log, hold_aside=False, announce=False, callbacks=callbacks)
     learn = run.learn
     cbs: list[Any] = []
     ckpt = Path(out) / "checkpoints" if out is not None else None

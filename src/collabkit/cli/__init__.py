@@ -25,7 +25,7 @@ _previous = signal.getsignal(signal.SIGINT) if _main_thread else None
 if _main_thread:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 try:
-    from collabkit.cli import core, explain, serve, use  # noqa: F401, E402  (each registers its subcommands)
+    from collabkit.cli import core, explain, serve, tune, use  # noqa: F401, E402  (each registers its subcommands)
     from collabkit.cli.app import EXIT_INTERRUPTED, app  # noqa: E402
 finally:
     if _main_thread:

@@ -29,6 +29,7 @@ from collabkit.cli.app import (
     emit,
     split_spec,
 )
+from collabkit.cli.config_file import CROSSVAL_CONFIG_KEYS, TRAIN_CONFIG_KEYS, config_values
 from collabkit.defaults import BUILT_IN_FAMILIES, MIN_COUNT
 from collabkit.errors import CollabkitError
 
@@ -137,6 +138,26 @@ OptionOpt = Annotated[
 ]
 
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A configuration file (OUT/best.json of collabkit tune): its model, settings, data and split, "
+        "where not typed here (what is typed wins). Refused on held-out rows it was tuned on.",
+    ),
+]
+
+
+def tuned_line(config: Any, table: Any, specs: list[Any]) -> str:
+    """What a configuration file's settings were tuned on, for each split; an error where tuning
+    read held-out rows of one (settings chosen on u1.base are not scored on u2..u5)."""
+    # lazy: Optuna and the training stack load only for the commands that use them
+    from collabkit.tuning import check_tuned_rows
+
+    lines = [check_tuned_rows(config, table, spec) for spec in specs]
+    return lines[0] if len(lines) == 1 else f"{lines[0]} (each of the {len(specs)} folds checked)"
+
+
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
     """KEY=VALUE strings -> {key: number, true/false or text}."""
     import json
@@ -207,6 +228,7 @@ def train(
             "the same data and settings.",
         ),
     ] = None,
+    config_file: ConfigOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No epoch table or progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -219,6 +241,27 @@ def train(
         from collabkit.workflows import train as run_train
 
         log = None if quiet else (lambda s: typer.echo(s, err=as_json))
+        tuned = None
+        if config_file is not None:
+            if resume is not None:
+                raise CollabkitError("--config and --resume: a resumed run keeps its own settings; give one")
+            found, tuned, note = config_values(ctx, config_file, TRAIN_CONFIG_KEYS)
+            v = {**ctx.params, **found}
+            data, task, model, recipe, factors, layers = (
+                v[n] for n in ("data", "task", "model", "recipe", "factors", "layers")
+            )
+            epochs, lr, wd, bs, y_range, option = (
+                v[n] for n in ("epochs", "lr", "wd", "bs", "y_range", "option")
+            )
+            split, valid_pct, seed, fold, k, last_n, cutoff = (
+                v[n] for n in ("split", "valid_pct", "seed", "fold", "k", "last_n", "cutoff")
+            )
+            device, step, duplicates = v["device"], v["step"], v["duplicates"]
+            user_col, item_col, rating_col, timestamp_col = (
+                v[n] for n in ("user_col", "item_col", "rating_col", "timestamp_col")
+            )
+            if note:
+                typer.echo(note, err=as_json)
         try:
             if resume is not None:
                 given = _given_options(ctx, keep=("resume", "out", "quiet", "as_json"))
@@ -257,6 +300,8 @@ def train(
                 table = _load(
                     data, user_col, item_col, rating_col, timestamp_col, quiet or as_json, duplicates
                 )
+                if tuned is not None:  # refused if tuning read any of this split's held-out rows
+                    typer.echo(tuned_line(tuned, table, [spec]), err=as_json)
                 reading = {
                     "user_col": user_col,
                     "item_col": item_col,
@@ -718,6 +763,7 @@ def crossval(
         typer.Option("--ranking", help="Also precision, recall, NDCG, MAP and hit rate at --top-k per fold."),
     ] = False,
     top_k: Annotated[int, typer.Option("--top-k", help="List length for --ranking.")] = 10,
+    config_file: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train and evaluate on each fold; report every fold and the mean and standard deviation.
@@ -730,6 +776,22 @@ def crossval(
         from collabkit.workflows import TrainResult, cross_validate
 
         said: list[str] = []  # what came from MODEL_DIR or a default, said before the folds
+        tuned = None
+        if config_file is not None:
+            if model_dir is not None:
+                raise CollabkitError("give MODEL_DIR or --config, not both")
+            found, tuned, note = config_values(ctx, config_file, TRAIN_CONFIG_KEYS, use=CROSSVAL_CONFIG_KEYS)
+            v = {**ctx.params, **found}
+            data, model, recipe, factors, layers, epochs = (
+                v[n] for n in ("data", "model", "recipe", "factors", "layers", "epochs")
+            )
+            lr, wd, bs, y_range, option, seed = (
+                v[n] for n in ("lr", "wd", "bs", "y_range", "option", "seed")
+            )
+            user_col, item_col, rating_col, timestamp_col, duplicates = (
+                v[n] for n in ("user_col", "item_col", "rating_col", "timestamp_col", "duplicates")
+            )
+            said += [note] if note else []
         cols = Reading(user_col, item_col, rating_col, timestamp_col, duplicates)
         opts = TrainOptions(model, recipe, factors, layers, epochs, lr, wd, bs, y_range, option or [], seed)
         if model_dir is not None:
@@ -774,6 +836,10 @@ def crossval(
             if names == ["kfold"]
             else [split_spec(name, seed=seed) for name in names]
         )
+        if tuned is not None:  # refused if tuning read any fold's held-out rows
+            line = tuned_line(tuned, table, specs)
+            if not as_json:
+                typer.echo(line)
 
         def show(res: TrainResult) -> None:
             if as_json:
