@@ -76,7 +76,8 @@ NOT_TUNED = {
 # loss halfway does not rank trials. On ML-100k u1, pruning from 50% cut the trial that ended best
 # of 20 (dotbias lr 0.015, wd 0.84: validation RMSE 0.9089 against the recipe's 0.9100).
 PRUNE_FROM = 80
-EFFORT = ("epochs", "iterations", "samples")  # more is slower, not only different: searched from half to twice
+# more is slower, not only different: searched from half to twice
+EFFORT = ("epochs", "iterations", "samples")
 
 
 @dataclass(frozen=True)

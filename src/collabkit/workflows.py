@@ -30,15 +30,17 @@ from collabkit.defaults import MIN_COUNT
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import summarize_folds
 from collabkit.models import family, model_names
-from collabkit.models.settings import RECIPE_FIELDS, Recipe, parse_recipe, parse_settings
+from collabkit.models.settings import RECIPE_FIELDS, Recipe, output_range, parse_recipe, parse_settings
 from collabkit.persist import check_destination, load_model, save_model
 from collabkit.ranking import evaluate_ranking
 from collabkit.scoring import score_pairs, training_facts
 from collabkit.train import distributed
 from collabkit.train.callbacks import Callback, SaveModelCallback, StopAfterEpochCallback
 from collabkit.train.checkpoint import CheckpointCallback
+from collabkit.train.epoch_choice import INNER_VALID, choose_epochs, start_from_biases
 from collabkit.train.learner import set_seed
 from collabkit.train.lr_find import lr_find
+from collabkit.train.members import member_trainer
 from collabkit.train.run_folder import read_run
 
 StepKind = Literal["auto", "fused", "autograd"]
@@ -71,9 +73,7 @@ def recipe_for(model: str, name: str = "fast") -> Recipe:
 
 def y_range_for(ratings: np.ndarray) -> tuple[float, float]:
     """An output range that holds the ratings with room at the top, as the chapter's (0, 5.5) for 1..5."""
-    lo, hi = float(np.min(ratings)), float(np.max(ratings))
-    span = max(hi - lo, 1.0)
-    return (0.0 if lo >= 0 else lo - 0.1 * span, hi * 1.1 if hi > 0 else hi + 0.1 * span)
+    return output_range(float(np.min(ratings)), float(np.max(ratings)))
 
 
 @dataclass
@@ -247,7 +247,6 @@ def settings_line(
 
 
 READING_KEYS = ("user_col", "item_col", "rating_col", "timestamp_col", "duplicates")
-INNER_VALID = 0.1  # the share of training rows a keep_best recipe watches
 
 
 @dataclass
@@ -364,7 +363,7 @@ def train(
     start_epoch = learn.load_checkpoint(ckpt) if resume and ckpt is not None else 0
     net = learn.model
     if recipe is not None and choice is not None and choice["best_epoch"] == 0:  # the biases-only start
-        _start_from_biases(net, run.dls, zero_factors=True)
+        start_from_biases(net, run.dls.train.x, run.dls.train.y, zero_factors=True)
     elif recipe is not None:  # the Learner's one-cycle loop
         epochs = recipe.epochs if choice is None else choice["best_epoch"]
         if start_epoch >= epochs:
@@ -379,7 +378,17 @@ def train(
     else:  # the family fits itself (closed form, alternating solves, its own sampler): all pairs at once
         if hasattr(net, "show_progress"):  # a family with its own loop (bpr) reports as the Learner does
             net.log, net.show_progress = log, None if log is not None else False
-        net.fit_direct(run.dls.train.x, run.dls.train.y)
+        if getattr(net, "trains_members", False):  # a blend: members trained as they would be alone
+            trainer = member_trainer(run.dls, config.seed, next(net.buffers()).device)
+            held = net.fit_members(run.dls.train.x, run.dls.train.y, trainer, seed=config.seed)
+            if log is not None:
+                each = ", ".join(f"{k} {v:.4f}" for k, v in held["member_rmse"].items())
+                log(
+                    f"blend weights fitted on {held['held_aside']:,} held-aside training rows: RMSE there "
+                    f"{each}; blend {held['blend_rmse']:.4f}"
+                )
+        else:
+            net.fit_direct(run.dls.train.x, run.dls.train.y)
     fit_seconds = time.perf_counter() - start
     data = DataInfo.of(table, data_name, "user", "item", "rating", reading=reading)
     trained = trained_from_learner(learn, data=data)
@@ -413,13 +422,6 @@ def train(
     return result
 
 
-def _start_from_biases(net: Any, dls: CollabDataLoaders, zero_factors: bool = False) -> bool:
-    """Set a dot model's biases to the biases-only model of `dls`'s training rows (and its factors
-    to 0 with `zero_factors`: the start kept as the answer); False: it has no biases."""
-    start = getattr(net, "start_from_biases", None)
-    return bool(start(dls.train.x, dls.train.y, zero_factors)) if callable(start) else False
-
-
 def _choose_epochs(run: _Run, recipe: Recipe, log: Callable[[str], None] | None) -> dict[str, Any]:
     """Score the biases-only start and each epoch of the recipe on the held-aside training rows.
 
@@ -427,16 +429,7 @@ def _choose_epochs(run: _Run, recipe: Recipe, log: Callable[[str], None] | None)
     index e: after epoch e) and `best_epoch`, the count with the lowest loss (the fewest on a tie).
     The test rows are never read: `run`'s validation rows are the held-aside training rows.
     """
-    learn, net = run.learn, run.learn.model
-    losses: list[float | None] = [None]
-    initial = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    if _start_from_biases(net, run.dls):
-        losses[0] = float(learn.validate()["valid_loss"])
-        net.load_state_dict(initial)  # the epochs start where the recipe starts, not from the biases
-    learn.fit_one_cycle(recipe.epochs, recipe.lr, wd=recipe.wd)
-    losses += [float(row.get("valid_loss", math.nan)) for row in learn.history]
-    scored = [(loss, epoch) for epoch, loss in enumerate(losses) if loss is not None and math.isfinite(loss)]
-    best = min(scored)[1] if scored else recipe.epochs
+    losses, best = choose_epochs(run.learn, recipe)
     n_train = len(run.train_rows)
     if log is not None:
         if best == 0:

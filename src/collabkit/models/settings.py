@@ -119,6 +119,13 @@ def describe_errors(e: ValidationError) -> str:
     return "; ".join(out)
 
 
+def output_range(lo: float, hi: float) -> tuple[float, float]:
+    """The output range a rating model gets from ratings lo..hi: room at the top, as the chapter's
+    (0, 5.5) for 1..5 (and below the bottom where ratings go negative)."""
+    span = max(hi - lo, 1.0)
+    return (0.0 if lo >= 0 else lo - 0.1 * span, hi * 1.1 if hi > 0 else hi + 0.1 * span)
+
+
 def check_y_range(value: tuple[float, float] | None) -> tuple[float, float] | None:
     """A pydantic validator body: (low, high) with low < high, or None."""
     if value is None:

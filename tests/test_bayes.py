@@ -1,0 +1,175 @@
+"""Bayesian MF (`bayesmf`): each block of the Gibbs sweep draws from the right conditional, the
+answer is the average of the kept draws, and it recovers planted structure."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import collabkit.models.bayes as bayes
+from collabkit.errors import CollabkitError
+from collabkit.models import ModelConfig, build_model
+from collabkit.models.bayes import BayesianMF, GibbsSampler, Group, Rows
+
+
+def planted(n_users: int = 60, n_items: int = 40, k: int = 2, density: float = 0.5, noise: float = 0.1,
+            seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Every cell of a rank-k matrix with biases (3 + b_u + b_i + u.v + noise); (all pairs, ratings, seen)."""
+    g = torch.Generator().manual_seed(seed)
+    u, v = torch.randn(n_users, k, generator=g), torch.randn(n_items, k, generator=g)
+    bu, bi = torch.randn(n_users, generator=g) * 0.5, torch.randn(n_items, generator=g) * 0.5
+    pairs = torch.cartesian_prod(torch.arange(n_users), torch.arange(n_items))
+    truth = 3 + bu[pairs[:, 0]] + bi[pairs[:, 1]] + (u[pairs[:, 0]] * v[pairs[:, 1]]).sum(1)
+    ratings = truth + noise * torch.randn(len(pairs), generator=g)
+    seen = torch.rand(len(pairs), generator=g) < density
+    return pairs, ratings, seen
+
+
+def fitted(x: torch.Tensor, y: torch.Tensor, n_users: int, n_items: int, **settings: object) -> BayesianMF:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("bayesmf", n_users, n_items, **settings))
+    assert isinstance(model, BayesianMF)
+    model.fit_direct(x, y)
+    return model
+
+
+def test_it_recovers_a_planted_low_rank_matrix_with_biases() -> None:
+    pairs, ratings, seen = planted()
+    model = fitted(pairs[seen], ratings[seen], 60, 40, n_factors=4, samples=120, burn_in=40)
+    held = ~seen
+    rmse = float((model(pairs[held]) - ratings[held]).square().mean().sqrt())
+    spread = float(ratings[held].std())
+    assert rmse < 0.25 * spread  # near the noise (0.1), far below predicting the mean
+
+
+def test_the_answer_is_the_average_of_the_kept_draws_and_rows_times_side_scores_it() -> None:
+    pairs, ratings, seen = planted(n_users=20, n_items=15)
+    model = fitted(pairs[seen], ratings[seen], 20, 15, n_factors=3, samples=30, burn_in=10, keep=5)
+    assert model.user_factors.shape == (20, 5, 3)
+    per_draw = (model.user_factors[pairs[:, 0]] * model.item_factors[pairs[:, 1]]).sum(2)  # (N, 5)
+    expected = model.offset + model.user_bias[pairs[:, 0]] + model.item_bias[pairs[:, 1]] + per_draw.mean(1)
+    lo, hi = float(ratings[seen].min()), float(ratings[seen].max())
+    assert torch.allclose(model(pairs), expected.clamp(lo, hi), atol=1e-5)
+    block = model.user_rows(torch.arange(20)) @ model.item_side(torch.arange(15))  # (20, 15)
+    assert torch.allclose(block.flatten(), expected, atol=1e-4)
+    parts = model.explain(3, 4)  # additive parts sum to the raw score
+    assert parts.raw == pytest.approx(float(expected[3 * 15 + 4]), abs=1e-4)
+
+
+def small_rows(seed: int = 1) -> Rows:
+    g = torch.Generator().manual_seed(seed)
+    pairs = torch.cartesian_prod(torch.arange(6), torch.arange(5))
+    keep = torch.rand(len(pairs), generator=g) < 0.6
+    pairs = pairs[keep]
+    return Rows(pairs[:, 0], pairs[:, 1], torch.randn(len(pairs), generator=g, dtype=torch.float64) + 3, 6, 5)
+
+
+def test_a_factor_block_draw_centres_on_the_ridge_solution(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the noise of the draw set to 0, every user's p is the exact ridge solve of its conditional."""
+    rows = small_rows()
+    sampler = GibbsSampler(rows, 2, "none")
+    _, v = sampler.sides()
+    target = torch.randn(len(rows.r), dtype=torch.float64)
+    monkeypatch.setattr(bayes.torch, "randn_like", torch.zeros_like)
+    sampler._draw_rows(sampler.p, "user", rows.grams("user", v), target, v)
+    lam, mean = sampler.p.precision, sampler.p.mean
+    for user in range(6):
+        mine = rows.u == user
+        design = v[rows.i[mine]]
+        a = sampler.alpha * design.T @ design + torch.diag(lam)
+        b = sampler.alpha * design.T @ target[mine] + lam * mean
+        assert torch.allclose(sampler.p.values[user], torch.linalg.solve(a, b), atol=1e-8)
+
+
+def test_the_implicit_draw_solves_its_normal_equations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Perturb-and-solve with the noise at 0 and enough CG steps is the conditional's mean: the dense
+    solve of (alpha A^T C A + Lambda) Y = alpha A^T sum(target x V) + Lambda mean."""
+    rows = small_rows(2)
+    sampler = GibbsSampler(rows, 2, "user")
+    assert sampler.y is not None
+    _, v = sampler.sides()
+    target = torch.randn(len(rows.r), dtype=torch.float64)
+    sampler.y.mean = torch.tensor([0.3, -0.2], dtype=torch.float64)
+    monkeypatch.setattr(bayes.torch, "randn_like", torch.zeros_like)
+    monkeypatch.setattr(bayes, "CG_STEPS", 30)
+    gram = rows.grams("user", v)
+    sampler._draw_implicit(sampler.y, rows.a, rows.a_t, rows.a_t_sq, gram, target, v, "user")
+    # dense reference: prediction of row n is sum_j A[u_n, j] y_j . v_{i_n}, linear in vec(Y)
+    a = rows.a.to_dense()
+    k, n_items = 2, 5
+    design = torch.zeros(len(rows.r), n_items * k, dtype=torch.float64)
+    for n in range(len(rows.r)):
+        design[n] = (a[rows.u[n]][:, None] * v[rows.i[n]][None, :]).flatten()
+    lam = sampler.y.precision.repeat(n_items)
+    h = sampler.alpha * design.T @ design + torch.diag(lam)
+    b = sampler.alpha * design.T @ target + lam * sampler.y.mean.repeat(n_items)
+    assert torch.allclose(sampler.y.values.flatten(), torch.linalg.solve(h, b), atol=1e-6)
+
+
+def test_the_hyperprior_draw_follows_the_rows() -> None:
+    torch.manual_seed(0)
+    group = Group(torch.randn(20000, 2, dtype=torch.float64) * torch.tensor([0.5, 2.0]) + 1.0)
+    for _ in range(5):  # from a mean of 0: the first precision draw sees the rows' offset as spread
+        group.draw_prior()
+    assert torch.allclose(group.precision, torch.tensor([4.0, 0.25], dtype=torch.float64), rtol=0.05)
+    assert torch.allclose(group.mean, torch.ones(2, dtype=torch.float64), atol=0.05)
+
+
+def test_implicit_feedback_helps_where_which_items_were_rated_carries_the_signal() -> None:
+    """Users rate what they like: the set of rated items tells the taste that a few ratings do not."""
+    g = torch.Generator().manual_seed(3)
+    n_users, n_items = 150, 60
+    taste = torch.randn(n_users, 2, generator=g)
+    kind = torch.randn(n_items, 2, generator=g)
+    affinity = taste @ kind.T  # (users, items)
+    pairs = torch.cartesian_prod(torch.arange(n_users), torch.arange(n_items))
+    score = affinity.flatten()
+    rated = torch.rand(len(pairs), generator=g) < torch.sigmoid(2 * score - 1.5)  # liked ones get rated
+    ratings = 3 + score + 0.3 * torch.randn(len(pairs), generator=g)
+    idx = torch.nonzero(rated)[:, 0]
+    test = idx[torch.rand(len(idx), generator=g) < 0.2]
+    train = idx[~torch.isin(idx, test)]
+    errors = {}
+    for implicit in ("none", "both"):
+        model = fitted(pairs[train], ratings[train], n_users, n_items, n_factors=2, samples=80, burn_in=30,
+                       implicit=implicit)  # fmt: skip
+        errors[implicit] = float((model(pairs[test]) - ratings[test]).square().mean().sqrt())
+    assert errors["both"] < errors["none"]
+
+
+def test_a_repeated_pair_keeps_its_last_rating() -> None:
+    x = torch.tensor([[0, 0], [1, 1], [0, 0], [1, 0], [0, 1]])
+    y = torch.tensor([1.0, 4.0, 5.0, 3.0, 2.0])
+    model = fitted(x, y, 2, 2, n_factors=1, samples=4, burn_in=1)
+    assert float(model.bounds[0]) == 2.0 and float(model.bounds[1]) == 5.0  # the first (0, 0) is gone
+    assert float(model.offset) == pytest.approx((4 + 5 + 3 + 2) / 4)
+
+
+def test_fold_in_of_a_trained_users_ratings_gives_back_their_predictions() -> None:
+    pairs, ratings, seen = planted(noise=0.05)
+    model = fitted(pairs[seen], ratings[seen], 60, 40, n_factors=3, samples=80, burn_in=30, keep=10)
+    user = 7
+    mine = seen & (pairs[:, 0] == user)
+    prior = model.user_rows(torch.arange(60)).mean(0)
+    row = model.fold_in(pairs[mine][:, 1], ratings[mine], prior, strength=0.1)
+    folded = model.raw_to_rating(row[None, :] @ model.item_side(torch.arange(40)))[0]
+    trained = model(torch.stack([torch.full((40,), user), torch.arange(40)], 1))
+    assert torch.corrcoef(torch.stack([folded, trained]))[0, 1] > 0.9
+    with pytest.raises(CollabkitError, match="strength"):
+        model.fold_in(pairs[mine][:2, 1], ratings[mine][:2], prior, strength=0.0)
+
+
+def test_bad_settings_and_input_are_one_line_errors() -> None:
+    with pytest.raises(CollabkitError, match=r"burn_in \(50\) must be below samples \(50\)"):
+        ModelConfig("bayesmf", 3, 3, samples=50, burn_in=50)
+    with pytest.raises(CollabkitError, match="implicit"):
+        ModelConfig("bayesmf", 3, 3, implicit="sometimes")
+    model = build_model(ModelConfig("bayesmf", 2, 2, samples=3, burn_in=1))
+    with pytest.raises(CollabkitError, match="NaN or infinite"):
+        model.fit_direct(torch.tensor([[0, 0], [1, 1]]), torch.tensor([1.0, math.nan]))
+    with pytest.raises(CollabkitError, match="outside the model's 2 users"):
+        model.fit_direct(torch.tensor([[0, 0], [2, 1]]), torch.tensor([1.0, 2.0]))
+    with pytest.raises(CollabkitError, match="no training ratings"):
+        model.fit_direct(torch.zeros(0, 2, dtype=torch.long), torch.zeros(0))
