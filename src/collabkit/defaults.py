@@ -16,9 +16,9 @@ MIN_COUNT = 10
 # the registry, so the command can name them without importing the models.
 ModelName = Literal[
     "dot", "dotbias", "nn", "classifier", "ease", "popular", "itemknn", "userknn", "ials", "easeknn", "bpr",
-    "bayesmf", "blend",
+    "als", "bayesmf", "blend",
 ]  # fmt: skip
 BUILT_IN_FAMILIES: tuple[str, ...] = (
     "dot", "dotbias", "nn", "classifier", "ease", "popular", "itemknn", "userknn", "ials", "easeknn", "bpr",
-    "bayesmf", "blend",
+    "als", "bayesmf", "blend",
 )  # fmt: skip

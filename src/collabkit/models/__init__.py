@@ -34,6 +34,7 @@ from collabkit.models.knn import ItemKNN as ItemKNN, UserKNN as UserKNN  # isort
 from collabkit.models.ials import ImplicitALS as ImplicitALS  # isort: skip
 from collabkit.models.blend import EASEUserKNN as EASEUserKNN  # isort: skip
 from collabkit.models.bpr import BPR as BPR  # isort: skip
+from collabkit.models.als import BiasedALS as BiasedALS  # isort: skip
 from collabkit.models.bayes import BayesianMF as BayesianMF  # isort: skip
 from collabkit.models.stacking import Blend as Blend  # isort: skip
 
