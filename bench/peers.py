@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import print_table, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script or imported as bench.peers
+
+from bench._common import print_table, write_json  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 VENVS = BENCH / ".venvs"
@@ -184,7 +186,8 @@ def make(algo):
     # item-based Pearson-baseline similarity, the neighbourhood setting Surprise's docs recommend
     return KNNBaseline(sim_options={"name": "pearson_baseline", "user_based": False}, verbose=False)
 
-reader = Reader(line_format="user item rating timestamp", sep="\\t", rating_scale=(1, 5))
+scale = tuple(SPEC.get("rating_scale", (1, 5)))  # the table's lowest and highest rating
+reader = Reader(line_format="user item rating timestamp", sep="\\t", rating_scale=scale)
 folds = []
 for fold in SPEC["folds"]:
     data = Dataset.load_from_folds([(f"{SPEC['dir']}/{fold}.base", f"{SPEC['dir']}/{fold}.test")], reader)
@@ -193,8 +196,11 @@ for fold in SPEC["folds"]:
     t = time.perf_counter()
     algo.fit(trainset)
     fit_s = time.perf_counter() - t
-    rmse = accuracy.rmse(algo.test(testset), verbose=False)
-    folds.append({"fold": fold, "fit_s": fit_s, "rmse": rmse, "mse": rmse ** 2, "n": len(testset)})
+    predictions = algo.test(testset)
+    rmse = accuracy.rmse(predictions, verbose=False)
+    mae = accuracy.mae(predictions, verbose=False)
+    folds.append({"fold": fold, "fit_s": fit_s, "rmse": rmse, "mse": rmse ** 2, "mae": mae,
+                  "n": len(testset)})
 finish({"folds": folds, "version": surprise.__version__})
 """
 )
@@ -225,8 +231,9 @@ for fold in SPEC["folds"]:
     scored = predict(pipe, queries, n_jobs=1).to_df()  # n_jobs=1: no worker pool to start
     err = scored["score"].to_numpy() - scored["rating"].to_numpy()
     mse = float(np.mean(err ** 2))
-    folds.append({"fold": fold, "fit_s": fit_s, "rmse": mse ** 0.5, "mse": mse, "n": int(len(scored)),
-                  "unscored": int(np.isnan(err).sum()) + len(test) - len(scored)})
+    mae = float(np.mean(np.abs(err)))
+    folds.append({"fold": fold, "fit_s": fit_s, "rmse": mse ** 0.5, "mse": mse, "mae": mae,
+                  "n": int(len(scored)), "unscored": int(np.isnan(err).sum()) + len(test) - len(scored)})
 finish({"folds": folds, "version": lenskit.__version__})
 """
 )
@@ -350,13 +357,17 @@ def python_for(library: str) -> Path:
 # -- running ---------------------------------------------------------------------------------
 
 
-def run_one(job: Job, work: Path, tag: str, env: dict[str, str]) -> dict[str, Any]:
-    """Run `job` once in a fresh process; its own numbers plus process seconds and peak MB."""
+def run_one(
+    job: Job, work: Path, tag: str, env: dict[str, str], scripts: dict[str, str] = SCRIPTS
+) -> dict[str, Any]:
+    """Run `job` once in a fresh process; its own numbers plus process seconds and peak MB.
+
+    `scripts` maps `job.script` to the job's text (another benchmark adds its own jobs there)."""
     spec_path, out_path, log_path = (work / f"{tag}.{ext}" for ext in ("spec.json", "out.json", "log"))
     spec_path.write_text(json.dumps(job.spec))
     script = work / f"job_{job.script}.py"
     if not script.exists():
-        script.write_text(SCRIPTS[job.script])
+        script.write_text(scripts[job.script])
     argv = [str(python_for(job.library)), str(script), str(spec_path), str(out_path)]
     with open(log_path, "wb") as log:
         start = time.perf_counter()

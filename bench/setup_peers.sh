@@ -9,6 +9,8 @@
 #             it wants pandas 2, which is why it lives apart from fastai (pandas 3 there).
 #   implicit  implicit's binary wheel (ALS, BPR, item kNN), with NumPy and SciPy: no torch at all;
 #             bench/peers_ranking.py uses its implicit.cpu models only, so it never tries CUDA.
+#   myfm      myFM 0.4.0's binary wheel (Bayesian factorization machines by Gibbs sampling), with
+#             NumPy, SciPy and pandas: no torch; bench/accuracy.py runs four of its feature sets.
 # Build only some of them by naming them: `bash bench/setup_peers.sh lenskit implicit` (what
 # bench/peers_ranking.py needs); with no argument, all of them.
 # Every install is constrained to torch==2.13.0, so nothing can pull a CUDA build. Safe to run again:
@@ -28,7 +30,7 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "LensKit 2025.8 needs Python 3.11 or newer; $PY is $("$PY" --version 2>&1). Set PYTHON=python3.11." >&2
   exit 1
 fi
-ALL_ENVS=(fastai surprise lenskit implicit)
+ALL_ENVS=(fastai surprise lenskit implicit myfm)
 WANT=("$@")
 [ ${#WANT[@]} -gt 0 ] || WANT=("${ALL_ENVS[@]}")
 for name in "${WANT[@]}"; do
@@ -116,4 +118,13 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.nearest_neighbours import CosineRecommender
 assert "torch" not in sys.modules
 print(f"implicit {implicit.__version__}, numpy {numpy.__version__}, scipy {scipy.__version__}")'
+fi
+
+if wanted myfm && start myfm; then
+  pip_in myfm --only-binary myfm myfm==0.4.0 numpy==2.4.6 scipy==1.17.1 pandas==3.1.1
+  finish myfm '
+import sys, numpy, scipy, pandas, myfm
+from myfm import MyFMRegressor, RelationBlock
+assert "torch" not in sys.modules
+print(f"myfm {myfm.__version__}, numpy {numpy.__version__}, scipy {scipy.__version__}, pandas {pandas.__version__}")'
 fi

@@ -148,6 +148,20 @@ def test_similar_users() -> None:
 # -- explained predictions ----------------------------------------------------------------------
 
 
+def test_an_offset_is_named_only_where_the_model_has_none(tmp_path: Path) -> None:
+    from collabkit.workflows import TrainConfig, train
+    from tests.conftest import make_ratings
+
+    table = make_ratings(n=600)
+    train(table, TrainConfig(model="als"), log=None, out=tmp_path / "als")
+    ex = explain_prediction(load_model(tmp_path / "als"), 1, 100)
+    first = ex.parts().iloc[0]
+    assert first["part"] == "offset" and first["value"] == pytest.approx(ex.offset)
+    assert ex.offset != 0.0  # als predicts around the training mean
+    plain = explain_prediction(known_model("dot"), "u2", "Gamma").parts().iloc[0]
+    assert plain["part"] == "offset (none in this model)" and plain["value"] == 0.0
+
+
 @pytest.mark.parametrize("model", ["dotbias", "dot"])
 def test_explained_prediction_adds_up_to_the_models_rating(model: str) -> None:
     saved = known_model(model)

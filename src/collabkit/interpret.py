@@ -508,7 +508,7 @@ class PredictionExplanation:
         """
         order = np.argsort(-np.abs(self.factor_products), kind="stable")
         rows = [
-            ("offset (none in this model)", self.offset),
+            ("offset" if self.offset else "offset (none in this model)", self.offset),
             ("user bias", self.user_bias),
             ("item bias", self.item_bias),
         ]
