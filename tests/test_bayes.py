@@ -4,7 +4,9 @@ answer is the average of the kept draws, and it recovers planted structure."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -173,3 +175,120 @@ def test_bad_settings_and_input_are_one_line_errors() -> None:
         model.fit_direct(torch.tensor([[0, 0], [2, 1]]), torch.tensor([1.0, 2.0]))
     with pytest.raises(CollabkitError, match="no training ratings"):
         model.fit_direct(torch.zeros(0, 2, dtype=torch.long), torch.zeros(0))
+
+
+# -- the rating's day ---------------------------------------------------------------------------
+
+
+def planted_days(n: int = 3000, n_days: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ratings whose mean moves with the day: 3 + b_d + (u + t_d) . v + noise; x (n, 3), day 1000 + d."""
+    g = torch.Generator().manual_seed(0)
+    u, v, t = (
+        torch.randn(80, 2, generator=g),
+        torch.randn(60, 2, generator=g),
+        torch.randn(n_days, 2, generator=g),
+    )
+    bd = torch.randn(n_days, generator=g)
+    users, items = torch.randint(0, 80, (n,), generator=g), torch.randint(0, 60, (n,), generator=g)
+    days = torch.randint(0, n_days, (n,), generator=g)
+    y = 3 + bd[days] + ((u[users] + t[days]) * v[items]).sum(1) + 0.1 * torch.randn(n, generator=g)
+    return torch.stack([users, items, days + 1000], 1), y
+
+
+def test_day_effects_are_learned_and_an_unknown_day_adds_nothing() -> None:
+    x, y = planted_days()
+    common = {"n_factors": 4, "samples": 120, "burn_in": 40, "implicit": "none"}
+    with_days = fitted(x[:2400], y[:2400], 80, 60, days=True, first_day=1000, n_days=20, **common)
+    without = fitted(x[:2400], y[:2400], 80, 60, days=False, **common)
+    assert with_days.takes_days and not without.takes_days
+
+    def rmse(model: BayesianMF, pairs: torch.Tensor) -> float:
+        return float((model(pairs) - y[2400:]).square().mean().sqrt())
+
+    assert rmse(with_days, x[2400:]) < 0.25 < rmse(without, x[2400:])  # near the noise (0.1) with days
+    test = x[2400:]
+    unknown = test.clone()
+    unknown[:, 2] = 990  # before the first training day
+    assert torch.allclose(with_days(unknown), with_days(test[:, :2]))  # no day: no day effect
+    assert not torch.allclose(with_days(test), with_days(test[:, :2]))
+
+
+def test_the_day_vocabulary_comes_from_the_training_rows_and_scores_the_held_out_ones(tmp_path: Path) -> None:
+    from collabkit.data.splits import make_split
+    from collabkit.persist import load_model
+    from collabkit.workflows import TrainConfig, pairs_of, score_rows, train
+    from tests.conftest import make_ratings
+
+    table = make_ratings(n=800, seed=4)
+    table["timestamp"] = 86_400 * (10_000 + np.arange(len(table)) % 30)  # 30 days, in row order
+    res = train(table, TrainConfig(model="bayesmf", settings={"samples": 30, "burn_in": 10}), log=None,
+                out=tmp_path / "m")  # fmt: skip
+    train_rows, valid_rows = make_split(table, res.split)
+    days = table["timestamp"].to_numpy() // 86_400
+    assert res.settings["first_day"] == days[train_rows].min()
+    assert res.settings["n_days"] == days[train_rows].max() - days[train_rows].min() + 1
+    trained = load_model(tmp_path / "m")
+    held = table.iloc[valid_rows]
+    x = pairs_of(trained, held)
+    assert x.shape[1] == 3 and torch.equal(x[:, 2], torch.from_numpy(days[valid_rows]))
+    assert score_rows(trained, held)["rmse"] == pytest.approx(res.valid["rmse"])
+    undated = score_rows(trained, held.drop(columns="timestamp"))["rmse"]  # scored at no particular day
+    assert undated != pytest.approx(res.valid["rmse"])
+    quick = TrainConfig(model="bayesmf", settings={"samples": 20, "burn_in": 5})
+    no_time = train(table.drop(columns="timestamp"), quick, log=None)
+    assert no_time.settings["n_days"] == 0
+
+
+def test_timestamps_that_are_not_seconds_are_refused_in_one_line() -> None:
+    from collabkit.workflows import TrainConfig, train
+    from tests.conftest import make_ratings
+
+    table = make_ratings(n=300)
+    table["timestamp"] = table["timestamp"] * 1000  # milliseconds
+    with pytest.raises(CollabkitError, match="days=false"):
+        train(table, TrainConfig(model="bayesmf"), log=None)
+
+
+def test_a_prediction_takes_its_day_by_library_command_and_service(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from collabkit.cli import app
+    from collabkit.recommend import Recommender
+    from collabkit.service import create_app
+    from collabkit.workflows import TrainConfig, train
+    from tests.conftest import make_ratings
+
+    table = make_ratings(n=800, seed=4)
+    table["timestamp"] = 86_400 * (10_000 + np.arange(len(table)) % 30) + 3_600
+    train(
+        table,
+        TrainConfig(model="bayesmf", settings={"samples": 30, "burn_in": 10}),
+        log=None,
+        out=tmp_path / "m",
+    )
+    rec = Recommender.load(tmp_path / "m")
+    user, item = table["user"].iloc[0], table["item"].iloc[0]
+    undated = float(rec.predict([user], [item])[0])
+    seconds = str(86_400 * 10_003 + 5)
+    dated = float(rec.predict([user], [item], when=[seconds])[0])
+    assert dated != pytest.approx(undated)
+    assert float(rec.predict([user], [item], when=["1997-05-22"])[0]) == pytest.approx(dated)  # day 10003
+    out = CliRunner().invoke(app, ["predict", str(tmp_path / "m"), "--user", str(user), "--item", str(item),
+                                   "--when", seconds, "--json"])  # fmt: skip
+    assert out.exit_code == 0 and abs(json_rating(out.output) - dated) < 1e-5
+    with TestClient(create_app(rec)) as client:
+        got = client.get("/predict", params={"user": str(user), "item": str(item), "when": "1997-05-22"})
+        assert got.status_code == 200 and got.json()["rating"] == pytest.approx(dated, abs=1e-5)
+        bad = client.get("/predict", params={"user": str(user), "item": str(item), "when": "someday"})
+        assert bad.status_code == 422 and "date" in bad.text
+    train(table, TrainConfig(model="dotbias"), log=None, out=tmp_path / "d")
+    args = ["predict", str(tmp_path / "d"), "--user", str(user), "--item", str(item), "--when", seconds]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "no day effects" in refused.output
+
+
+def json_rating(text: str) -> float:
+    import json
+
+    return float(json.loads(text)["predictions"][0]["rating"])

@@ -134,7 +134,8 @@ def _check_pairs(model: nn.Module, x: object, y: object) -> None:
         bad = "x" if not isinstance(x, Tensor) else "y"
         got = shown(x if bad == "x" else y)
         raise CollabkitError(f"{bad} must be a tensor (x: (N, 2) index pairs, y: (N,) ratings), got {got}")
-    if x.ndim != 2 or x.shape[1] != 2 or y.ndim != 1 or len(x) != len(y):
+    width = 3 if getattr(model, "takes_days", False) else 2  # a model with day effects: (user, item, day)
+    if x.ndim != 2 or x.shape[1] not in (2, width) or y.ndim != 1 or len(x) != len(y):
         raise CollabkitError(
             f"need index pairs x (N, 2) and ratings y (N,), got shapes {tuple(x.shape)} and {tuple(y.shape)}"
         )
@@ -142,7 +143,7 @@ def _check_pairs(model: nn.Module, x: object, y: object) -> None:
         raise CollabkitError(f"x must hold integer indices, got dtype {x.dtype}")
     if len(y) and not bool(torch.isfinite(y.float()).all()):
         raise CollabkitError("y must hold finite ratings; it has NaN or infinite values")
-    if len(x) and int(x.min()) < 0:  # an index past the counts is untrained (the mean); below 0 wraps
+    if len(x) and int(x[:, :2].min()) < 0:  # an index past the counts is untrained (the mean); below 0 wraps
         raise CollabkitError(f"x must hold indices of at least 0, got {int(x.min())}")
 
 

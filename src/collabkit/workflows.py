@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 
 from collabkit.baselines import rating_baselines
 from collabkit.bundle import DataInfo, TrainedModel, table_fingerprint, trained_from_learner
@@ -25,6 +26,7 @@ from collabkit.collab import collab_learner
 from collabkit.data import load_ratings
 from collabkit.data.loaders import CollabDataLoaders
 from collabkit.data.splits import SplitSpec, make_split
+from collabkit.data.tables import day_numbers
 from collabkit.data.vocab import encode_pairs
 from collabkit.defaults import MIN_COUNT
 from collabkit.errors import CollabkitError
@@ -380,7 +382,7 @@ def train(
             net.log, net.show_progress = log, None if log is not None else False
         if getattr(net, "trains_members", False):  # a blend: members trained as they would be alone
             trainer = member_trainer(run.dls, config.seed, next(net.buffers()).device)
-            held = net.fit_members(run.dls.train.x, run.dls.train.y, trainer, seed=config.seed)
+            held = net.fit_members(_with_days(net, run.dls), run.dls.train.y, trainer, seed=config.seed)
             if log is not None:
                 each = ", ".join(f"{k} {v:.4f}" for k, v in held["member_rmse"].items())
                 log(
@@ -388,7 +390,7 @@ def train(
                     f"{each}; blend {held['blend_rmse']:.4f}"
                 )
         else:
-            net.fit_direct(run.dls.train.x, run.dls.train.y)
+            net.fit_direct(_with_days(net, run.dls), run.dls.train.y)
     fit_seconds = time.perf_counter() - start
     data = DataInfo.of(table, data_name, "user", "item", "rating", reading=reading)
     trained = trained_from_learner(learn, data=data)
@@ -528,6 +530,22 @@ def check_y_range(y_range: Sequence[float], ratings: np.ndarray) -> tuple[float,
     return (lo, hi)
 
 
+def _with_days(net: Any, dls: CollabDataLoaders) -> Tensor:
+    """The training pairs, with each row's day as a third column for a model that takes days."""
+    days = dls.train_days() if getattr(net, "takes_days", False) else None
+    x = dls.train.x
+    return x if days is None else torch.cat([x, torch.from_numpy(days)[:, None]], dim=1)
+
+
+def pairs_of(trained: TrainedModel, rows: pd.DataFrame) -> Tensor:
+    """Rows' (user, item) indices, and each rating's day where the model takes days and the rows
+    have timestamps (a row without one is scored at no particular day)."""
+    x = torch.from_numpy(encode_pairs(trained.users, trained.items, rows["user"], rows["item"]))
+    if getattr(trained.model, "takes_days", False) and "timestamp" in rows.columns:
+        x = torch.cat([x, torch.from_numpy(day_numbers(rows["timestamp"]))[:, None]], dim=1)
+    return x
+
+
 def score_rows(trained: TrainedModel, rows: pd.DataFrame) -> dict[str, Any]:
     """Rating error of a trained model on held-out rows (columns user, item, rating).
 
@@ -538,7 +556,7 @@ def score_rows(trained: TrainedModel, rows: pd.DataFrame) -> dict[str, Any]:
     """
     if trained.model.score_kind != "rating":
         return {"n": len(rows), "note": f"{trained.name} is a ranking model: it predicts no ratings"}
-    x = torch.from_numpy(encode_pairs(trained.users, trained.items, rows["user"], rows["item"]))
+    x = pairs_of(trained, rows)
     y = torch.tensor(rows["rating"].to_numpy(dtype=np.float32))
     facts = training_facts(trained.train_x, trained.train_y, len(trained.users), len(trained.items))
     res = score_pairs(
@@ -546,7 +564,7 @@ def score_rows(trained: TrainedModel, rows: pd.DataFrame) -> dict[str, Any]:
     )
     out: dict[str, Any] = {**res, "n": len(rows), "fallback": int(res["fallback"])}
     if len(rows):
-        base = rating_baselines(trained.train_x.numpy(), trained.train_y.numpy(), x.numpy(), y.numpy(),
+        base = rating_baselines(trained.train_x.numpy(), trained.train_y.numpy(), x[:, :2].numpy(), y.numpy(),
                                 len(trained.users), len(trained.items))  # fmt: skip
         out["baselines"] = base
         out["beats_biases"] = bool(res["rmse"] < base["biases"]["rmse"])

@@ -888,6 +888,14 @@ def predict(
             help="Answer the training mean (flagged) for a user or item with no training ratings.",
         ),
     ] = False,
+    when: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--when",
+            help="The rating's time, Unix seconds or a date (one, or one per pair), for a model with "
+            "day effects (bayesmf); without it, a rating at no particular day.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted ratings for (user, item) pairs given as raw ids (items also by title)."""
@@ -900,7 +908,7 @@ def predict(
         rec = Recommender.load(model_dir)
         users = [rec.parse_user(u) for u in user]
         items = [rec.parse_item(i) for i in item]
-        table = rec.predict_details(users, items, unknown="mean" if fallback else "error")
+        table = rec.predict_details(users, items, unknown="mean" if fallback else "error", when=when or None)
         rows = [
             {"user": u, "item": i, "title": rec.title(i), "rating": float(r), "fallback": bool(f)}
             for u, i, r, f in zip(users, items, table["rating"], table["fallback"], strict=True)

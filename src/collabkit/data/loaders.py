@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from collabkit.data.splits import SplitSpec, make_split
-from collabkit.data.tables import Duplicates, apply_duplicates, read_ratings
+from collabkit.data.tables import Duplicates, apply_duplicates, day_numbers, read_ratings
 from collabkit.data.vocab import UnknownIdEncoding, Vocab, encode_pairs
 from collabkit.display import shown
 from collabkit.errors import CollabkitError, DataError
@@ -191,6 +191,14 @@ class CollabDataLoaders:
         """Lowest and highest rating in the training rows."""
         y = self.train.y
         return float(y.min()), float(y.max())
+
+    def train_days(self) -> np.ndarray | None:
+        """Each training row's day (days since 1970, UTC; `train.x`'s order), or None where the
+        table has no timestamp column (models with day effects read it)."""
+        table, rows = self.table, self.train_rows
+        if table is None or rows is None or "timestamp" not in table.columns:
+            return None
+        return day_numbers(table["timestamp"].iloc[rows])
 
     def rating_levels(self) -> list[float]:
         """The distinct ratings of the training rows, ascending (the classifier's classes)."""

@@ -384,6 +384,12 @@ def parse_timestamps(values: pd.Series, *, whole: bool = True) -> np.ndarray:
     return _seconds(dates, values)
 
 
+def day_numbers(values: pd.Series) -> np.ndarray:
+    """A timestamp column as whole days since 1970-01-01 UTC (int64): Unix seconds, or dates, as
+    `parse_timestamps` reads them. The day a rating was given, for models with day effects."""
+    return np.floor(parse_timestamps(values, whole=False) / 86_400).astype(np.int64)
+
+
 def _whole_or_float(num: np.ndarray, bad: np.ndarray, values: pd.Series, whole: bool) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         bad = bad | ~np.isfinite(num)

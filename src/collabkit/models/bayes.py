@@ -6,11 +6,17 @@ The rating of user u for item i is
     U_u = p_u + |N(u)|^-1/2 sum_{j in N(u)} y_j     (N(u): the items u rated in training; SVD++)
     V_i = q_i + |N(i)|^-1/2 sum_{v in N(i)} z_v     (N(i): the users who rated i; the "flipped" side)
 
+and, where the table has timestamps, the rating's day d: a bias b_d and a row t_d that interacts
+with both sides, so the mean becomes mu + b_u + b_i + b_d + U_u . V_i + t_d . (U_u + V_i) (the day
+vocabulary from the training rows only; a day with no training rating adds nothing, and so does no
+day: a top-N list or a prediction without a date is at no particular day).
+
 with Normal priors on every row whose means and precisions (one per factor and group) have
 Normal-Gamma hyperpriors, and a Gamma prior on the noise precision alpha. This is the model of
-Rendle, Zhang & Koren (2019), "On the difficulty of evaluating baselines", without its day feature,
-restricted to the user-side x item-side interactions; "which items a user rated" and "which users
-rated an item" come from the training rows only (their "stricter protocol").
+Rendle, Zhang & Koren (2019), "On the difficulty of evaluating baselines", restricted to the
+user-side x item-side x day interactions; "which items a user rated",
+"which users rated an item" and the days come from the training rows only (their "stricter
+protocol").
 
 Every parameter is drawn from its conditional, a block at a time, vectorised:
 - the biases of all users (then all items) at once: one scalar Normal each;
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -51,6 +57,8 @@ from collabkit.models.sparse import last_of_each
 Implicit = Literal["both", "user", "item", "none"]
 CG_STEPS = 10  # preconditioned conjugate-gradient steps per draw of the implicit rows, from the previous draw
 PRIOR_SHAPE = 1.0  # Gamma(1, 1) on precisions, Normal(0, 1 / (1 * lambda)) on group means: vague
+MAX_DAYS = 100_000  # 274 years of days: a wider span means the timestamps are not Unix seconds
+OUTER_CHUNK = 1 << 16  # ratings whose k x k outer products are summed at once, in float32
 
 
 class BayesSettings(FamilySettings):
@@ -61,6 +69,9 @@ class BayesSettings(FamilySettings):
     implicit: Implicit = Field(
         "both", description="implicit feedback: both, user (items each user rated), item, none"
     )
+    days: bool = Field(True, description="the rating's day as a feature (needs timestamps)")
+    first_day: int | None = Field(None, description="from the data: the first training day")
+    n_days: int = Field(0, ge=0, le=MAX_DAYS, description="from the data: days spanned")
 
     @model_validator(mode="after")
     def _burn_in_leaves_draws(self) -> BayesSettings:
@@ -93,6 +104,9 @@ class BayesianMF(CollabModel):
     item_bias: Tensor  # (n_items,)
     offset: Tensor  # () the training mean
     bounds: Tensor  # (2,) lowest and highest training rating: predictions are clipped into them
+    day_factors: Tensor  # (n_days, kept, k): t_d of each kept draw (only with days)
+    day_bias: Tensor  # (n_days,) posterior mean (only with days)
+    day_seen: Tensor  # (n_days,) bool: days with training ratings; any other day adds nothing
 
     settings: BayesSettings
     Settings = BayesSettings
@@ -107,10 +121,44 @@ class BayesianMF(CollabModel):
         self.register_buffer("item_bias", torch.zeros(self.n_items))
         self.register_buffer("offset", torch.zeros(()))
         self.register_buffer("bounds", torch.tensor([-math.inf, math.inf]))
+        if self.takes_days:
+            self.register_buffer("day_factors", torch.zeros(s.n_days, s.kept, k))
+            self.register_buffer("day_bias", torch.zeros(s.n_days))
+            self.register_buffer("day_seen", torch.zeros(s.n_days, dtype=torch.bool))
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> BayesianMF:
         return cls(config)
+
+    @classmethod
+    def settings_from_data(cls, settings: dict[str, Any], dls: Any) -> dict[str, Any]:
+        """The day vocabulary (first day, span) from the training rows' timestamps, where there are any."""
+        if not settings.get("days", True) or settings.get("first_day") is not None:
+            return settings
+        days = dls.train_days() if hasattr(dls, "train_days") else None
+        if days is None or not len(days):
+            return {**settings, "n_days": 0}
+        first, span = int(days.min()), int(days.max() - days.min()) + 1
+        if span > MAX_DAYS:
+            raise CollabkitError(
+                f"bayesmf: the training timestamps span {span:,} days; are they Unix seconds or dates? "
+                "Give -o days=false to train without day effects"
+            )
+        return {**settings, "first_day": first, "n_days": span}
+
+    @property
+    def takes_days(self) -> bool:
+        """Whether pairs may carry a third column, the rating's day (days since 1970, UTC)."""
+        s = self.settings
+        return s.days and s.first_day is not None and s.n_days > 0
+
+    def _day_index(self, x: Tensor) -> Tensor | None:
+        """(N,) each pair's day in the vocabulary, n_days where it has none; None: no pair has a day."""
+        if not self.takes_days or x.shape[1] < 3:
+            return None
+        d = x[:, 2].to(self.user_factors.device) - int(self.settings.first_day or 0)
+        n = self.settings.n_days
+        return torch.where((d >= 0) & (d < n), d, torch.full_like(d, n))
 
     # -- fitting ---------------------------------------------------------------------------------
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
@@ -118,14 +166,17 @@ class BayesianMF(CollabModel):
         self._check_fit_input(x, y)
         dev = self.user_factors.device
         key, last = last_of_each(x[:, 0].to(dev) * self.n_items + x[:, 1].to(dev))
-        rows = Rows(
-            key // self.n_items, key % self.n_items, y.to(dev)[last].double(), self.n_users, self.n_items
-        )
+        days = self._day_index(x)
         s = self.settings
+        rows = Rows(
+            key // self.n_items, key % self.n_items, y.to(dev)[last].double(), self.n_users, self.n_items,
+            days=None if days is None else days[last], n_days=s.n_days,
+        )  # fmt: skip
         sampler = GibbsSampler(rows, s.n_factors, s.implicit)
         every = (s.samples - s.burn_in) / s.kept
         marks = {s.burn_in + int(every * j) for j in range(s.kept)}  # the sweeps whose draws are kept
-        kept_u, kept_v, sum_bu, sum_bi = [], [], torch.zeros_like(sampler.bu), torch.zeros_like(sampler.bi)
+        kept_u, kept_v, kept_t = [], [], []
+        sum_bu, sum_bi, sum_bd = (torch.zeros_like(b) for b in (sampler.bu, sampler.bi, sampler.bd))
         for sweep in range(s.samples):
             sampler.sweep()
             if sweep in marks:
@@ -134,7 +185,15 @@ class BayesianMF(CollabModel):
                 kept_v.append(v.float())
                 sum_bu += sampler.bu
                 sum_bi += sampler.bi
+                if sampler.t is not None:
+                    kept_t.append(sampler.t.values.float())
+                    sum_bd += sampler.bd
         n = len(kept_u)
+        if self.takes_days:  # with no day in x, every day's row stays 0 and adds nothing
+            if kept_t:
+                self.day_factors.copy_(torch.stack(kept_t, 1))
+                self.day_bias.copy_(sum_bd[: s.n_days] / n)
+            self.day_seen.copy_(rows.day_count[: s.n_days] > 0)
         users, items = torch.stack(kept_u, 1), torch.stack(kept_v, 1)  # (n_users, n, k), (n_items, n, k)
         require_finite(
             self.name, "the Gibbs sampler", {"user_factors": users, "item_factors": items},
@@ -148,14 +207,19 @@ class BayesianMF(CollabModel):
         self.bounds.copy_(torch.stack([rows.r.min(), rows.r.max()]).float())
 
     def _check_fit_input(self, x: Tensor, y: Tensor) -> None:
-        if x.ndim != 2 or x.shape[1] != 2 or len(x) != len(y):
+        if x.ndim != 2 or x.shape[1] not in (2, 3) or len(x) != len(y):
             raise CollabkitError(
-                f"{self.name}: fit_direct needs x (N, 2) user/item indices and y (N,) ratings, "
+                f"{self.name}: fit_direct needs x (N, 2) user/item indices (or (N, 3) with the day) and "
+                "y (N,) ratings, "
                 f"got {tuple(x.shape)} and {tuple(y.shape)}"
             )
         if len(x) == 0:
             raise CollabkitError(f"{self.name}: no training ratings to fit on")
-        if int(x.min()) < 0 or int(x[:, 0].max()) >= self.n_users or int(x[:, 1].max()) >= self.n_items:
+        if (
+            int(x[:, :2].min()) < 0
+            or int(x[:, 0].max()) >= self.n_users
+            or int(x[:, 1].max()) >= self.n_items
+        ):
             raise CollabkitError(
                 f"{self.name}: training indices outside the model's {self.n_users} users and "
                 f"{self.n_items} items (the model was built for another table)"
@@ -168,7 +232,16 @@ class BayesianMF(CollabModel):
         users, items = x[:, 0], x[:, 1]
         n = self.user_factors.shape[1]
         dots = (self.user_factors[users] * self.item_factors[items]).sum(dim=(1, 2)) / n
-        return self.raw_to_rating(self.offset + self.user_bias[users] + self.item_bias[items] + dots)
+        raw = self.offset + self.user_bias[users] + self.item_bias[items] + dots
+        days = self._day_index(x)
+        if days is not None:  # the rating's day, where it is one the model has seen
+            known = days < self.settings.n_days
+            known[known.clone()] = self.day_seen[days[known]]
+            d, i = days[known], items[known]
+            both = self.user_factors[users[known]] + self.item_factors[i]
+            day_dots = (self.day_factors[d] * both).sum(dim=(1, 2)) / n
+            raw = raw.index_add(0, torch.nonzero(known)[:, 0], self.day_bias[d] + day_dots)
+        return self.raw_to_rating(raw)
 
     def user_rows(self, user_idx: Tensor) -> Tensor:
         u = self.user_factors[user_idx]
@@ -242,10 +315,20 @@ class Rows:
     """The training ratings, sorted by user, with the sparse patterns the sampler sums over: a sum
     over each user's (or item's) ratings is one sparse-dense product, not a scatter of N rows."""
 
-    def __init__(self, users: Tensor, items: Tensor, r: Tensor, n_users: int, n_items: int) -> None:
+    def __init__(
+        self, users: Tensor, items: Tensor, r: Tensor, n_users: int, n_items: int,
+        days: Tensor | None = None, n_days: int = 0,
+    ) -> None:  # fmt: skip
         order = torch.argsort(users * n_items + items)
         self.u, self.i, self.r = users[order], items[order], r[order]
-        self.n_users, self.n_items = n_users, n_items
+        self.n_users, self.n_items, self.n_days = n_users, n_items, n_days
+        # each rating's day, n_days where it has none (that row of the day tables stays 0)
+        self.d = None if days is None else days[order]
+        self.day_count = (
+            torch.zeros(n_days + 1, dtype=torch.float64, device=r.device)
+            if self.d is None
+            else torch.bincount(self.d, minlength=n_days + 1).double()
+        )
         self.user_count = torch.bincount(self.u, minlength=n_users).double()
         self.item_count = torch.bincount(self.i, minlength=n_items).double()
         self.by_item = torch.argsort(self.i * n_users + self.u)  # the rows in item order
@@ -283,6 +366,37 @@ class Rows:
         k = other.shape[1]
         outer = (other[:, :, None] * other[:, None, :]).reshape(len(other), k * k)
         return (self.ones[side] @ outer).reshape(-1, k, k)
+
+    def index(self, side: Literal["user", "item", "day"]) -> Tensor:
+        """(N,) each rating's user, item or day (n_days: none)."""
+        if side == "day":
+            assert self.d is not None
+            return self.d
+        return self.u if side == "user" else self.i
+
+    def size(self, side: Literal["user", "item", "day"]) -> int:
+        return {"user": self.n_users, "item": self.n_items, "day": self.n_days + 1}[side]
+
+    def sums_by(self, side: Literal["user", "item", "day"], weights: Tensor, other: Tensor) -> Tensor:
+        """(n, k) sum over each user's (item's, day's) ratings of weight x that rating's row of
+        `other` (N, k): the form of `per_row_sum` when the other side differs rating by rating."""
+        out = torch.zeros(self.size(side), other.shape[1], dtype=other.dtype, device=other.device)
+        return out.index_add_(0, self.index(side), weights[:, None] * other)
+
+    def grams_by(self, side: Literal["user", "item", "day"], other: Tensor) -> Tensor:
+        """(n, k, k) sum over each user's (item's, day's) ratings of that rating's outer product of
+        `other` (N, k). The products and each chunk's sums are float32 (five times faster than
+        float64 on a CPU, and each chunk's sum is short); the chunks add up in `other`'s dtype."""
+        k, idx = other.shape[1], self.index(side)
+        out = torch.zeros(self.size(side), k * k, dtype=other.dtype, device=other.device)
+        part = torch.empty(self.size(side), k * k, dtype=torch.float32, device=other.device)
+        for start in range(0, len(other), OUTER_CHUNK):
+            o = other[start : start + OUTER_CHUNK].float()
+            part.zero_().index_add_(
+                0, idx[start : start + OUTER_CHUNK], (o[:, :, None] * o[:, None, :]).reshape(len(o), k * k)
+            )
+            out += part
+        return out.reshape(-1, k, k)
 
 
 def _crow(counts: Tensor, n: int, device: torch.device) -> Tensor:
@@ -333,7 +447,9 @@ class GibbsSampler:
             torch.zeros(rows.n_users, dtype=dt, device=dev),
             torch.zeros(rows.n_items, dtype=dt, device=dev),
         )
-        self.bias_prior = {"user": [0.0, 1.0], "item": [0.0, 1.0]}  # mean, precision
+        self.bias_prior = {"user": [0.0, 1.0], "item": [0.0, 1.0], "day": [0.0, 1.0]}  # mean, precision
+        self.bd = torch.zeros(rows.n_days + 1, dtype=dt, device=dev)  # the last: no day, stays 0
+        self.t = None if rows.d is None else Group(torch.zeros(rows.n_days, k, dtype=dt, device=dev))
         self.p = Group(torch.randn(rows.n_users, k, dtype=dt, device=dev) * 0.1)
         self.q = Group(torch.randn(rows.n_items, k, dtype=dt, device=dev) * 0.1)
         self.y = (
@@ -353,70 +469,143 @@ class GibbsSampler:
         v = self.q.values if self.z is None else self.q.values + self.rows.b @ self.z.values
         return u, v
 
+    def day_rows(self) -> Tensor | None:
+        """(N, k) each rating's day row t_d (0 for none), or None without days."""
+        if self.t is None:
+            return None
+        zero = torch.zeros(1, self.k, dtype=self.t.values.dtype, device=self.t.values.device)
+        return torch.cat([self.t.values, zero])[self.rows.index("day")]
+
     def sweep(self) -> None:
+        """One draw of every block: biases, the user side (p, y), the days, the item side (q, z),
+        the noise precision, then every group's prior."""
+        if self.t is not None:
+            self._sweep_with_days()
+        else:
+            rows = self.rows
+            u, v = self.sides()
+            self._draw_biases(rows.dots(u, v))
+            base = rows.r - self.mu - self.bu[rows.u] - self.bi[rows.i]  # what the factors explain
+            gram = rows.grams("user", v)  # the user side: p, then y, against the current V
+            self._draw_rows(self.p, "user", gram, base - rows.dots(u - self.p.values, v), v)
+            if self.y is not None:
+                target = base - rows.dots(self.p.values, v)
+                self._draw_implicit(self.y, rows.a, rows.a_t, rows.a_t_sq, gram, target, v, "user")
+            u, _ = self.sides()
+            gram = rows.grams("item", u)  # the item side: q, then z, against the new U
+            self._draw_rows(self.q, "item", gram, base - rows.dots(u, v - self.q.values), u)
+            if self.z is not None:
+                target = base - rows.dots(u, self.q.values)
+                self._draw_implicit(self.z, rows.b, rows.b_t, rows.b_t_sq, gram, target, u, "item")
+            u, v = self.sides()
+            self._draw_noise(base - rows.dots(u, v))
+        for group in (self.p, self.q, self.y, self.z, self.t):
+            if group is not None:
+                group.draw_prior()
+
+    def _sweep_with_days(self) -> None:
+        """The sweep where each rating has a day d: its mean is mu + b_u + b_i + b_d + U.V + t_d.U +
+        t_d.V (the day interacts with both sides, as in a factorization machine), so every factor
+        block is drawn against rows that differ rating by rating."""
         rows = self.rows
         u, v = self.sides()
-        self._draw_biases(u, v)
-        base = rows.r - self.mu - self.bu[rows.u] - self.bi[rows.i]  # what the factors explain
-        # the user side: p, then y, against the current V
-        gram = rows.grams("user", v)
-        self._draw_rows(self.p, "user", gram, base - rows.dots(u - self.p.values, v), v)
+        t = self.day_rows()
+        assert t is not None and rows.d is not None
+        ur, vr = u[rows.u], v[rows.i]  # (N, k) each rating's user and item row
+        self._draw_biases(((ur + t) * vr).sum(1) + (t * ur).sum(1))
+        base = rows.r - self.mu - self.bu[rows.u] - self.bi[rows.i] - self.bd[rows.d]
+        # the user side against V + t_d
+        vt = vr + t
+        gram = rows.grams_by("user", vt)
+        target = base - (t * vr).sum(1) - ((ur - self.p.values[rows.u]) * vt).sum(1)
+        self._draw_rows(self.p, "user", gram, target, vt, per_rating=True)
         if self.y is not None:
-            target = base - rows.dots(self.p.values, v)
-            self._draw_implicit(self.y, rows.a, rows.a_t, rows.a_t_sq, gram, target, v, "user")
+            target = base - (t * vr).sum(1) - (self.p.values[rows.u] * vt).sum(1)
+            self._draw_implicit(
+                self.y, rows.a, rows.a_t, rows.a_t_sq, gram, target, vt, "user", per_rating=True
+            )
         u, _ = self.sides()
-        # the item side: q, then z, against the new U
-        gram = rows.grams("item", u)
-        self._draw_rows(self.q, "item", gram, base - rows.dots(u, v - self.q.values), u)
+        ur = u[rows.u]
+        self._draw_days(base - (ur * vr).sum(1), ur + vr)  # the days against U + V
+        t = self.day_rows()
+        assert t is not None
+        # the item side against U + t_d
+        ut = ur + t
+        gram = rows.grams_by("item", ut)
+        target = base - (t * ur).sum(1) - (ut * (vr - self.q.values[rows.i])).sum(1)
+        self._draw_rows(self.q, "item", gram, target, ut, per_rating=True)
         if self.z is not None:
-            target = base - rows.dots(u, self.q.values)
-            self._draw_implicit(self.z, rows.b, rows.b_t, rows.b_t_sq, gram, target, u, "item")
-        u, v = self.sides()
-        resid = base - rows.dots(u, v)
+            target = base - (t * ur).sum(1) - (ut * self.q.values[rows.i]).sum(1)
+            self._draw_implicit(
+                self.z, rows.b, rows.b_t, rows.b_t_sq, gram, target, ut, "item", per_rating=True
+            )
+        _, v = self.sides()
+        vr = v[rows.i]
+        self._draw_noise(base - ((ur + t) * vr).sum(1) - (t * ur).sum(1))
+
+    def _draw_noise(self, resid: Tensor) -> None:
+        """The noise precision alpha from its Gamma conditional, given the residuals."""
         self.alpha = float(
             _gamma(
                 torch.tensor(PRIOR_SHAPE + len(resid) / 2),
                 torch.tensor(PRIOR_SHAPE + float(resid.square().sum()) / 2),
             )
         )
-        for group in (self.p, self.q, self.y, self.z):
-            if group is not None:
-                group.draw_prior()
 
-    def _draw_biases(self, u: Tensor, v: Tensor) -> None:
+    def _draw_biases(self, dots: Tensor) -> None:
+        """Every user's, item's (and day's) bias from its scalar Normal conditional, then its prior."""
         rows = self.rows
-        dots = rows.dots(u, v)
-        for side in ("user", "item"):
-            own, other = (self.bu, self.bi[rows.i]) if side == "user" else (self.bi, self.bu[rows.u])
-            count = rows.user_count if side == "user" else rows.item_count
-            resid = rows.r - self.mu - other - dots
+        sides: list[tuple[Literal["user", "item", "day"], Tensor]] = [("user", self.bu), ("item", self.bi)]
+        if rows.d is not None:
+            sides.append(("day", self.bd))
+        counts = {"user": rows.user_count, "item": rows.item_count, "day": rows.day_count}
+        for side, own in sides:
+            idx = rows.index(side)
+            total = self.bu[rows.u] + self.bi[rows.i] + (self.bd[rows.d] if rows.d is not None else 0.0)
+            resid = rows.r - self.mu - (total - own[idx]) - dots
             mean, prec = self.bias_prior[side]
-            precision = self.alpha * count + prec
-            centre = (
-                self.alpha * torch.zeros_like(own).index_add_(0, rows.u if side == "user" else rows.i, resid)
-                + prec * mean
-            ) / precision
+            precision = self.alpha * counts[side] + prec
+            centre = (self.alpha * torch.zeros_like(own).index_add_(0, idx, resid) + prec * mean) / precision
             own.copy_(centre + torch.randn_like(centre) / precision.sqrt())
-            n = len(own)
-            shape = PRIOR_SHAPE + (n + 1) / 2
+            if side == "day":
+                own[-1] = 0.0  # the "no day" entry adds nothing
+            drawn = own[:-1] if side == "day" else own
+            n = len(drawn)
+            spread = float(((drawn - mean) ** 2).sum()) + PRIOR_SHAPE * mean**2
             prec = float(
-                _gamma(
-                    torch.tensor(shape),
-                    torch.tensor(PRIOR_SHAPE + float(((own - mean) ** 2).sum() + PRIOR_SHAPE * mean**2) / 2),
-                )
+                _gamma(torch.tensor(PRIOR_SHAPE + (n + 1) / 2), torch.tensor(PRIOR_SHAPE + spread / 2))
             )
-            mean = float(own.sum()) / (n + PRIOR_SHAPE) + float(torch.randn(())) / math.sqrt(
+            mean = float(drawn.sum()) / (n + PRIOR_SHAPE) + float(torch.randn(())) / math.sqrt(
                 (n + PRIOR_SHAPE) * prec
             )
             self.bias_prior[side] = [mean, prec]
 
+    def _draw_days(self, target: Tensor, other: Tensor) -> None:
+        """Every day's row t_d from its Normal conditional: the day's ratings against `other` (N, k),
+        each rating's U + V; the "no day" entry is left out."""
+        assert self.t is not None
+        gram = self.rows.grams_by("day", other)[:-1]
+        sums = self.rows.sums_by("day", target, other)[:-1]
+        self._draw_gaussian(self.t, gram, sums)
+
     def _draw_rows(
-        self, group: Group, side: Literal["user", "item"], gram: Tensor, target: Tensor, other: Tensor
-    ) -> None:
-        """Every row of `group` from its Normal conditional: precision alpha G + diag(lambda)."""
-        rows = self.rows
+        self, group: Group, side: Literal["user", "item"], gram: Tensor, target: Tensor, other: Tensor,
+        per_rating: bool = False,
+    ) -> None:  # fmt: skip
+        """Every row of `group` from its Normal conditional: precision alpha G + diag(lambda).
+        `other`: the other side's rows (n_other, k), or with `per_rating` each rating's (N, k)."""
+        sums = (
+            self.rows.sums_by(side, target, other)
+            if per_rating
+            else self.rows.per_row_sum(side, target, other)
+        )
+        self._draw_gaussian(group, gram, sums)
+
+    def _draw_gaussian(self, group: Group, gram: Tensor, sums: Tensor) -> None:
+        """Every row from Normal(precision^-1 rhs, precision^-1), precision = alpha G + diag(lambda),
+        rhs = alpha sums + lambda mean: one batched Cholesky."""
         precision = self.alpha * gram + torch.diag_embed(group.precision.expand(len(gram), -1))
-        rhs = self.alpha * rows.per_row_sum(side, target, other) + group.precision * group.mean
+        rhs = self.alpha * sums + group.precision * group.mean
         chol, info = torch.linalg.cholesky_ex(precision)
         if bool((info != 0).any()):
             raise numeric_failure("bayesmf", "a conditional draw", {"n_factors": self.k}, "check the ratings")
@@ -428,14 +617,15 @@ class GibbsSampler:
 
     def _draw_implicit(
         self, group: Group, a: Tensor, a_t: Tensor, a_t_sq: Tensor, gram: Tensor, target: Tensor,
-        other: Tensor, side: Literal["user", "item"],
+        other: Tensor, side: Literal["user", "item"], per_rating: bool = False,
     ) -> None:  # fmt: skip
         """Perturb-and-solve: the implicit rows minimising alpha |target + e - (A Y)_row . other|^2 +
         |Lambda^1/2 (Y - mean - d)|^2, e and d Normal noise, by conjugate gradients from the current
         draw, preconditioned by each row's own k x k block (alpha sum_u A_uj^2 C_u + Lambda)."""
         rows, alpha, lam = self.rows, self.alpha, group.precision
         noisy = target + torch.randn_like(target) / math.sqrt(alpha)
-        rhs = alpha * (a_t @ rows.per_row_sum(side, noisy, other))
+        sums = rows.sums_by(side, noisy, other) if per_rating else rows.per_row_sum(side, noisy, other)
+        rhs = alpha * (a_t @ sums)
         rhs += lam * (group.mean + torch.randn_like(group.values) / lam.sqrt())
         k = gram.shape[1]
         blocks = alpha * (a_t_sq @ gram.reshape(len(gram), k * k)).reshape(-1, k, k) + torch.diag(lam)

@@ -127,6 +127,16 @@ class Blend(CollabModel):
         assert isinstance(s, BlendSettings)
         return {"members": ",".join(s.members), "held_out": s.held_out}
 
+    @property
+    def takes_days(self) -> bool:
+        """Whether pairs may carry the rating's day: a member with day effects reads it."""
+        return any(getattr(m, "takes_days", False) for m in self._members())
+
+    @staticmethod
+    def _for(member: nn.Module, x: Tensor) -> Tensor:
+        """`x` as `member` takes it: the day column only for a member with day effects."""
+        return x if getattr(member, "takes_days", False) else x[:, :2]
+
     # -- training --------------------------------------------------------------------------------
     def fit_direct(self, x: Tensor, y: Tensor) -> None:
         raise CollabkitError(
@@ -148,10 +158,11 @@ class Blend(CollabModel):
         cut = max(1, int(len(x) * self.settings.held_out))
         held, fit = perm[:cut], perm[cut:]
         preds = []
-        for config in self.member_configs:
-            member = train_member(config, x[fit], y[fit])
+        for slot, config in zip(self._members(), self.member_configs, strict=True):
+            member = train_member(config, self._for(slot, x[fit]), y[fit])
             with torch.no_grad():
-                preds.append(member.output_to_rating(member(x[held].to(_device(member)))).float().cpu())
+                pairs = self._for(member, x[held]).to(_device(member))
+                preds.append(member.output_to_rating(member(pairs)).float().cpu())
         design = torch.stack([torch.ones(len(held)), *preds], 1).double()  # (held, 1 + members)
         target = y[held].double().cpu()
         equal = self.weights.double().cpu()
@@ -171,7 +182,7 @@ class Blend(CollabModel):
             },
         }
         for i, config in enumerate(self.member_configs):
-            fitted = train_member(config, x, y)
+            fitted = train_member(config, self._for(self.members[i], x), y)
             self.members[i].load_state_dict(fitted.state_dict())
         self.weights.copy_(w.float())
         self.bounds.copy_(torch.stack([y.min(), y.max()]).float())
@@ -179,7 +190,7 @@ class Blend(CollabModel):
 
     def attach_training(self, x: Tensor, y: Tensor) -> None:
         for member in self._members():
-            member.attach_training(x, y)
+            member.attach_training(x[:, :2], y)
 
     # -- scoring ---------------------------------------------------------------------------------
     def _members(self) -> list[CollabModel]:
@@ -187,7 +198,8 @@ class Blend(CollabModel):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.weights[0] + sum(
-            w * m.output_to_rating(m(x)) for w, m in zip(self.weights[1:], self._members(), strict=True)
+            w * m.output_to_rating(m(self._for(m, x)))
+            for w, m in zip(self.weights[1:], self._members(), strict=True)
         )
         return self.raw_to_rating(torch.as_tensor(out))
 

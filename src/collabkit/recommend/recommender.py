@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from collabkit.bundle import MIN_COUNT, TrainedModel, lacks
+from collabkit.data.tables import BadTimestamp, day_numbers
 from collabkit.errors import CollabkitError, UnknownIdError
 from collabkit.models import CollabModel, predict_ratings
 from collabkit.models.custom import CustomModule
@@ -114,14 +115,16 @@ class Recommender:
     # -- predictions -----------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_details(
-        self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownIdPrediction = "error"
-    ) -> pd.DataFrame:
+        self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownIdPrediction = "error",
+        when: Sequence[Any] | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
         """One row per (users[k], items[k]) pair: user, item, rating (clipped to the training
         ratings' range), fallback.
 
         A user or item with no training ratings has nothing learned to say: `unknown="error"`
         raises UnknownIdError; `"mean"` answers the training mean rating with `fallback` True
-        (Surprise's `was_impossible`).
+        (Surprise's `was_impossible`). `when`: each rating's time (Unix seconds or a date), for a
+        model with day effects (bayesmf); without it, a rating at no particular day.
         """
         self._require_ratings("predict")
         users, items = args.ids("users", users, "user id"), args.ids("items", items, "item id")
@@ -141,6 +144,8 @@ class Recommender:
         preds = np.full(len(users), self.global_mean, dtype=np.float32)
         warm = np.flatnonzero(~cold)
         x = torch.from_numpy(np.stack([u[warm], i[warm]], axis=1))
+        if when is not None:
+            x = torch.cat([x, torch.from_numpy(self._days(when, len(users))[warm])[:, None]], dim=1)
         for s in range(0, len(x), 65536):
             preds[warm[s : s + 65536]] = (
                 predict_ratings(self.model, x[s : s + 65536].to(self.engine.device)).float().cpu().numpy()
@@ -148,10 +153,30 @@ class Recommender:
         return pd.DataFrame({"user": users, "item": items, "rating": self._clip(preds), "fallback": cold})
 
     def predict(
-        self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownIdPrediction = "error"
-    ) -> np.ndarray:
-        """Predicted ratings for the pairs (users[k], items[k]); see `predict_details` for `unknown`."""
-        return self.predict_details(users, items, unknown)["rating"].to_numpy()
+        self, users: Sequence[Any], items: Sequence[Any], unknown: UnknownIdPrediction = "error",
+        when: Sequence[Any] | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        """Predicted ratings for the pairs (users[k], items[k]); see `predict_details` for `unknown`
+        and `when`."""
+        return self.predict_details(users, items, unknown, when)["rating"].to_numpy()
+
+    def _days(self, when: Sequence[Any], n: int) -> np.ndarray:
+        """Each pair's day (days since 1970) from `when`: one time, or one per pair."""
+        if not getattr(self.model, "takes_days", False):
+            raise CollabkitError(
+                f"model {self.trained.name!r} has no day effects: a time changes none of its predictions "
+                "(bayesmf trained on a table with timestamps has them)"
+            )
+        values = [when] if isinstance(when, (str, int, float)) else list(when)
+        if len(values) not in (1, n):
+            raise CollabkitError(f"give one time, or one per pair: {len(values)} times for {n} pairs")
+        try:
+            days = day_numbers(pd.Series(values))
+        except BadTimestamp as e:
+            raise CollabkitError(
+                f"time {e.message}: give Unix seconds or a date such as 1998-03-14"
+            ) from None
+        return np.resize(days, n)
 
     # -- top-N -----------------------------------------------------------------------------------
     def recommend(self, user: Any, n: int = 10, **options: Any) -> Recommendations:

@@ -355,10 +355,22 @@ async def similar(
 
 
 @router.get("/predict", response_model=PredictResponse, responses=ERRORS, **requires("ratings"))
-async def predict(user: UserText, item: ItemText, rec: Rec) -> PredictResponse:
+async def predict(
+    user: UserText,
+    item: ItemText,
+    rec: Rec,
+    when: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description="The rating's time, Unix seconds or a date (1998-03-14), for a model with day "
+            "effects; without it, a rating at no particular day.",
+        ),
+    ] = None,
+) -> PredictResponse:
     """The rating the model predicts `user` gives `item`."""
     uid, iid = rec.parse_user(user), rec.parse_item(item)
-    rating = float(rec.predict(users=[uid], items=[iid])[0])
+    rating = float(rec.predict(users=[uid], items=[iid], when=None if when is None else [when])[0])
     return PredictResponse(user=plain(uid), item=plain(iid), title=rec.title(iid), rating=rating)
 
 
