@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 SHARED_ML_LATEST_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
 
@@ -52,3 +53,16 @@ def ratings_csv(tmp_path: Path, ratings: pd.DataFrame) -> Path:
     path = tmp_path / "ratings.csv"
     ratings.to_csv(path, index=False)
     return path
+
+
+def planted_mf(n_users: int = 60, n_items: int = 40, k: int = 2, density: float = 0.5, noise: float = 0.1,
+            seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Every cell of a rank-k matrix with biases (3 + b_u + b_i + u.v + noise); (all pairs, ratings, seen)."""
+    g = torch.Generator().manual_seed(seed)
+    u, v = torch.randn(n_users, k, generator=g), torch.randn(n_items, k, generator=g)
+    bu, bi = torch.randn(n_users, generator=g) * 0.5, torch.randn(n_items, generator=g) * 0.5
+    pairs = torch.cartesian_prod(torch.arange(n_users), torch.arange(n_items))
+    truth = 3 + bu[pairs[:, 0]] + bi[pairs[:, 1]] + (u[pairs[:, 0]] * v[pairs[:, 1]]).sum(1)
+    ratings = truth + noise * torch.randn(len(pairs), generator=g)
+    seen = torch.rand(len(pairs), generator=g) < density
+    return pairs, ratings, seen

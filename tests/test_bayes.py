@@ -14,19 +14,7 @@ import collabkit.models.bayes as bayes
 from collabkit.errors import CollabkitError
 from collabkit.models import ModelConfig, build_model
 from collabkit.models.bayes import BayesianMF, GibbsSampler, Group, Rows
-
-
-def planted(n_users: int = 60, n_items: int = 40, k: int = 2, density: float = 0.5, noise: float = 0.1,
-            seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Every cell of a rank-k matrix with biases (3 + b_u + b_i + u.v + noise); (all pairs, ratings, seen)."""
-    g = torch.Generator().manual_seed(seed)
-    u, v = torch.randn(n_users, k, generator=g), torch.randn(n_items, k, generator=g)
-    bu, bi = torch.randn(n_users, generator=g) * 0.5, torch.randn(n_items, generator=g) * 0.5
-    pairs = torch.cartesian_prod(torch.arange(n_users), torch.arange(n_items))
-    truth = 3 + bu[pairs[:, 0]] + bi[pairs[:, 1]] + (u[pairs[:, 0]] * v[pairs[:, 1]]).sum(1)
-    ratings = truth + noise * torch.randn(len(pairs), generator=g)
-    seen = torch.rand(len(pairs), generator=g) < density
-    return pairs, ratings, seen
+from tests.conftest import planted_mf as planted
 
 
 def fitted(x: torch.Tensor, y: torch.Tensor, n_users: int, n_items: int, **settings: object) -> BayesianMF:
