@@ -300,7 +300,8 @@ def write_fold_files(section: Section, work: Path) -> list[str]:
     names = []
     cols = ["user", "item", "rating", "timestamp"]
     for split in section.splits:
-        name = split.kind if split.kind != "random" else section.name
+        # one file pair per split: u1..u5 by name, k-fold by its fold, the random split by section
+        name = {"random": section.name, "kfold": f"fold{split.fold}"}.get(split.kind, split.kind)
         for part, rows in zip(("base", "test"), make_split(section.table, split), strict=True):
             out = section.table.iloc[rows][cols]
             if (out["rating"] % 1 == 0).all():  # whole stars written as GroupLens writes them
@@ -518,7 +519,10 @@ def split_list(text: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", help="comma-separated families (default: every rating family registered)")
+    ap.add_argument(
+        "--models",
+        help="comma-separated families (default: every rating family registered; none: peers only)",
+    )
     ap.add_argument("--folds", default=",".join(ALL_FOLDS), help="ML-100k splits (default u1..u5)")
     ap.add_argument(
         "--sections", help=f"comma-separated, of {', '.join(SECTIONS)} (default: all; --quick: ml100k)"
@@ -541,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else (["ml100k"] if args.quick else list(SECTIONS))
     )
     peer_libs = [] if args.quick else split_list(args.peers)
-    models = split_list(args.models) if args.models else None
+    models = ([] if args.models == "none" else split_list(args.models)) if args.models else None
     from collabkit.models import check_model_name
 
     bad = [f for f in folds if f not in ALL_FOLDS] + [n for n in names if n not in SECTIONS]

@@ -91,3 +91,13 @@ def test_cost_label() -> None:
     accuracy.label_costs(rows)
     assert "100x the fit time of fast" in rows[1]["cost"]
     assert "cost" not in rows[0] and "cost" not in rows[2]
+
+
+def test_each_fold_gets_its_own_files_for_the_peers(tiny: pd.DataFrame, tmp_path: Path) -> None:
+    splits = [SplitSpec(kind="kfold", fold=i, k=2, seed=42) for i in range(2)]
+    section = accuracy.Section("tiny", "a tiny table", tiny, splits, "", peers=True)
+    names = accuracy.write_fold_files(section, tmp_path)
+    assert len(set(names)) == 2  # folds written over one another would score one fold twice
+    tests = [pd.read_csv(tmp_path / f"{n}.test", sep="\t", header=None) for n in names]
+    assert len(tests[0]) + len(tests[1]) == len(tiny)
+    assert set(map(tuple, tests[0][[0, 1]].to_numpy())).isdisjoint(map(tuple, tests[1][[0, 1]].to_numpy()))
