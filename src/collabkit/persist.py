@@ -376,11 +376,12 @@ def _write_parts(
     fsync_dir(folder)
 
 
-def check_destination(dest: Path) -> None:
-    """Refuse a destination collabkit may not replace (see `save_model`)."""
+def check_own_folder(dest: Path, what: str = "the model", example: str = "runs/m") -> None:
+    """Refuse a path that cannot be a folder of collabkit's own: the current or parent folder, a
+    symbolic link, a file. What a folder that exists may hold is the caller's check."""
     if dest.name in ("", ".", ".."):  # the current or parent folder itself: a save would rename it
         raise CollabkitError(
-            f"{str(dest)!r} names no folder of its own; give the model a folder, e.g. runs/m"
+            f"{str(dest)!r} names no folder of its own; give {what} a folder, e.g. {example}"
         )
     if dest.is_symlink():
         raise CollabkitError(
@@ -389,6 +390,11 @@ def check_destination(dest: Path) -> None:
         )
     if dest.exists() and not dest.is_dir():
         raise CollabkitError(f"{dest} is a file, not a folder; choose another --out")
+
+
+def check_destination(dest: Path) -> None:
+    """Refuse a destination collabkit may not replace (see `save_model`)."""
+    check_own_folder(dest)
     if dest.is_dir() and any(dest.iterdir()) and not (is_model_folder(dest) or is_run_folder(dest)):
         found = strangers(dest) if _marked(dest) else []
         if found:

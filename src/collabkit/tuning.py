@@ -49,6 +49,7 @@ from collabkit.errors import CollabkitError
 from collabkit.jsonable import dumps
 from collabkit.models import family
 from collabkit.models.settings import RECIPE_FIELDS, parse_recipe, parse_settings
+from collabkit.persist import check_own_folder
 from collabkit.train.callbacks import Callback
 from collabkit.workflows import TrainConfig, train
 
@@ -752,16 +753,7 @@ def _write_rows(path: Path, table: pd.DataFrame, positions: np.ndarray) -> None:
 
 def check_folder(out: Path, resume: bool) -> None:
     """Refuse an `out` collabkit may not write a tune into, or (with `resume`) one with no tune."""
-    if out.name in ("", ".", ".."):
-        raise CollabkitError(
-            f"{str(out)!r} names no folder of its own; give the tune a folder, e.g. runs/tune"
-        )
-    if out.is_symlink():
-        raise CollabkitError(
-            f"{out} is a symbolic link; collabkit will not write through it. Give a new path"
-        )
-    if out.exists() and not out.is_dir():
-        raise CollabkitError(f"{out} is a file, not a folder; choose another --out")
+    check_own_folder(out, "the tune", "runs/tune")
     ours = _is_tune_folder(out)
     if resume:
         if not ours:

@@ -235,8 +235,8 @@ class BayesianMF(CollabModel):
         raw = self.offset + self.user_bias[users] + self.item_bias[items] + dots
         days = self._day_index(x)
         if days is not None:  # the rating's day, where it is one the model has seen
-            known = days < self.settings.n_days
-            known[known.clone()] = self.day_seen[days[known]]
+            n_days = self.settings.n_days  # days[k] == n_days: no day; else one seen in training or not
+            known = (days < n_days) & self.day_seen[days.clamp_max(n_days - 1)]
             d, i = days[known], items[known]
             both = self.user_factors[users[known]] + self.item_factors[i]
             day_dots = (self.day_factors[d] * both).sum(dim=(1, 2)) / n

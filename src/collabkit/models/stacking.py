@@ -209,14 +209,20 @@ class Blend(CollabModel):
     def item_side(self, item_idx: Tensor) -> list[Any]:
         return [m.item_side(item_idx) for m in self._members()]
 
+    def _row_slices(self, device: torch.device) -> list[slice]:
+        """Where each member's part of a blended user row lies (`user_rows` puts them side by side)."""
+        widths = [
+            m.user_rows(torch.zeros(1, dtype=torch.long, device=device)).shape[1] for m in self._members()
+        ]
+        ends = torch.tensor(widths).cumsum(0).tolist()
+        return [slice(end - width, end) for end, width in zip(ends, widths, strict=True)]
+
     def score_block(self, rows: Tensor, side: list[Any]) -> Tensor:
         total: Tensor | None = None
-        start = 0
-        for w, m, s in zip(self.weights[1:], self._members(), side, strict=True):
-            width = m.user_rows(torch.zeros(1, dtype=torch.long, device=rows.device)).shape[1]
-            part = m.raw_to_rating(m.score_block(rows[:, start : start + width], s))
-            start += width
-            total = w * part if total is None else total + w * part
+        parts = zip(self.weights[1:], self._members(), side, self._row_slices(rows.device), strict=True)
+        for w, m, s, cols in parts:
+            part = w * m.raw_to_rating(m.score_block(rows[:, cols], s))
+            total = part if total is None else total + part
         assert total is not None
         return total + self.weights[0]
 
@@ -245,12 +251,10 @@ class Blend(CollabModel):
     def fold_in(self, item_idx: Tensor, ratings: Tensor, prior: Tensor, strength: float) -> Tensor:
         """Every member folds the new user in with its own solve and its own default strength
         (scaled by `strength` / the blend's default); their rows side by side."""
-        out, start = [], 0
-        for m in self._members():
-            width = m.user_rows(torch.zeros(1, dtype=torch.long, device=prior.device)).shape[1]
+        out = []
+        for m, cols in zip(self._members(), self._row_slices(prior.device), strict=True):
             own = strength * m.default_fold_in_strength / self.default_fold_in_strength
-            out.append(m.fold_in(item_idx, ratings, prior[start : start + width], own).float())
-            start += width
+            out.append(m.fold_in(item_idx, ratings, prior[cols], own).float())
         return torch.cat(out)
 
 

@@ -31,12 +31,8 @@ def member_trainer(dls: CollabDataLoaders, seed: int, device: str | torch.device
         """A fresh seeded member on the pairs x, y; `watch` indexes the held-aside ones (else none)."""
         torch.manual_seed(seed)
         net = build_model(config).to(device)
-        fit = (
-            torch.arange(len(x))
-            if watch is None
-            else torch.ones(len(x), dtype=torch.bool).index_fill_(0, watch, False)
-        )
         watch = torch.zeros(0, dtype=torch.long) if watch is None else watch
+        fit = torch.ones(len(x), dtype=torch.bool).index_fill_(0, watch, False)
         loaders = CollabDataLoaders(
             DataLoader(x[fit], y[fit], bs=recipe.bs, shuffle=True, seed=seed),
             DataLoader(x[watch], y[watch], bs=recipe.bs),
