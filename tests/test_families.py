@@ -30,7 +30,7 @@ BUILT_IN = [n for n in model_names() if family(n).__module__.startswith("collabk
 
 def test_model_name_literal_lists_every_built_in_family() -> None:
     assert list(get_args(ModelName)) == BUILT_IN == list(BUILT_IN_FAMILIES)  # the command's list too
-    assert len(BUILT_IN) == 14
+    assert len(BUILT_IN) == 15
 
 
 @pytest.mark.parametrize("name", model_names())

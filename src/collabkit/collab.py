@@ -107,6 +107,7 @@ def collab_learner(
     given: dict[str, Any] = {k: v for k, v in named.items() if k not in extra}
     config = collab_config(dls, name, **given, **extra)
     net = build_model(config)
+    net.prepare(dls)  # what the family reads from the table besides the pairs (side columns)
     if loss_func is None:
         loss_func = net.default_loss()
     learner_kwargs.setdefault("metrics", default_metrics(net))

@@ -15,10 +15,10 @@ MIN_COUNT = 10
 # The built-in model families, in registration order; tests/test_families.py checks this against
 # the registry, so the command can name them without importing the models.
 ModelName = Literal[
-    "dot", "dotbias", "nn", "classifier", "ease", "popular", "itemknn", "userknn", "ials", "easeknn", "bpr",
-    "als", "bayesmf", "blend",
+    "dot", "dotbias", "nn", "classifier", "hybrid", "ease", "popular", "itemknn", "userknn", "ials",
+    "easeknn", "bpr", "als", "bayesmf", "blend",
 ]  # fmt: skip
 BUILT_IN_FAMILIES: tuple[str, ...] = (
-    "dot", "dotbias", "nn", "classifier", "ease", "popular", "itemknn", "userknn", "ials", "easeknn", "bpr",
-    "als", "bayesmf", "blend",
+    "dot", "dotbias", "nn", "classifier", "hybrid", "ease", "popular", "itemknn", "userknn", "ials",
+    "easeknn", "bpr", "als", "bayesmf", "blend",
 )  # fmt: skip

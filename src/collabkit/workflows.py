@@ -25,6 +25,7 @@ from collabkit.bundle import DataInfo, TrainedModel, table_fingerprint, trained_
 from collabkit.collab import collab_learner
 from collabkit.data import load_ratings
 from collabkit.data.loaders import CollabDataLoaders
+from collabkit.data.side import with_movielens_users
 from collabkit.data.splits import SplitSpec, make_split
 from collabkit.data.tables import day_numbers
 from collabkit.data.vocab import encode_pairs
@@ -305,7 +306,9 @@ def _prepare(
     settings |= {"seed": config.seed, "device": device}
     held = len(watch_rows) if watch_rows is not valid_rows else 0
     if log is not None and announce:
-        log(settings_line(config.model, settings, plan.sources, config.split))
+        described = family(config.model).describe_config(learn.config)  # compact where a family says so
+        described = {k: v for k, v in described.items() if k in settings}
+        log(settings_line(config.model, {**settings, **described}, plan.sources, config.split))
         if held and getattr(learn.model, "refit_best", False):
             log(f"choosing the epoch count (0: the biases-only start) by the loss on {held:,} training rows "
                 "held aside, then training on every training row")  # fmt: skip
@@ -342,6 +345,7 @@ def train(
 
     if out is not None:
         check_destination(Path(out))
+    table = with_movielens_users(table, data_name)  # side columns for a family that reads them
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or checkpoint_every < 1):
         raise CollabkitError(
             f"checkpoint every must be a whole number of epochs, at least 1; got {checkpoint_every}"

@@ -28,6 +28,7 @@ from collabkit.models.settings import FamilySettings, Recipe
 from collabkit.models.dot import DotProduct, EmbeddingDotBias  # isort: skip
 from collabkit.models.nn import EmbeddingNN  # isort: skip
 from collabkit.models.classifier import RatingClassifier, RatingCrossEntropy  # isort: skip
+from collabkit.models.hybrid import HybridNN as HybridNN  # isort: skip
 from collabkit.models.ease import EASE as EASE  # isort: skip
 from collabkit.models.popular import Popular as Popular  # isort: skip
 from collabkit.models.knn import ItemKNN as ItemKNN, UserKNN as UserKNN  # isort: skip

@@ -261,6 +261,10 @@ class CollabModel(Module):
         """The raw score of one pair as additive parts, or None where it has none."""
         return None
 
+    def prepare(self, dls: Any) -> None:
+        """Read what the family takes from the table besides the training pairs (a hybrid's side
+        columns), once, before training; saved with the weights. Most families take nothing."""
+
     def attach_training(self, x: Tensor, y: Tensor) -> None:
         """Rebuild what the model derives from its training rows instead of saving it (a ranking
         family's interaction matrix); `load_model` calls it with the folder's rows. Most keep nothing."""

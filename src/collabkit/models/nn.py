@@ -86,7 +86,8 @@ def mlp_blocks(sizes: Sequence[int], ps: Sequence[float] = ()) -> nn.Sequential:
 class EmbeddingNN(CollabModel):
     """fastai's `EmbeddingNN`: user and item embeddings, concatenated, through an MLP.
 
-    `emb_szs` is [(n_users, width), (n_items, width)], as `get_emb_sz` returns.
+    `emb_szs` is [(n_users, width), (n_items, width)], as `get_emb_sz` returns; `extra_inputs`
+    widens the first layer for inputs a subclass adds (`user_inputs`, `item_inputs`).
     """
 
     default_fold_in_strength = 1.0  # chosen by bench/coldstart.py --model nn (NDCG@10 of new users)
@@ -101,10 +102,11 @@ class EmbeddingNN(CollabModel):
         embed_p: float = 0.0,
         y_range: YRange = None,
         out_sz: int = 1,
+        extra_inputs: int = 0,
     ) -> None:
         self.embeds = nn.ModuleList([Embedding(n, w) for n, w in emb_szs])
         self.emb_drop = nn.Dropout(embed_p)
-        n_emb = sum(w for _, w in emb_szs)
+        n_emb = sum(w for _, w in emb_szs) + extra_inputs  # a hybrid's side columns widen the input
         self.layers = mlp_blocks([n_emb, *layers], ps)
         self.head = nn.Linear(([n_emb, *layers])[-1], out_sz)
         self.y_range = None if y_range is None else (float(y_range[0]), float(y_range[1]))
@@ -130,8 +132,17 @@ class EmbeddingNN(CollabModel):
 
     def forward(self, x_cat: Tensor, x_cont: Tensor | None = None) -> Tensor:
         # x_cat: (B, 2) -> (B, out_sz)
-        x = torch.cat([e(x_cat[:, i]) for i, e in enumerate(self.embeds)], dim=1)
+        x = torch.cat([self.user_inputs(x_cat[:, 0]), self.item_inputs(x_cat[:, 1])], dim=1)
         return self.out_range(self.head(self.layers(self.emb_drop(x))))
+
+    # -- what the network reads of a user and an item (a hybrid adds their side columns) ----------
+    def user_inputs(self, user_idx: Tensor) -> Tensor:
+        """(B, d_user) the network's input for users: their embeddings."""
+        return self._emb(0)(user_idx)
+
+    def item_inputs(self, item_idx: Tensor) -> Tensor:
+        """(m, d_item) the network's input for items: their embeddings."""
+        return self._emb(1)(item_idx)
 
     # -- the protocol --------------------------------------------------------------------------
     def user_vectors(self) -> Tensor:
@@ -140,11 +151,16 @@ class EmbeddingNN(CollabModel):
     def item_vectors(self) -> Tensor:
         return self._emb(1).weight.detach()
 
+    @torch.no_grad()
+    def user_rows(self, user_idx: Tensor) -> Tensor:
+        return self.user_inputs(user_idx.to(self._emb(0).weight.device))
+
     def item_side(self, item_idx: Tensor) -> Tensor:
         """(m, h) the items' share of the first layer, plus its bias."""
         first, _ = self._first_linear()
-        width = self._emb(0).weight.shape[1]
-        pre = self.item_vectors()[item_idx] @ first.weight.detach()[:, width:].T
+        width = self._user_width()
+        with torch.no_grad():  # no graph: fold-in may call this under enable_grad with inference indices
+            pre = self.item_inputs(item_idx.to(first.weight.device)) @ first.weight[:, width:].T
         if first.bias is not None:
             pre = pre + first.bias.detach()
         return pre.float()
@@ -189,6 +205,10 @@ class EmbeddingNN(CollabModel):
             raise CollabkitError(f"embedding {i} is a {type(emb).__name__}, not an nn.Embedding")
         return emb
 
+    def _user_width(self) -> int:
+        """Width of a user's input (the first layer's user columns come first)."""
+        return int(self._emb(0).weight.shape[1])
+
     def _first_linear(self) -> tuple[nn.Linear, list[nn.Module]]:
         seq: list[nn.Module] = [*self.layers, self.head]
         first = seq[0]
@@ -199,7 +219,7 @@ class EmbeddingNN(CollabModel):
     def _logits(self, rows: Tensor, side: Tensor) -> Tensor:
         """(B, m, out) network outputs before the output range, from user rows and item shares."""
         first, rest = self._first_linear()
-        width = self._emb(0).weight.shape[1]
+        width = self._user_width()
         pre_user = rows @ first.weight[:, :width].T  # (B, h)
         x = (pre_user[:, None, :] + side[None, :, :]).reshape(-1, first.out_features)
         for layer in rest:

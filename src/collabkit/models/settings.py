@@ -19,6 +19,7 @@ from collabkit.errors import CollabkitError
 MAX_FACTORS = 100_000
 MAX_BATCH = 100_000_000
 MAX_EPOCHS = 100_000
+HELP_LINE = 360  # characters of a settings list in an error line (the command shows 500 at most)
 
 
 class FamilySettings(BaseModel):
@@ -28,14 +29,17 @@ class FamilySettings(BaseModel):
 
     @classmethod
     def help_line(cls) -> str:
-        """`name=default (description)` for every setting: what an error lists as allowed."""
-        parts = []
+        """`name=default (description)` for every setting: what an error lists as allowed. Where
+        that passes `HELP_LINE` characters (an error is one line), names and defaults only."""
+        parts, short = [], []
         for name, f in cls.model_fields.items():
             default = "from the data" if f.default is None and not f.is_required() else f.default
             if f.is_required():
                 default = "required"
             parts.append(f"{name}={default} ({f.description})" if f.description else f"{name}={default}")
-        return "; ".join(parts) or "none"
+            short.append(f"{name}={default}")
+        line = "; ".join(parts)
+        return (line if len(line) <= HELP_LINE else "; ".join(short)) or "none"
 
     def used(self) -> dict[str, Any]:
         """The settings as JSON values (tuples as lists), for config.json and reports."""

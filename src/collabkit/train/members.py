@@ -30,7 +30,9 @@ def member_trainer(dls: CollabDataLoaders, seed: int, device: str | torch.device
     ) -> Learner:
         """A fresh seeded member on the pairs x, y; `watch` indexes the held-aside ones (else none)."""
         torch.manual_seed(seed)
-        net = build_model(config).to(device)
+        net = build_model(config)
+        net.prepare(dls)  # a hybrid member's side columns, from the blend's table
+        net = net.to(device)
         watch = torch.zeros(0, dtype=torch.long) if watch is None else watch
         fit = torch.ones(len(x), dtype=torch.bool).index_fill_(0, watch, False)
         loaders = CollabDataLoaders(
@@ -47,7 +49,9 @@ def member_trainer(dls: CollabDataLoaders, seed: int, device: str | torch.device
         fam = family(config.family)
         if not fam.trains_by_gradient:
             torch.manual_seed(seed)
-            net = build_model(config).to(device)
+            net = build_model(config)
+            net.prepare(dls)
+            net = net.to(device)
             net.fit_direct(x.to(device), y.to(device))
             return net
         recipe = fam.recipes["fast"]
