@@ -66,3 +66,24 @@ def planted_mf(n_users: int = 60, n_items: int = 40, k: int = 2, density: float 
     ratings = truth + noise * torch.randn(len(pairs), generator=g)
     seen = torch.rand(len(pairs), generator=g) < density
     return pairs, ratings, seen
+
+
+def epoch_families() -> list[str]:
+    """The built-in families trained by the Learner's one-cycle epochs (dot, dotbias, nn, classifier,
+    hybrid, ...): a family added later joins every test parametrised over them."""
+    from collabkit.defaults import BUILT_IN_FAMILIES
+    from collabkit.models import family
+
+    return [name for name in BUILT_IN_FAMILIES if family(name).recipes]
+
+
+def small_settings(name: str, width: int = 4, y_range: tuple[float, float] | None = (0, 5.5)) -> dict:
+    """Settings that make a small model of an epoch-trained family: its width, and its output
+    range where it takes one (a classifier predicts rating levels instead)."""
+    from collabkit.models import family
+
+    fields = family(name).Settings.model_fields
+    out: dict = {"n_factors": width} if "n_factors" in fields else {"layers": [4 * width]}
+    if "y_range" in fields and y_range is not None:
+        out["y_range"] = y_range
+    return out

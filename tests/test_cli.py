@@ -10,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from collabkit.cli import app
+from collabkit.models import family
+from tests.conftest import epoch_families
 
 runner = CliRunner()
 
@@ -35,9 +37,9 @@ def _train(ratings_csv: Path, out: Path, *extra: str) -> dict:
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("model", ["dot", "dotbias", "nn", "classifier"])
+@pytest.mark.parametrize("model", epoch_families())
 def test_train_every_model_json(ratings_csv: Path, tmp_path: Path, model: str) -> None:
-    sizes = ["--factors", "8"] if model.startswith("dot") else ["--layers", "16,8"]
+    sizes = ["--factors", "8"] if "n_factors" in family(model).Settings.model_fields else ["--layers", "16,8"]
     res = _train(ratings_csv, tmp_path / model, "--model", model, *sizes)
     used = json.loads((tmp_path / model / "config.json").read_text())["model"]["settings"]
     assert used.get("n_factors", 8) == 8 and used.get("layers", [16, 8]) == [16, 8]

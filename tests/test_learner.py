@@ -20,6 +20,7 @@ from collabkit import (
     sigmoid_range,
 )
 from collabkit.train.optim import make_adam, no_decay_params
+from tests.conftest import epoch_families, small_settings
 
 # --- the chapter's models, as written in fastbook chapter 8 (only imports changed) ---------------
 
@@ -102,10 +103,10 @@ def test_chapter_collabnn_trains(dls: CollabDataLoaders) -> None:
     assert learn.history[-1]["valid_loss"] < _baseline_mse(dls)
 
 
-@pytest.mark.parametrize("name", ["dot", "dotbias", "nn", "classifier"])
+@pytest.mark.parametrize("name", epoch_families())
 def test_every_builtin_model_learns(dls: CollabDataLoaders, name: str) -> None:
     set_seed(0)
-    sizes: dict[str, object] = {"n_factors": 20, "y_range": (0, 5.5)} if name.startswith("dot") else {}
+    sizes: dict[str, object] = small_settings(name, width=20) if name.startswith("dot") else {}
     learn = collab_learner(dls, model=name, log=None, **sizes)
     learn.fit_one_cycle(6, 1e-2, wd=0.05)
     res = evaluate_model(learn.model, dls.valid.x, dls.valid.y)

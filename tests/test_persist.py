@@ -11,15 +11,14 @@ import pytest
 import torch
 
 from collabkit import CollabDataLoaders, CollabkitError, Recommender, collab_learner, load_model, set_seed
+from tests.conftest import epoch_families, small_settings
 
 
-@pytest.mark.parametrize("name", ["dot", "dotbias", "nn", "classifier"])
+@pytest.mark.parametrize("name", epoch_families())
 def test_save_load_gives_identical_predictions(ratings: pd.DataFrame, tmp_path: Path, name: str) -> None:
     set_seed(1)
     dls = CollabDataLoaders.from_df(ratings, bs=256, seed=1)
-    sizes = {"n_factors": 6, "y_range": (0, 5.5)} if name.startswith("dot") else {"layers": [8]}
-    if name == "nn":
-        sizes["y_range"] = (0, 5.5)
+    sizes = small_settings(name, width=6) if name.startswith("dot") else small_settings(name, width=2)
     learn = collab_learner(dls, model=name, settings=sizes, log=None)
     learn.fit_one_cycle(1, 5e-3)
     out = learn.export(str(tmp_path / "m"))

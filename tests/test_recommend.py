@@ -18,8 +18,9 @@ from collabkit.bundle import SeenItems, TrainedModel
 from collabkit.errors import CollabkitError
 from collabkit.models import ModelConfig, build_model, sigmoid_range
 from collabkit.recommend import BatchRecommendations, Recommendations, Recommender, cosine_neighbours
+from tests.conftest import epoch_families, small_settings
 
-MODELS = ["dot", "dotbias", "nn", "classifier"]
+MODELS = epoch_families()
 
 
 def checkerboard(n_users: int = 40, n_items: int = 30, density: float = 0.7, seed: int = 0) -> pd.DataFrame:
@@ -54,12 +55,7 @@ def recs(board: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> dict[
     for name in MODELS:
         set_seed(0)
         dls = CollabDataLoaders.from_df(board, valid_pct=0.0, seed=0, bs=64)
-        shape: dict[str, Any] = {  # the settings each family takes (a classifier predicts levels)
-            "dot": {"n_factors": 4, "y_range": (0, 5.5)},
-            "dotbias": {"n_factors": 4, "y_range": (0, 5.5)},
-            "nn": {"layers": [16], "y_range": (0, 5.5)},
-            "classifier": {"layers": [16]},
-        }[name]
+        shape = small_settings(name)  # the settings each family takes (a classifier predicts levels)
         learn = collab_learner(dls, model=name, log=None, show_progress=False, **shape)
         learn.fit_one_cycle(8 if name == "classifier" else 5, 1e-2 if name == "classifier" else 3e-2)
         path = learn.export(str(tmp_path_factory.mktemp(name) / "m"))

@@ -68,7 +68,7 @@ RecipeOpt = Annotated[
     str | None,
     typer.Option(
         "--recipe",
-        help="Families trained by one-cycle epochs (dot, dotbias, nn, classifier): where unset "
+        help="Families trained by one-cycle epochs (dot, dotbias, nn, classifier, hybrid): where unset "
         "--bs/--epochs/--lr/--wd come from: fast (collabkit's tuned settings; bias model: bs 768, "
         "6 epochs, lr 5e-3, wd 0.1) or chapter (bs 64, 5 epochs, lr 5e-3, wd 0.1). Default: fast.",
     ),
