@@ -280,3 +280,165 @@ def json_rating(text: str) -> float:
     import json
 
     return float(json.loads(text)["predictions"][0]["rating"])
+
+
+# -- bias drift (Koren 2009) ------------------------------------------------------------------------
+
+
+def planted_drift(n: int = 4000, n_days: int = 300, bins: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ratings 3 + b_u + b_i + b_{i,Bin(t)} + alpha_u dev_u(t) + u . v + noise 0.1, every user rating
+    across all days; x (n, 3) with day 1000 + d. The bin biases of an item sum to 0 over the bins."""
+    g = torch.Generator().manual_seed(5)
+    n_users, n_items = 60, 40
+    u, v = torch.randn(n_users, 2, generator=g), torch.randn(n_items, 2, generator=g)
+    bu, bi = 0.5 * torch.randn(n_users, generator=g), 0.5 * torch.randn(n_items, generator=g)
+    bin_bias = torch.randn(n_items, bins, generator=g)
+    bin_bias -= bin_bias.mean(1, keepdim=True)
+    slope = 0.2 * torch.randn(n_users, generator=g)
+    users, items = torch.randint(0, n_users, (n,), generator=g), torch.randint(0, n_items, (n,), generator=g)
+    days = torch.randint(0, n_days, (n,), generator=g)
+    mean_day = torch.zeros(n_users).index_add_(0, users, days.float()) / torch.bincount(users).float()
+    gap = days - mean_day[users]
+    dev = gap.sign() * gap.abs() ** 0.4
+    truth = 3 + bu[users] + bi[items] + bin_bias[items, days * bins // n_days] + slope[users] * dev
+    y = truth + (u[users] * v[items]).sum(1) + 0.1 * torch.randn(n, generator=g)
+    return torch.stack([users, items, days + 1000], 1), y
+
+
+DRIFT_RUN = {"n_factors": 2, "samples": 80, "burn_in": 30, "implicit": "none", "days": False,
+             "first_day": 1000, "n_days": 300, "time_bins": 10}  # fmt: skip
+
+
+def test_planted_bias_drift_is_learned() -> None:
+    x, y = planted_drift()
+    with_drift = fitted(x[:3200], y[:3200], 60, 40, drift=True, **DRIFT_RUN)
+    without = fitted(x[:3200], y[:3200], 60, 40, drift=False, **DRIFT_RUN)
+    assert with_drift.takes_days and not without.takes_days
+
+    def rmse(model: BayesianMF) -> float:
+        return float((model(x[3200:]) - y[3200:]).square().mean().sqrt())
+
+    assert rmse(with_drift) < 0.5 * rmse(without)
+    assert rmse(with_drift) < 0.35  # the noise is 0.1; 1 bin bias per item and bin learned from ~8 ratings
+
+
+def test_no_day_or_a_day_outside_the_training_span_adds_no_drift() -> None:
+    x, y = planted_drift(n=1500)
+    model = fitted(x, y, 60, 40, drift=True, **{**DRIFT_RUN, "samples": 20, "burn_in": 5})
+    assert float(model.item_bin_bias.abs().max()) > 0.1 and float(model.user_drift.abs().max()) > 0.01
+    pairs = x[:50]
+    plain = model.offset + model.user_bias[pairs[:, 0]] + model.item_bias[pairs[:, 1]]
+    plain = model.raw_to_rating(
+        plain + (model.user_factors[pairs[:, 0]] * model.item_factors[pairs[:, 1]]).mean(1).sum(1)
+    )
+    assert torch.allclose(model(pairs[:, :2]), plain, atol=1e-5)  # no day: no drift
+    for day in (999, 1300, 5000):  # before the first training day, just after the last, far after
+        outside = pairs.clone()
+        outside[:, 2] = day
+        assert torch.allclose(model(outside), plain, atol=1e-5)
+    assert not torch.allclose(model(pairs), plain, atol=1e-3)
+    # inside the span: the user's drift at that day and the item's bin bias, added to the plain score
+    day = pairs[:, 2] - 1000
+    gap = day.double() - model.user_day[pairs[:, 0]].double()
+    drift = model.user_drift[pairs[:, 0]] * (gap.sign() * gap.abs() ** 0.4).float()
+    expected = plain + model.item_bin_bias[pairs[:, 1], day * 10 // 300] + drift
+    assert torch.allclose(model(pairs), model.raw_to_rating(expected), atol=1e-4)
+
+
+def test_drift_comes_only_from_the_training_rows_days(tmp_path: Path) -> None:
+    """t_u is the mean of the user's training days and the time bins span the training days; the
+    held-out rows (the latest days) change neither, and are scored without drift."""
+    from collabkit.data.splits import SplitSpec, make_split
+    from collabkit.persist import load_model
+    from collabkit.workflows import TrainConfig, pairs_of, train
+    from tests.conftest import make_ratings
+
+    table = make_ratings(n=900, seed=2)
+    day = 10_000 + np.arange(len(table)) % 60  # 60 days, in row order
+    table["timestamp"] = 86_400 * day
+    split = SplitSpec(kind="time", valid_pct=0.3)
+    settings = {"samples": 20, "burn_in": 5, "drift": True, "time_bins": 6}
+    train(table, TrainConfig(model="bayesmf", split=split, settings=settings), log=None, out=tmp_path / "m")
+    train_rows, valid_rows = make_split(table, split)
+    trained = load_model(tmp_path / "m")
+    model = trained.model
+    assert isinstance(model, BayesianMF)
+    first, last = int(day[train_rows].min()), int(day[train_rows].max())
+    assert last < 10_059 and trained.config.settings.used()["n_days"] == last - first + 1
+    users = trained.users.encode(table["user"])
+    seen = np.unique(users[train_rows])
+    from_train, from_all = (
+        torch.zeros(len(seen), dtype=torch.float64),
+        torch.zeros(len(seen), dtype=torch.float64),
+    )
+    for j, user in enumerate(seen):
+        from_train[j] = float(day[train_rows][users[train_rows] == user].mean()) - first
+        from_all[j] = float(day[users == user].mean()) - first
+    assert torch.allclose(model.user_day[seen].double(), from_train, atol=1e-3)
+    assert not torch.allclose(model.user_day[seen].double(), from_all, atol=1e-3)
+    bins = model._time_bin(torch.tensor([0, last - first, last - first + 1]))
+    assert bins.tolist() == [0, 5, 6]  # the last training day in the last bin; after it, none
+    held = pairs_of(trained, table.iloc[valid_rows])
+    assert torch.allclose(model(held), model(held[:, :2]), atol=1e-5)  # after the span: no drift
+
+
+def test_drift_settings_round_trip_and_are_checked(tmp_path: Path) -> None:
+    import json
+
+    from collabkit.persist import load_model
+    from collabkit.workflows import TrainConfig, pairs_of, train
+    from tests.conftest import make_ratings
+
+    config = ModelConfig("bayesmf", 5, 4, drift=True, time_bins=12, drift_power=0.3)
+    again = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.settings.used()["time_bins"] == 12
+    for bad, match in (({"time_bins": 0}, "time_bins"), ({"drift_power": 1.5}, "drift_power")):
+        with pytest.raises(CollabkitError, match=match):
+            ModelConfig("bayesmf", 3, 3, **bad)
+    table = make_ratings(n=600, seed=1)
+    table["timestamp"] = 86_400 * (10_000 + np.arange(len(table)) % 40)
+    settings = {"samples": 12, "burn_in": 2, "drift": True, "time_bins": 4, "drift_power": 0.5}
+    train(table, TrainConfig(model="bayesmf", settings=settings), log=None, out=tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["model"]["settings"]
+    assert {k: saved[k] for k in ("drift", "time_bins", "drift_power")} == {
+        "drift": True, "time_bins": 4, "drift_power": 0.5,
+    }  # fmt: skip
+    trained = load_model(tmp_path / "m")
+    assert isinstance(trained.model, BayesianMF) and trained.model.item_bin_bias.shape[1] == 4
+    x = pairs_of(trained, table)
+    assert not torch.allclose(trained.model(x), trained.model(x[:, :2]))  # the drift is back
+
+
+def test_a_config_saved_before_drift_loads_with_drift_off(tmp_path: Path) -> None:
+    import json
+
+    from collabkit.persist import config_checksum, load_model
+    from collabkit.workflows import TrainConfig, pairs_of, train
+    from tests.conftest import make_ratings
+
+    old = {"n_factors": 10, "samples": 300, "burn_in": 50, "keep": 64, "implicit": "both", "days": True,
+           "first_day": 10_000, "n_days": 30}  # fmt: skip
+    assert set(old) == bayes.BEFORE_DRIFT
+
+    class DriftByDefault(bayes.BayesSettings):
+        drift: bool = True
+
+    assert DriftByDefault(**old).drift is False  # a saved config: its model has no drift tables
+    assert DriftByDefault(n_factors=10).drift is True  # settings given by hand take the default
+    assert DriftByDefault(**old, drift=True).drift is True
+    # a folder as an earlier collabkit wrote it: no drift settings, no drift tables
+    table = make_ratings(n=600, seed=1)
+    table["timestamp"] = 86_400 * (10_000 + np.arange(len(table)) % 30)
+    quick = {"samples": 12, "burn_in": 2, "drift": False}
+    train(table, TrainConfig(model="bayesmf", settings=quick), log=None, out=tmp_path / "m")
+    before = load_model(tmp_path / "m")
+    x = pairs_of(before, table)
+    path = tmp_path / "m" / "config.json"
+    doc = json.loads(path.read_text())
+    for key in ("drift", "time_bins", "drift_power"):
+        del doc["model"]["settings"][key]
+    doc["config_sha256"] = config_checksum(doc)
+    path.write_text(json.dumps(doc))
+    after = load_model(tmp_path / "m")
+    assert after.config.settings.used()["drift"] is False
+    assert torch.equal(after.model(x), before.model(x))
