@@ -26,6 +26,7 @@ labelled in the `cost` column.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -243,8 +244,11 @@ def build_sections(
 # -- measuring -----------------------------------------------------------------------------------
 
 
-def family_folds(section: Section, model: str) -> list[dict[str, Any]]:
-    """`model` with its defaults on each split, by `cross_validate` (what `collabkit crossval` runs)."""
+def family_folds(
+    section: Section, model: str, settings: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """`model` with its defaults (or `settings` over them) on each split, by `cross_validate` (what
+    `collabkit crossval ... -o KEY=VALUE` runs)."""
     from collabkit.workflows import TrainConfig, TrainResult, cross_validate
 
     fit: list[float] = []
@@ -253,7 +257,8 @@ def family_folds(section: Section, model: str) -> list[dict[str, Any]]:
         fit.append(res.fit_seconds)
 
     cv = cross_validate(
-        section.table, TrainConfig(model=model, split=section.splits[0]), section.splits,
+        section.table, TrainConfig(model=model, split=section.splits[0], settings=dict(settings or {})),
+        section.splits,
         data_name=section.name, on_fold=on_fold,
     )  # fmt: skip
     return [
@@ -399,22 +404,53 @@ def label_costs(rows: list[dict[str, Any]]) -> None:
             r["cost"] = f"{times:,.0f}x the fit time of {fastest['model']} for {gain:+.4f} RMSE"
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """`bayesmf:drift=true;time_bins=20` -> ("bayesmf", {"drift": True, "time_bins": 20})."""
+    model, _, rest = text.partition(":")
+    settings: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in rest.split(";"))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--variant {text!r}: each setting must be KEY=VALUE")
+        try:
+            settings[key.strip()] = json.loads(value)
+        except ValueError:
+            settings[key.strip()] = value
+    if not settings:
+        raise ValueError(f"--variant {text!r} names no setting; give NAME:KEY=VALUE[;KEY=VALUE]")
+    return model.strip(), settings
+
+
+def variant_name(model: str, settings: dict[str, Any]) -> str:
+    """A row's name: the family and the `-o` options that reproduce it."""
+    options = " ".join(
+        f"-o {k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items()
+    )
+    return f"collabkit {model} {options}".rstrip()
+
+
 def measure(
     sections: list[Section], models: Sequence[str] | None = None, peer_libs: Sequence[str] = (),
     myfm_iter: int = MYFM_ITER, log: Callable[[str], None] = print,
+    variants: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> Board:  # fmt: skip
-    """Every section's rows: the families (default: every rating family), baselines, peers, published."""
+    """Every section's rows: the families (default: every rating family) at their defaults, each
+    variant (a family with `-o` settings), baselines, peers, published."""
     families = list(models) if models is not None else rating_families()
-    board = Board(settings={"models": families, "peers": list(peer_libs), "myfm_iter": myfm_iter,
+    runs = [(m, {}) for m in families] + list(variants)
+    board = Board(settings={"models": families, "variants": [variant_name(m, s) for m, s in variants],
+                            "peers": list(peer_libs), "myfm_iter": myfm_iter,
                             "near_rmse": NEAR_RMSE, "costly": COSTLY})  # fmt: skip
     for section in sections:
         rows: list[dict[str, Any]] = []
-        for model in families:
+        for model, settings in runs:
             start = time.perf_counter()
-            folds = family_folds(section, model)
-            rows.append(summarise(f"collabkit {model}", "collabkit", folds, "measured in this run"))
+            folds = family_folds(section, model, settings)
+            name = variant_name(model, settings)
+            rows.append(summarise(name, "collabkit", folds, "measured in this run"))
             took = time.perf_counter() - start
-            log(f"  {section.name}: {model}: RMSE {rows[-1]['rmse']:.4f} ({took:.0f} s)")
+            shown = name.removeprefix("collabkit ")
+            log(f"  {section.name}: {shown}: RMSE {rows[-1]['rmse']:.4f} ({took:.0f} s)")
         base = baseline_folds(section)
         rows.append(summarise("biases only (baseline)", "collabkit", base["biases"], "measured in this run"))
         rows.append(
@@ -533,6 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--myfm-iter", type=int, default=MYFM_ITER, help=f"myFM's Gibbs iterations (default {MYFM_ITER})"
     )
+    ap.add_argument(
+        "--variant", action="append", default=[], metavar="NAME:KEY=VALUE[;KEY=VALUE]",
+        help="also a family with settings over its defaults, e.g. bayesmf:drift=true (repeat); its row "
+        "is what `collabkit crossval ... --model NAME -o KEY=VALUE` gives",
+    )  # fmt: skip
     ap.add_argument("--latest", type=Path, default=LATEST, help="the ml-latest-small folder")
     ap.add_argument("--quick", action="store_true", help="u1 only, ML-100k's section only, no peers")
     ap.add_argument("--json", metavar="PATH")
@@ -550,7 +591,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     bad = [f for f in folds if f not in ALL_FOLDS] + [n for n in names if n not in SECTIONS]
     bad += [p for p in peer_libs if p not in PEERS]
-    for m in models or []:
+    try:
+        variants = [parse_variant(v) for v in args.variant]
+    except ValueError as e:
+        ap.error(str(e))
+    for m in [*(models or []), *(v[0] for v in variants)]:
         check_model_name(m)
     if bad or args.myfm_iter < 1:
         ap.error(
@@ -559,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     load_start = os.getloadavg()[0]
     sections, skipped = build_sections(names, folds, args.latest)
-    board = measure(sections, models, peer_libs, args.myfm_iter)
+    board = measure(sections, models, peer_libs, args.myfm_iter, variants=variants)
     board.skipped = {**skipped, **board.skipped}
     board.settings.update(folds=folds, sections=names, quick=args.quick,
                           load_average={"start": load_start, "end": os.getloadavg()[0]})  # fmt: skip

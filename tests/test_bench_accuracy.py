@@ -101,3 +101,22 @@ def test_each_fold_gets_its_own_files_for_the_peers(tiny: pd.DataFrame, tmp_path
     tests = [pd.read_csv(tmp_path / f"{n}.test", sep="\t", header=None) for n in names]
     assert len(tests[0]) + len(tests[1]) == len(tiny)
     assert set(map(tuple, tests[0][[0, 1]].to_numpy())).isdisjoint(map(tuple, tests[1][[0, 1]].to_numpy()))
+
+
+def test_a_variant_row_is_the_family_with_its_options(tiny: pd.DataFrame) -> None:
+    model, settings = accuracy.parse_variant("bayesmf:drift=true;time_bins=4;samples=30;burn_in=10")
+    assert (model, settings) == ("bayesmf", {"drift": True, "time_bins": 4, "samples": 30, "burn_in": 10})
+    for bad in ("bayesmf", "bayesmf:drift"):
+        with pytest.raises(ValueError, match="--variant"):
+            accuracy.parse_variant(bad)
+    splits = [SplitSpec(kind="kfold", fold=0, k=2, seed=42)]
+    section = accuracy.Section("tiny", "a tiny table", tiny, splits, "collabkit crossval", peers=False)
+    variant = ("dotbias", {"n_factors": 3})
+    board = accuracy.measure([section], models=["dotbias"], log=lambda _: None, variants=[variant])
+    rows = {r["model"]: r for r in board.rows["tiny"]}
+    assert "collabkit dotbias -o n_factors=3" in rows and "collabkit dotbias" in rows
+    res = train(tiny, TrainConfig(model="dotbias", split=splits[0], settings={"n_factors": 3}), log=None)
+    assert rows["collabkit dotbias -o n_factors=3"]["folds"][0]["rmse"] == pytest.approx(
+        res.valid["rmse"], abs=1e-6
+    )
+    assert board.settings["variants"] == ["collabkit dotbias -o n_factors=3"]
