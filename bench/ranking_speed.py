@@ -2,7 +2,7 @@
 
     bash bench/setup_peers.sh implicit && \\
         .venv/bin/python bench/ranking_speed.py [--sizes u1,1e6,5e6] [--models ials,bpr] \\
-            [--threads default,1] [--repeat 1] [--json bench/results/ranking_speed.json]
+            [--threads default,1] [--repeat 1] [--also OLD/src] [--json bench/results/ranking_speed.json]
 
 Data, the same cells for both libraries: `u1` is ML-100k u1's training rows (943 users, 1650 items
 rated, 80,000 ratings); a number is `collabkit.data.synthetic.synthetic_ratings(n)` (MovieLens-shaped,
@@ -21,7 +21,10 @@ Timed: the fit call alone (collabkit `fit_direct(x, y)` on index tensors, as `co
 runs it; implicit `fit(user_items)` on a CSR matrix), in a fresh process per job, jobs one at a
 time and interleaved by size. Threads: implicit with OPENBLAS_NUM_THREADS=1 (as it asks) and its
 own default threads (num_threads=0: all cores); collabkit with torch's default threads and with
-one (`--threads`). `--repeat N` runs everything N times and keeps each row's fastest fit.
+one (`--threads`); bpr runs its SGD in one thread per torch thread (hogwild, as implicit does), so
+its "1" row is one thread throughout. `--repeat N` runs everything N times and keeps each row's
+fastest fit. `--also PATH` times a second collabkit source tree beside (rows "collabkit@PATH"), e.g.
+the commit before a change: `git archive HEAD~1 src | tar -x -C /tmp/old` then `--also /tmp/old/src`.
 Timings mean little on a busy machine: the load average at start and end is printed and saved.
 """
 
@@ -153,6 +156,9 @@ def main() -> int:
         "OMP_WAIT_POLICY=PASSIVE)",
     )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="run everything N times, keep the fastest")
+    parser.add_argument(
+        "--also", metavar="PATH", help="another collabkit source tree (its src/) to time beside"
+    )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
@@ -175,17 +181,28 @@ def main() -> int:
                     spec = json.dumps(SETTINGS[model])
                     peer = run(IMPLICIT, IMPLICIT_JOB, str(data[size]), model, spec, env=env)
                     jobs: list[tuple[str, str, dict[str, Any]]] = [("implicit", "default", peer)]
-                    for t in threads:
-                        wait = dict(os.environ, OMP_WAIT_POLICY="PASSIVE") if t == "passive" else None
-                        n = "1" if t == "1" else "0" if t in ("default", "passive") else t
-                        r = run(
-                            Path(sys.executable), COLLABKIT_JOB, str(data[size]), model, spec, n, env=wait
-                        )
-                        jobs.append(("collabkit", t, r))
+                    for tree in [None, args.also] if args.also else [None]:
+                        for t in threads:
+                            job_env = dict(os.environ)
+                            if t == "passive":
+                                job_env["OMP_WAIT_POLICY"] = "PASSIVE"
+                            if tree is not None:
+                                job_env["PYTHONPATH"] = str(Path(tree).resolve())
+                            n = "1" if t == "1" else "0" if t in ("default", "passive") else t
+                            r = run(
+                                Path(sys.executable),
+                                COLLABKIT_JOB,
+                                str(data[size]),
+                                model,
+                                spec,
+                                n,
+                                env=job_env,
+                            )
+                            jobs.append(("collabkit" if tree is None else f"collabkit@{tree}", t, r))
                     for library, t_name, r in jobs:
                         key = (size, model, library, t_name)
                         line = f"{r['fit_s']:8.2f} s" if "fit_s" in r else r["error"]
-                        print(f"  [{rep + 1}/{args.repeat}] {size:>5} {model:4} {library:9} threads "
+                        print(f"  [{rep + 1}/{args.repeat}] {size:>5} {model:4} {library} threads "
                               f"{t_name:7} {line}", flush=True)  # fmt: skip
                         if key not in best or r.get("fit_s", np.inf) < best[key].get("fit_s", np.inf):
                             best[key] = r
@@ -198,8 +215,8 @@ def main() -> int:
         info = infos[size]
         row: dict[str, Any] = {
             "data": size, "users": info["users"], "items": info["items"], "ratings": info["ratings"],
-            "model": f"collabkit {model}" if library == "collabkit" else f"implicit {PEER_NAME[model]}",
-            "threads": shown if library == "collabkit" else f"{r.get('threads', '')} (OpenBLAS 1)",
+            "model": f"{library} {model}" if library != "implicit" else f"implicit {PEER_NAME[model]}",
+            "threads": shown if library != "implicit" else f"{r.get('threads', '')} (OpenBLAS 1)",
         }  # fmt: skip
         if "fit_s" in r:
             row["fit s"] = round(r["fit_s"], 3)

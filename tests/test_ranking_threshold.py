@@ -28,6 +28,7 @@ OPTIONS: dict[str, dict[str, Any]] = {  # small settings where the defaults are 
     "itemknn": {"k": 20},
     "userknn": {"k": 8},
     "easeknn": {"l2": 5.0, "k": 8},
+    "bpr": {"n_factors": 4, "epochs": 40, "bs": 16, "lr": 0.05, "reg": 0.001},
 }
 
 
