@@ -42,7 +42,9 @@ def quick(name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    return make_ratings(n_users=50, n_items=30, n=900, seed=3)
+    """Ratings with one side column of the users (a family that reads side columns takes it)."""
+    ratings = make_ratings(n_users=50, n_items=30, n=900, seed=3)
+    return ratings.assign(gender=np.where(ratings["user"] % 2 == 0, "F", "M"))
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +122,31 @@ def test_library_recommend_similar_cold_start(name: str, saved: dict[str, Path])
     else:
         with pytest.raises(CollabkitError, match="rank"):
             rec.predict([user], [item])
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_new_users_side_columns_used_or_refused(name: str, saved: dict[str, Path]) -> None:
+    """A new user may state side columns (`about`) to a family that reads them; any other refuses."""
+    rec = Recommender.load(saved[name])
+    model_dir = str(saved[name])
+    if rec.model.user_side_columns():
+        assert [c.name for c in rec.model.user_side_columns()] == ["gender"]
+        f, m = (rec.fold_in({}, about={"gender": g}) for g in ("F", "M"))
+        assert f.about == {"gender": "F"} and not np.allclose(f.row.numpy(), m.row.numpy())
+        assert len(rec.recommend_for_ratings({rec.items[1]: 5.0}, n=3, about={"gender": "F"})) == 3
+        with pytest.raises(CollabkitError, match="no 'gender' value 'X'; it has: F, M"):
+            rec.fold_in({}, about={"gender": "X"})
+        with pytest.raises(CollabkitError, match="'age' is not a side column of this model's users"):
+            rec.fold_in({}, about={"age": 30})
+        res = runner.invoke(app, ["recommend", model_dir, "--about", "gender=F", "-n", "3"])
+        assert res.exit_code == 0 and "(gender F)" in res.output, res.output
+        res = runner.invoke(app, ["recommend", model_dir, "--about", "gender=X"])
+    else:
+        with pytest.raises(CollabkitError, match=name):
+            rec.fold_in({}, about={"gender": "F"})
+        res = runner.invoke(app, ["recommend", model_dir, "--about", "gender=F"])
+    assert res.exit_code == 2
+    refusal(res.output)
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -16,6 +16,7 @@ from collabkit.data.loaders import CollabDataLoaders
 from collabkit.data.side import column_codes, describe_columns, with_movielens_users
 from collabkit.data.vocab import Vocab
 from collabkit.errors import CollabkitError, DataError
+from collabkit.recommend import Recommender
 
 runner = CliRunner()
 
@@ -165,3 +166,58 @@ def test_hybrid_needs_the_table_for_its_columns() -> None:
         collab_learner(
             dls, model="hybrid", settings={"user_columns": ["group"]}, show_progress=False, log=None
         )
+
+
+@pytest.fixture(scope="module")
+def side_rec(tmp_path_factory: pytest.TempPathFactory) -> Recommender:
+    """A hybrid trained on `side_table` (its group and genres columns), saved and loaded."""
+    torch.manual_seed(0)
+    dls = CollabDataLoaders.from_df(side_table(), valid_pct=0.1, seed=1, bs=64)
+    learn = collab_learner(
+        dls, model="hybrid", y_range=(0.5, 5.5), settings={"user_columns": ["group", "age"]},
+        show_progress=False, log=None,
+    )  # fmt: skip
+    learn.fit_one_cycle(8, 1e-2, wd=0.01)
+    return Recommender.load(learn.export(str(tmp_path_factory.mktemp("side") / "m")))
+
+
+def genre_share(rec: Recommender, items: list, genre: str) -> float:
+    table = side_table()
+    genres = dict(zip(table["item"], table["genres"], strict=False))
+    return sum(genre in genres[i].split("|") for i in items) / len(items)
+
+
+def test_a_new_user_who_states_their_group_gets_their_groups_list(side_rec: Recommender) -> None:
+    """With no ratings at all, a user of group "a" (who like genre X) gets X first, a "b" user Y."""
+    a = side_rec.recommend_for_ratings({}, n=10, min_count=1, about={"group": "a"})
+    b = side_rec.recommend_for_ratings({}, n=10, min_count=1, about={"group": "b"})
+    assert genre_share(side_rec, list(a.items), "X") >= 0.9, a.titles
+    assert genre_share(side_rec, list(b.items), "Y") >= 0.9, b.titles
+    anyone = side_rec.fold_in({})
+    stated = side_rec.fold_in({}, about={"group": "a", "age": 33})
+    assert stated.about == {"group": "a", "age": 33} and anyone.about == {}
+    with pytest.raises(CollabkitError, match="side column 'age' holds numbers; 'old' is not one"):
+        side_rec.fold_in({}, about={"age": "old"})
+    with pytest.raises(
+        CollabkitError, match="'genres' is not a side column of this model's users; it reads: group, age"
+    ):
+        side_rec.fold_in({}, about={"genres": "X"})
+    with pytest.raises(CollabkitError, match="about must be a dict"):
+        side_rec.fold_in({}, about=["group"])  # type: ignore[arg-type]
+
+
+def test_the_service_takes_what_a_new_user_states(side_rec: Recommender) -> None:
+    from fastapi.testclient import TestClient
+
+    from collabkit.service import create_app
+
+    with TestClient(create_app(side_rec)) as client:
+        about = client.get("/catalogue").json()["about"]
+        assert [(c["name"], c["kind"], c["levels"]) for c in about][0] == ("group", "category", ["a", "b"])
+        assert about[1]["name"] == "age" and about[1]["kind"] == "number"
+        res = client.post("/recommend", json={"ratings": {}, "about": {"group": "b"}, "min_count": 1})
+        assert res.status_code == 200, res.text
+        items = [r["item"] for r in res.json()["recommendations"]]
+        assert genre_share(side_rec, items, "Y") >= 0.9
+        bad = client.post("/recommend", json={"ratings": {}, "about": {"group": "c"}})
+        assert bad.status_code == 422 and "no 'group' value 'c'; it has: a, b" in bad.json()["detail"]

@@ -28,6 +28,14 @@ def recommend(
             help='A new user\'s rating as ITEM=RATING, item by id or title (repeat): "Star Wars (1977)=5".',
         ),
     ] = None,
+    about: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--about",
+            help="A new user's side column as COLUMN=VALUE (repeat), for a model that reads them "
+            "(hybrid): --about age=25 --about gender=F; with or without --rate.",
+        ),
+    ] = None,
     n: NOpt = 10,
     min_count: MinCount = MIN_COUNT,
     strength: Annotated[
@@ -55,8 +63,10 @@ def recommend(
     with clean_errors():
         from collabkit.recommend import Recommender  # lazy: torch loads only when the command runs
 
-        if user is not None and rate:
-            raise CollabkitError("give --user (a known user) or --rate (a new user's ratings), not both")
+        if user is not None and (rate or about):
+            raise CollabkitError(
+                "give --user (a known user) or --rate/--about (a new user's ratings, side columns), not both"
+            )
         if strength is not None and not rate:
             raise CollabkitError("--strength applies to a new user's --rate ratings only")
         if include_seen and user is None:
@@ -77,17 +87,21 @@ def recommend(
                                  popularity_penalty=popularity_penalty)  # fmt: skip
             result |= {"mode": "user", "user": uid}
             heading = f"top {len(recs)} for user {uid}" + (" (rated items included)" if include_seen else "")
-        elif rate:
-            ratings = _parse_ratings(rec, rate)
-            new = rec.fold_in(ratings, strength=strength)
+        elif rate or about:
+            ratings = _parse_ratings(rec, rate or [])
+            stated = _parse_about(about or [])
+            new = rec.fold_in(ratings, strength=strength, about=stated or None)
             recs = rec.recommend_for_ratings(new, n, min_count=min_count)
             result |= {
                 "mode": "new_user",
                 "ratings": [{"item": i, "title": rec.title(i), "rating": r} for i, r in ratings.items()],
+                "about": stated,
                 "ignored": new.ignored,
             }
             rated = "1 rating" if len(ratings) == 1 else f"{len(ratings)} ratings"
             heading = f"top {len(recs)} for a new user with {rated}"
+            if stated:
+                heading += " (" + ", ".join(f"{k} {v}" for k, v in stated.items()) + ")"
             if new.ignored:
                 heading += f" ({len(new.ignored)} ignored: no training ratings)"
         else:
@@ -226,3 +240,16 @@ def _print_rows(
         line += f"  {r['model_score']:6.3f}" if model_name else ""
         line += f"  {r['n_ratings']:>7}" if counts else ""
         typer.echo(f"{line}  {r['item']!s:>8}  {r['title']}")
+
+
+def _parse_about(pairs: list[str]) -> dict[str, str]:
+    """--about COLUMN=VALUE strings -> {column: value}; a column given twice is refused."""
+    out: dict[str, str] = {}
+    for text in pairs:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise CollabkitError(f"--about {text!r} must be COLUMN=VALUE, e.g. --about age=25")
+        if key.strip() in out:
+            raise CollabkitError(f"--about: {key.strip()!r} is given twice")
+        out[key.strip()] = value.strip()
+    return out

@@ -18,7 +18,7 @@ the codes are saved with the weights, so a saved model answers without the table
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -122,6 +122,38 @@ def column_codes(table: pd.DataFrame, key: str, vocab: Vocab, column: SideColumn
         position = {level: i + 1 for i, level in enumerate(column.levels)}
         out[rows, 0] = [position.get(_text(v), 0) for v in values.to_numpy()]
     out[0] = 0  # the #na# row: no one
+    return out
+
+
+def value_codes(column: SideColumn, value: Any) -> np.ndarray:
+    """(column.width,) the codes of one value a new user (or item) gives: a category level, a
+    number (binned), or tags ("a|b" or a list). A level the column never had is refused, listing
+    some it has: the model has no embedding for it."""
+    out = np.zeros(column.width, dtype=np.int64)
+    if column.kind == "number":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise CollabkitError(f"side column {column.name!r} holds numbers; {value!r} is not one") from None
+        if not np.isfinite(number):
+            raise CollabkitError(f"side column {column.name!r}: {value!r} is not a finite number")
+        out[0] = int(np.searchsorted(np.asarray(column.edges), number, side="right")) + 1
+        return out
+    given = [_text(v) for v in value] if isinstance(value, (list, tuple)) else (
+        _tags(value) if column.kind == "tags" else [_text(value)]
+    )  # fmt: skip
+    position = {level: i + 1 for i, level in enumerate(column.levels)}
+    unknown = [v for v in given if v not in position]
+    if unknown or not given or (column.kind == "category" and len(given) != 1):
+        some = ", ".join(column.levels[:12]) + (", ..." if len(column.levels) > 12 else "")
+        what = (
+            f"no {column.name!r} value {unknown[0]!r}"
+            if unknown
+            else f"{value!r} is not one {column.name!r} value"
+        )
+        raise CollabkitError(f"{what}; it has: {some}")
+    codes = [position[v] for v in given][: column.width]
+    out[: len(codes)] = codes
     return out
 
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from collabkit.data.side import SideColumn
 from collabkit.errors import CollabkitError
 from collabkit.evaluate import nearest_level as nearest_level  # re-exported: models' public name
 from collabkit.evaluate import rmse
@@ -256,6 +257,18 @@ class CollabModel(Module):
         how strongly the answer is pulled towards it.
         """
         raise CollabkitError(f"model {self.name!r} cannot fold in a new user")
+
+    def user_side_columns(self) -> list[SideColumn]:
+        """The side columns a new user may state (`about`), e.g. age and gender; most have none."""
+        return []
+
+    def prior_with_side(self, prior: Tensor, about: dict[str, Any]) -> Tensor:
+        """The average user's row (`prior`) with the side columns a new user states in `about`:
+        where a fold-in starts, and the answer with no ratings (families with user side columns)."""
+        raise CollabkitError(
+            f"model {self.name!r} reads no side columns of its users, so it cannot use what a new user "
+            f"states about themselves ({', '.join(map(str, about))}); the hybrid family reads them"
+        )
 
     def explain(self, user_idx: int, item_idx: int) -> Explanation | None:
         """The raw score of one pair as additive parts, or None where it has none."""

@@ -24,7 +24,14 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from collabkit.data.side import Side, SideColumn, chosen_columns, column_codes, describe_columns
+from collabkit.data.side import (
+    Side,
+    SideColumn,
+    chosen_columns,
+    column_codes,
+    describe_columns,
+    value_codes,
+)
 from collabkit.errors import CollabkitError
 from collabkit.models.base import ModelConfig, register
 from collabkit.models.core import emb_sz_rule
@@ -176,6 +183,34 @@ class HybridNN(EmbeddingNN):
     def item_vectors(self) -> Tensor:
         """Every item's whole input: similar items and the map see genres as well as ratings."""
         return self.item_inputs(torch.arange(len(self.item_codes), device=self.item_codes.device))
+
+    def user_side_columns(self) -> list[SideColumn]:
+        return [c for c in self.side if c.side == "user"]
+
+    @torch.no_grad()
+    def prior_with_side(self, prior: Tensor, about: dict[str, Any]) -> Tensor:
+        """The average user's embedding beside the embeddings of the levels `about` states (an
+        unstated column keeps the average user's share)."""
+        columns = [c for c in self.side if c.side == "user"]
+        names = [c.name for c in columns]
+        if not names:
+            return super().prior_with_side(prior, about)
+        unknown = [k for k in about if k not in names]
+        if unknown:
+            raise CollabkitError(
+                f"{unknown[0]!r} is not a side column of this model's users; it reads: {', '.join(names)}"
+            )
+        row = prior.clone()
+        start = int(self._emb(0).weight.shape[1])
+        for column, emb in zip(columns, self.user_side_embeds, strict=True):
+            width = _side_width(column)
+            if column.name in about:
+                codes = torch.from_numpy(value_codes(column, about[column.name])).to(row.device)
+                row[start : start + width] = self._with_side(
+                    row.new_zeros(1, 0), codes[None], nn.ModuleList([emb]), [(0, column.width)]
+                )[0]
+            start += width
+        return row
 
     def _user_width(self) -> int:
         return int(self._emb(0).weight.shape[1]) + self._user_side_width

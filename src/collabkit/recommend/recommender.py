@@ -244,15 +244,27 @@ class Recommender:
         return self._batch([None], idx, sc)[0]
 
     # -- new users -------------------------------------------------------------------------------
-    def fold_in(self, ratings: Mapping[Any, float], *, strength: float | None = None) -> NewUser:
+    def fold_in(
+        self,
+        ratings: Mapping[Any, float],
+        *,
+        strength: float | None = None,
+        about: Mapping[str, Any] | None = None,
+    ) -> NewUser:
         """A new user's row fitted to `ratings` (item id or title -> rating), the items fixed.
 
         `strength` pulls the answer towards the average user (default: the model's
         `default_fold_in_strength`, chosen by bench/coldstart.py on simulated new users' NDCG@10).
         Ratings outside the model's training range are refused; rated items the model never
-        trained on are left out and listed in `ignored`.
+        trained on are left out and listed in `ignored`. `about` states the user's side columns
+        (`{"age": 25, "gender": "F"}`) to a model that reads them (hybrid): the average user then
+        starts from those, so even a user with no ratings gets a list for their kind.
         """
         self._require("fold_in")
+        if about is not None and (
+            not isinstance(about, Mapping) or not all(isinstance(k, str) for k in about)
+        ):
+            raise CollabkitError(f"about must be a dict of side column to value, got {args.shown(about)}")
         if not isinstance(ratings, Mapping):
             raise CollabkitError(
                 f"ratings must be a dict of item id (or title) to rating, got {args.shown(ratings)}"
@@ -273,11 +285,13 @@ class Recommender:
         ignored = [item for item, ok in zip(rated, used, strict=True) if not ok]
         y = torch.tensor([r for r, ok in zip(rated.values(), used, strict=True) if ok], dtype=torch.float32)
         prior = self._mean_row()
+        if about:
+            prior = self.model.prior_with_side(prior, dict(about))
         if len(y) == 0:
             row = prior
         else:
             row = self._solve_fold_in(torch.from_numpy(idx[used]), y, prior, strength)
-        return NewUser(row.detach().clone(), rated, idx, ignored, strength)
+        return NewUser(row.detach().clone(), rated, idx, ignored, strength, dict(about or {}))
 
     @torch.inference_mode()
     def recommend_for_ratings(
@@ -289,12 +303,16 @@ class Recommender:
         items: Sequence[Any] | None = None,
         exclude: Sequence[Any] | None = None,
         strength: float | None = None,
+        about: Mapping[str, Any] | None = None,
     ) -> Recommendations:
-        """Recommendations for a new user given only their ratings (cold start), rated items left out."""
+        """Recommendations for a new user given only their ratings (cold start), rated items left
+        out; `about` as `fold_in` takes it."""
         n = check_n(n)
         if isinstance(ratings, NewUser):
             self._check_new(ratings)
-        new = ratings if isinstance(ratings, NewUser) else self.fold_in(ratings, strength=strength)
+        new = (
+            ratings if isinstance(ratings, NewUser) else self.fold_in(ratings, strength=strength, about=about)
+        )
         cand = self.candidates(min_count, items, exclude)
         cand[torch.from_numpy(new.rated_idx)] = False
         idx, sc, _ = self.engine.rank(new.row[None], n, cand)

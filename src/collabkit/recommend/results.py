@@ -134,6 +134,7 @@ class NewUser:
     rated_idx: np.ndarray  # item indices of `rated`, excluded from recommendations
     ignored: list[Any] = field(default_factory=list)  # rated items the model has no training data for
     strength: float = 0.0  # how strongly the row was pulled towards the average user
+    about: dict[str, Any] = field(default_factory=dict)  # side columns the user stated (hybrid)
 
 
 def _plain(value: Any) -> Any:

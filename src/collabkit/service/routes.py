@@ -41,6 +41,7 @@ from collabkit.service.schemas import (
     MAX_RESULTS,
     MAX_SEARCH_RESULTS,
     TOO_LARGE,
+    AboutEntry,
     BiasEntry,
     BiasesResponse,
     CatalogueEntry,
@@ -124,7 +125,7 @@ async def recommend_new(body: RatingsRequest, rec: Rec, state: State) -> NewUser
     orders the list from the liked items, and `rating` is the rating model's predicted stars
     (`stars_by`): a rating model ranks nearly everyone's list by the items' biases.
     """
-    new = rec.fold_in(body.ratings)
+    new = rec.fold_in(body.ratings, about=body.about or None)
     exclude = [rec.parse_item(x) for x in body.exclude]
     allow = state.allowed(body.genre, body.year_min, body.year_max)  # min_count: the library's
     used = {i: r for i, r in new.rated.items() if i not in set(new.ignored)}
@@ -324,6 +325,9 @@ async def catalogue(state: State) -> CatalogueResponse:
         scale=ScaleEntry(**state.scale.to_dict()),
         **state.catalogue(),
         ranker=None if ranker is None else RankerEntry(family=ranker.name, seconds=round(ranker.seconds, 3)),
+        about=[
+            AboutEntry(name=c.name, kind=c.kind, levels=c.levels) for c in state.rec.model.user_side_columns()
+        ],
     )
 
 

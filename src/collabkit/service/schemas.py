@@ -19,6 +19,7 @@ MAX_BODY_BYTES = 64 * 1024  # the largest request body
 MAX_SEARCH_RESULTS = 100  # the most titles one search returns
 MAP_POINTS = 1000  # the chapter maps the 1000 most rated items
 MAX_EXCLUDED = 500  # the most "not interested" items one request may name
+MAX_ABOUT = 50  # the most side columns one new user may state
 MAX_HISTORY = 50  # the most of a known user's training ratings one profile lists
 MAX_COUNT = 2**31 - 1  # the largest count a request may name (`min_count`): beyond it, 422, not an overflow
 
@@ -100,6 +101,12 @@ class RatingsRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN or infinity: 422
     ratings: dict[str, float] = Field(max_length=MAX_BODY_RATINGS, examples=[{"Star Wars (1977)": 5}])
+    about: dict[str, str | float] = Field(
+        default_factory=dict,
+        max_length=MAX_ABOUT,
+        description="The user's side columns, for a model that reads them (hybrid).",
+        examples=[{"age": 25, "gender": "F"}],
+    )
     n: int = Field(10, ge=1, le=MAX_RESULTS)
     exclude: list[str] = Field(
         default_factory=list, max_length=MAX_EXCLUDED, description="Items never to return (not interested)."
@@ -184,6 +191,12 @@ class RankerEntry(BaseModel):
     seconds: float = Field(description="Building and fitting it at start-up, in seconds.")
 
 
+class AboutEntry(BaseModel):
+    name: str
+    kind: str = Field(description="'category' (one of levels), 'number' (levels are its bins), or 'tags'.")
+    levels: list[str]
+
+
 class CatalogueResponse(BaseModel):
     kind: str = Field(description="'movie' for MovieLens data, else 'item'.")
     scale: ScaleEntry
@@ -195,6 +208,10 @@ class CatalogueResponse(BaseModel):
     )
     ranker: RankerEntry | None = Field(
         description="The ranking model fitted beside a rating model to order new users' lists (null: none)."
+    )
+    about: list[AboutEntry] = Field(
+        default_factory=list,
+        description="The side columns a new user may state in POST /recommend's `about` (hybrid models).",
     )
 
 
