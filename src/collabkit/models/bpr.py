@@ -264,14 +264,16 @@ class _SGD:
         Lanes never wait for each other within an epoch (a decay may meet another lane's step)."""
         loss = torch.zeros((), device=share.device)
         every = max(self.bs, self.chunk // self.lanes)
+        all_u, all_i, all_j = self.triples.take(share)
         for start in range(0, len(share), every):
-            u, i, j = self.triples.take(share[start : start + every])
-            for at in range(0, len(u), self.bs):
-                to = min(at + self.bs, len(u))
-                loss += self.step(u[at:to], i[at:to], j[at:to], self.buffers[lane][:, : to - at])
+            stop = min(start + every, len(share))
+            for at in range(start, stop, self.bs):
+                to = min(at + self.bs, stop)
+                loss += self.step(all_u[at:to], all_i[at:to], all_j[at:to], self.buffers[lane][:, : to - at])
             if self.reg > 0:
-                user_draws = torch.bincount(u, minlength=len(self.users))
-                self.decay(user_draws, torch.bincount(torch.cat([i, j]), minlength=len(self.items)))
+                user_draws = torch.bincount(all_u[start:stop], minlength=len(self.users))
+                ij = torch.cat([all_i[start:stop], all_j[start:stop]])
+                self.decay(user_draws, torch.bincount(ij, minlength=len(self.items)))
         return float(loss)
 
     def step(self, u: Tensor, i: Tensor, j: Tensor, buf: Tensor) -> Tensor:
