@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from collabkit.models import model_names
 from collabkit.service import create_app
@@ -295,3 +296,44 @@ def test_login_with_a_key_then_the_page_works(width: int, height: int, browser: 
             assert not [u for u in urls if "k%3Bey" in u or "api_key" in u or "ey%20" in u], urls
         finally:
             context.close()
+
+
+def test_a_new_user_states_who_they_are(browser: Any, tmp_path: Path) -> None:
+    """A hybrid model's page asks "About you" for its user side columns; a choice alone gives that
+    kind of user's list (group "a" likes genre X), and the heading and reasons say so."""
+    from collabkit import CollabDataLoaders, collab_learner
+    from tests.test_hybrid import side_table
+
+    table = side_table()
+    torch.manual_seed(0)
+    dls = CollabDataLoaders.from_df(table, valid_pct=0.1, seed=1, bs=64)
+    learn = collab_learner(
+        dls, model="hybrid", y_range=(0.5, 5.5), settings={"user_columns": ["group", "age"]},
+        show_progress=False, log=None,
+    )  # fmt: skip
+    learn.fit_one_cycle(8, 1e-2, wd=0.01)
+    folder = learn.export(str(tmp_path / "hybrid"))
+    genres = dict(zip(table["item"], table["genres"], strict=False))
+    for width, height in ((1280, 900), (390, 844)):
+        with serving(create_app(folder)) as url:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            problems: list[str] = []
+            page.on("pageerror", lambda e, seen=problems: seen.append(f"page error: {e}"))
+            page.set_default_timeout(10_000)
+            page.goto(url + "/")
+            page.wait_for_selector("#about:not([hidden]) #about-group")
+            assert page.locator("#about-age").get_attribute("type") == "number"
+            page.fill("#f-min-count", "1")
+            page.select_option("#about-group", "a")
+            page.wait_for_function("() => document.getElementById('recs-h').textContent.includes('group a')")
+            page.wait_for_function("() => !document.querySelector('#recs[aria-busy]')")
+            items = page.eval_on_selector_all("#recs li[data-item]", "rows => rows.map(r => r.dataset.item)")
+            assert len(items) == 10 and sum("X" in genres[i] for i in items) >= 9, items
+            assert "people like you (group a)" in page.inner_text("#recs li")
+            assert (
+                page.evaluate("() => document.documentElement.scrollWidth") <= width
+            )  # nothing off the side
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.locator("#rate").screenshot(path=str(ARTIFACTS / f"page-about-{width}.png"))
+            assert not problems, problems
+            page.close()

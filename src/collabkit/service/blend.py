@@ -172,12 +172,18 @@ def short_title(title: str) -> str:
     return f"{m.group(2)} {m.group(1)}" if m else bare or title
 
 
-def plain_reason(liked: Sequence[str], n_liked: int) -> str:
-    """The reason for one recommended item in plain words, from the liked titles closest to it."""
+def plain_reason(liked: Sequence[str], n_liked: int, about: Mapping[str, Any] | None = None) -> str:
+    """The reason for one recommended item in plain words, from the liked titles closest to it
+    (or, with nothing liked, from what the user said about themselves)."""
     liked = [short_title(t) for t in liked]
     if not liked:
         if n_liked:
             return "people who liked what you liked also liked this"
+        if about:
+            said = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in about.items())
+            return (
+                f"you have not liked anything yet: people like you ({said}) are predicted to rate this highly"
+            )
         return "you have not liked anything yet: this is what people who rated the same titles chose"
     names = liked[0] if len(liked) == 1 else f"{', '.join(liked[:-1])} and {liked[-1]}"
     those = "that" if len(liked) == 1 else "those"

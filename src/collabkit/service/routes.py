@@ -149,7 +149,7 @@ async def recommend_new(body: RatingsRequest, rec: Rec, state: State) -> NewUser
         )
         items, scores, ranked_by = list(recs.items), [float(x) for x in recs.scores], rec.trained.name
     reasons = why_recommended(rec, new, items, tables=state.why)
-    plain_whys = _plain_whys(rec, state, items, liked)
+    plain_whys = _plain_whys(rec, state, items, liked, new.about)
     return NewUserRecommendResponse(
         score_kind=rec.model.score_kind,
         ranked_by=ranked_by,
@@ -176,8 +176,9 @@ async def recommend_new(body: RatingsRequest, rec: Rec, state: State) -> NewUser
 
 
 def _plain_whys(
-    rec: Recommender, state: ServiceState, items: list[Any], liked: dict[Any, float]
-) -> list[WhyEntry]:
+    rec: Recommender, state: ServiceState, items: list[Any], liked: dict[Any, float],
+    about: dict[str, Any] | None = None,
+) -> list[WhyEntry]:  # fmt: skip
     """Each item's reason in plain words: the liked items closest to it (see `blend.closest_liked`)."""
     liked_ids = list(liked)
     rec_idx = rec.items.encode(items, "error") if items else np.zeros(0, dtype=np.int64)
@@ -187,7 +188,7 @@ def _plain_whys(
         near = [liked_ids[p] for p, _ in row]
         out.append(
             WhyEntry(
-                text=plain_reason([rec.title(i) for i in near], len(liked_ids)),
+                text=plain_reason([rec.title(i) for i in near], len(liked_ids), about),
                 liked=[
                     CloseRatedEntry(item=plain(liked_ids[p]), title=rec.title(liked_ids[p]), similarity=sim,
                                     your_rating=float(liked[liked_ids[p]]))

@@ -108,8 +108,37 @@ async function loadModel() {
   } else {
     for (const id of ["f-year-min", "f-year-max"]) $(id).closest("label").hidden = true;
   }
+  renderAbout(cat.about || []);
   renderSettings(info);
   renderHistory(info.history || []);
+}
+
+// The side columns a new user may state (a hybrid model reads them): a choice per column.
+function renderAbout(columns) {
+  const box = $("about");
+  box.hidden = !columns.length || !can("fold_in");
+  for (const c of columns) {
+    const id = `about-${c.name}`;
+    const control = c.kind === "number"
+      ? el("input", { id, type: "number", inputmode: "decimal", "data-about": c.name, "data-number": true,
+        placeholder: c.levels.length > 1 ? c.levels[Math.floor(c.levels.length / 2)].replace(/[^0-9.]+/g, " ").trim().split(" ")[0] : "" })
+      : el("select", { id, "data-about": c.name }, el("option", { value: "", text: "—" }),
+        ...c.levels.map((v) => el("option", { value: v, text: v })));
+    control.addEventListener("change", () => updateRecommendations());
+    box.append(el("label", { for: id }, c.name.replace(/_/g, " "), " ", control));
+  }
+}
+
+function aboutValues() {
+  const out = {};
+  for (const control of $("about").querySelectorAll("[data-about]")) {
+    const v = control.value.trim();
+    if (v === "") continue;
+    if (control.dataset.number !== undefined) {
+      if (Number.isFinite(Number(v))) out[control.dataset.about] = Number(v);
+    } else out[control.dataset.about] = v;
+  }
+  return out;
 }
 
 function addPairs(list, pairs) {
@@ -466,7 +495,7 @@ async function updateRecommendations() {
       heading = `Recommended for user ${res.user} (${plural(res.n_ratings, "rating")})`;
       source = sourceLine(res);
       rows = res.recommendations.map((r) => recRow(r, res));
-    } else if (!ratings.size || !can("fold_in")) {
+    } else if ((!ratings.size && !Object.keys(aboutValues()).length) || !can("fold_in")) {
       for (const x of exclude) params.append("exclude", x);
       const res = await api(`popular?n=10&${params}`);
       if (ticket !== recRequest) return;
@@ -475,11 +504,13 @@ async function updateRecommendations() {
         (can("fold_in") ? "" : ` ${cannot("fold_in")}`);
       rows = res.items.map(popularRow);
     } else {
-      const body = { ratings: Object.fromEntries([...ratings].map(([id, r]) => [id, r.rating])), n: 10, exclude };
+      const about = aboutValues();
+      const body = { ratings: Object.fromEntries([...ratings].map(([id, r]) => [id, r.rating])), about, n: 10, exclude };
       for (const [k, v] of params) body[k] = k === "genre" ? v : Number(v);
       const res = await api("recommend", { method: "POST", body: JSON.stringify(body) });
       if (ticket !== recRequest) return;
-      heading = `Recommended for you (${plural(ratings.size, "rating")})`;
+      const stated = Object.entries(about).map(([k, v]) => `${k.replace(/_/g, " ")} ${v}`);
+      heading = `Recommended for you (${[...(ratings.size ? [plural(ratings.size, "rating")] : []), ...stated].join("; ")})`;
       source = sourceLine(res);
       rows = res.recommendations.map((r) => recRow(r, res));
       if (res.ignored.length) rows.push(el("li", { class: "muted", text: `${plural(res.ignored.length, "rated item")} left out: no training ratings.` }));
