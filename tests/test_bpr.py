@@ -86,8 +86,8 @@ def test_fold_in_counts_only_the_ratings_at_the_threshold() -> None:
 
 
 def test_parallel_lanes_learn_the_planted_block_and_give_the_threads_back(monkeypatch: Any) -> None:
-    """From `HOGWILD_MIN` triples an epoch, one thread per torch thread steps at once (hogwild)."""
-    monkeypatch.setattr(bpr_module, "HOGWILD_MIN", 0)
+    """From 2 x `LANE_MIN` triples an epoch, one thread per torch thread steps at once (hogwild)."""
+    monkeypatch.setattr(bpr_module, "LANE_MIN", 100)  # 280 pairs: 2 lanes
     x, unrated = planted()
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -112,3 +112,21 @@ def test_parallel_lanes_learn_the_planted_block_and_give_the_threads_back(monkey
     top = scores.topk(3, dim=1).indices
     hits = sum(set(top[u].tolist()) == unrated[u] for u in range(40))
     assert hits >= 36, hits  # hogwild's lost updates are rare; allow a few users
+
+
+@pytest.mark.parametrize(
+    ("threads", "n", "lanes"), [(1, 10**6, 1), (8, 80_000, 2), (8, 10**6, 8), (2, 1000, 1)]
+)
+def test_lanes_are_the_threads_with_enough_triples_each(threads: int, n: int, lanes: int) -> None:
+    """One lane per torch thread, each with at least `LANE_MIN` triples an epoch (ML-100k u1's
+    80,000 pairs: 2 lanes however many threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.zeros(n, 2, dtype=torch.long)
+        sgd = bpr_module._SGD(
+            torch.zeros(1, 3), torch.zeros(1, 3), bpr_module._Triples(x, 1, 1), 0.1, 0.0, 4096
+        )
+        assert sgd.lanes == lanes
+    finally:
+        torch.set_num_threads(before)

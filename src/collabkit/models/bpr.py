@@ -30,7 +30,7 @@ from collabkit.models.ranking_base import RankingModel, kept_ratings, min_rating
 from collabkit.models.settings import MAX_BATCH, MAX_EPOCHS, MAX_FACTORS, FamilySettings
 
 NEG_TRIES = 3  # draws of j per pair; after them a rated j is kept (about 6%^3 of pairs on ML-100k)
-HOGWILD_MIN = 2**16  # triples per epoch from which the steps run in parallel threads
+LANE_MIN = 2**15  # triples per epoch per parallel thread: n triples run in min(threads, n // LANE_MIN)
 DECAY_EVERY = 2  # the penalty is applied every 2 x (users + items) triples (see _SGD)
 DENSE_PAIRS = 2**27  # users x items up to which rated pairs are a bitmap (128 MB) rather than sorted keys
 
@@ -219,9 +219,10 @@ class _SGD:
     as a decay (1 - lr reg)^draws of every row after each `chunk` of triples, which saves two passes
     over the gathered rows per side (a decay after every step would cost a pass over the tables
     per step; one after 8 x (users + items) triples lost 0.01 NDCG@10 on ML-100k u1..u3, one after
-    2 x none). On an epoch of `HOGWILD_MIN` triples or more, `lanes` threads (one per torch thread;
-    torch itself on one thread each) run disjoint shares of the epoch at once, writing the tables
-    without locks (hogwild, Recht et al. 2011, as implicit's BPR does).
+    2 x none). `lanes` threads (one per torch thread, torch itself on one thread in each, and at
+    least `LANE_MIN` triples an epoch each) run disjoint shares of the epoch at once, writing the
+    tables without locks (hogwild, Recht et al. 2011, as implicit's BPR does); the cap keeps the
+    triples in flight at once a small part of an epoch (2 threads on ML-100k u1, NDCG@10 as with 1).
     """
 
     def __init__(
@@ -231,7 +232,7 @@ class _SGD:
         self.lr, self.reg, self.bs = lr, reg, bs
         n = len(triples)
         self.threads = torch.get_num_threads()
-        self.lanes = max(1, self.threads) if n >= HOGWILD_MIN else 1
+        self.lanes = max(1, min(self.threads, n // LANE_MIN))
         self.chunk = max(bs, DECAY_EVERY * (len(users) + len(items)))
         width = min(bs, n)
         self.buffers = [  # per lane: the gathered user, i and j rows, and a product
