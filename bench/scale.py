@@ -1,11 +1,19 @@
 """Scale: the bias model, and with `--ranking` every ranking family, on MovieLens-shaped data.
 
-    .venv/bin/python bench/scale.py [--sizes 1e6,5e6,25e6,1e8] [--bs 65536] [--json out.json]
+    .venv/bin/python bench/scale.py [--sizes 1e6,5e6,25e6,1e8] [--bs 65536] [--updates auto,dense,lazy]
+                                    [--json out.json]
     .venv/bin/python bench/scale.py --ranking [--sizes 1e6,5e6] [--models ease,itemknn,...] [--json out.json]
 
 Each size runs in its own process: generate, encode, train one epoch (50 factors, fused step),
 and, at the ML-25M shape, top-10 for every user; it reports seconds, ratings per second and peak
 memory. Time should grow with the ratings and memory with users + items (plus the ratings).
+`--step-us` times steps alone instead (up to 800 batches of `--bs` on one thread, the updates
+interleaved chunk by chunk; median microseconds a step): where the lazy update pays off, e.g.
+`--sizes 1e5,1e6,5e6 --bs 64 --updates dense,lazy --step-us`.
+`--updates` runs the epoch once per AdamW update of the fused step (`FusedDotTrainer.default_update`:
+auto, dense or lazy), each in its own process. `peak_mb` is the whole process's peak resident memory
+(generating and encoding the data included); `fit_peak_mb` the peak from just before the fit to the
+end of the epoch (the kernel's high-water mark reset through /proc/self/clear_refs).
 
 `--ranking`: the same synthetic cells (`synthetic_ratings(n)`, seed 0; 25000095 is
 `synthetic_like("ml-25m")`) for every ranking family at its default settings, each in a fresh
@@ -30,7 +38,13 @@ JOB = """
 import json, sys, time, resource, torch
 from collabkit import CollabDataLoaders, collab_learner, set_seed
 from collabkit.data.synthetic import synthetic_ratings, synthetic_like
-n, bs, recommend = int(float(sys.argv[1])), int(sys.argv[2]), sys.argv[3] == "1"
+n, bs, recommend, update = int(float(sys.argv[1])), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+from collabkit.train.fused import FusedDotTrainer
+FusedDotTrainer.default_update = update
+
+def peak_since_reset_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 t = time.perf_counter()
 table = synthetic_like("ml-25m") if n == 25_000_095 else synthetic_ratings(n)
 gen_s = time.perf_counter() - t
@@ -41,11 +55,21 @@ n_users, n_items = dls.n_users - 1, dls.n_items - 1
 del table
 set_seed(0)
 learn = collab_learner(dls, n_factors=50, y_range=(0.5, 5.5), log=None, show_progress=False)
+peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident memory (VmHWM) to what is resident now
+    reset = True
+except OSError:
+    reset = False
 t = time.perf_counter()
 learn.fit_one_cycle(1, 1e-2, wd=0.01)
 epoch_s = time.perf_counter() - t
-out = {"ratings": n, "users": n_users, "items": n_items, "bs": bs, "generate_s": gen_s, "encode_s": encode_s,
-       "epoch_s": epoch_s, "ratings_per_s": dls.train.n / epoch_s, "valid_rmse": learn.history[-1]["rmse"]}
+out = {"ratings": n, "users": n_users, "items": n_items, "bs": bs, "update": update, "generate_s": gen_s,
+       "encode_s": encode_s, "epoch_s": epoch_s, "ratings_per_s": dls.train.n / epoch_s,
+       "valid_rmse": learn.history[-1]["rmse"], "before_fit_peak_mb": peak_before}
+if reset:
+    out["fit_peak_mb"] = peak_since_reset_mb()
 if recommend:
     from collabkit.bundle import trained_from_learner
     from collabkit.recommend import Recommender
@@ -59,6 +83,35 @@ if recommend:
         rec.recommend(u, n=10, unknown="popular")
     out["top10_one_user_ms"] = (time.perf_counter() - t) / 200 * 1000
 out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+STEP_JOB = """
+import json, statistics, sys, time, copy, torch
+from collabkit import CollabDataLoaders, collab_learner, set_seed
+from collabkit.data.synthetic import synthetic_ratings
+from collabkit.train.fused import FusedDotTrainer
+torch.set_num_threads(1)  # one thread for both updates
+n, bs, updates = int(float(sys.argv[1])), int(sys.argv[2]), sys.argv[3].split(",")
+dls = CollabDataLoaders.from_df(synthetic_ratings(n), bs=bs, seed=0, valid_pct=0.01)
+it = iter(dls.train)
+batches = [next(it) for _ in range(min(800, len(dls.train)))]
+set_seed(0)
+model = collab_learner(dls, n_factors=50, y_range=(0.5, 5.5), log=None, show_progress=False).model
+sched = ([5e-3] * len(batches), [0.9] * len(batches))
+trainers = {u: FusedDotTrainer(copy.deepcopy(model), *sched, 0.1, update=u) for u in updates}
+times = {u: [] for u in updates}
+chunk = max(1, len(batches) // 8)
+for i in range(0, len(batches), chunk):  # the updates in turn, chunk by chunk: load hits both alike
+    for u in updates:
+        t = time.perf_counter()
+        for x, y in batches[i : i + chunk]:
+            trainers[u].step(x, y)
+        times[u].append((time.perf_counter() - t) / len(batches[i : i + chunk]) * 1e6)
+out = {"ratings": n, "rows": dls.n_users + dls.n_items, "bs": bs}
+for u in updates:
+    out[u + "_us_per_step"] = statistics.median(times[u])
 print(json.dumps(out))
 """
 
@@ -153,6 +206,10 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="1e6,5e6,25000095,1e8")
     parser.add_argument("--bs", type=int, default=65536)
+    parser.add_argument("--updates", default="auto", help="the fused step's AdamW updates: auto,dense,lazy")
+    parser.add_argument(
+        "--step-us", action="store_true", help="time single steps of each update instead (try --bs 64)"
+    )
     parser.add_argument("--no-recommend", action="store_true", help="skip top-10 for every user at 25M")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--ranking", action="store_true", help="the ranking families (and implicit) instead")
@@ -170,15 +227,22 @@ def main() -> None:
         print_table(rows, cols)
         write_json(args.json, {"bench": "scale --ranking", "rows": rows})
         return
+    if args.step_us:
+        rows = [run_job(STEP_JOB, size, str(args.bs), args.updates) for size in args.sizes.split(",")]
+        print_table(rows, list(rows[0]))
+        write_json(args.json, {"bench": "scale --step-us", "rows": rows})
+        return
     rows = []
     for size in args.sizes.split(","):
         n = int(float(size))
-        rec = "1" if n == 25_000_095 and not args.no_recommend else "0"
-        row = run_job(JOB, str(n), str(args.bs), rec)
-        rows.append(row)
-        print_table([row], list(row))
-    cols = ["ratings", "users", "items", "generate_s", "encode_s", "epoch_s", "ratings_per_s", "peak_mb",
-            "valid_rmse", "top10_all_users_s", "top10_one_user_ms"]  # fmt: skip
+        for i, update in enumerate(args.updates.split(",")):  # top-10 once per size, with the first
+            rec = "1" if n == 25_000_095 and not args.no_recommend and i == 0 else "0"
+            row = run_job(JOB, str(n), str(args.bs), rec, update)
+            rows.append(row)
+            print_table([row], list(row))
+    cols = ["ratings", "users", "items", "update", "generate_s", "encode_s", "epoch_s", "ratings_per_s",
+            "peak_mb", "before_fit_peak_mb", "fit_peak_mb", "valid_rmse", "top10_all_users_s",
+            "top10_one_user_ms"]  # fmt: skip
     print()
     print_table(rows, cols)
     write_json(args.json, {"bench": "scale", "rows": rows})

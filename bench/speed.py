@@ -1,7 +1,13 @@
 """The chapter's run on ML-100k in collabkit: fused and autograd steps, callbacks, own module, deep model,
 fast recipe.
 
-    .venv/bin/python bench/speed.py [--seeds 3] [--json out.json]
+    .venv/bin/python bench/speed.py [--seeds 3] [--jobs bias-fused-dense,bias-fused-lazy] [--json out.json]
+
+`bias-fused` takes the fused step's own choice of update ("auto": dense at this table's size);
+`bias-fused-dense` and `bias-fused-lazy` force each AdamW update (`FusedDotTrainer.default_update`).
+Beside each fused job, `max_abs_vs_dense` is the largest difference of any weight from
+`bias-fused-dense`'s with the same seed (ends of 6,250 steps: trajectories that differ in rounding
+alone drift apart too; `bias-autograd`'s row gives that floor).
 
 Each job runs in a fresh process (import to exit is `process_s`), with the chapter's code:
 `CollabDataLoaders.from_df(ratings, item_name="title", bs=64, seed=42)`, one-cycle, wd 0.1, on
@@ -11,7 +17,10 @@ fastai's random 20% split. fastai itself is timed beside collabkit by bench/peer
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import tempfile
+from pathlib import Path
 
 from _common import print_table, run_job, write_json
 
@@ -37,7 +46,10 @@ class DotProductBias(Module):  # the chapter's own model, imports changed
         res += self.user_bias(x[:, 0]) + self.movie_bias(x[:, 1])
         return sigmoid_range(res, *self.y_range)
 
-job, seed = sys.argv[1], int(sys.argv[2])
+job, seed, weights = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+from collabkit.train.fused import FusedDotTrainer
+if job in ("bias-fused-dense", "bias-fused-lazy"):
+    FusedDotTrainer.default_update = job.rsplit("-", 1)[1]
 bs, epochs, lr, wd = (768, 6, 5e-3, 0.1) if job == "fast-recipe" else (64, 5, 5e-3, 0.1)
 ratings = load_movielens("ml-100k", progress=False)[["user", "item", "rating", "title"]]
 dls = CollabDataLoaders.from_df(ratings, item_name="title", bs=bs, seed=42, shuffle_seed=seed)
@@ -60,12 +72,16 @@ t = time.perf_counter()
 learn.fit_one_cycle(epochs, lr, wd=wd, cbs=cbs)
 fit = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if weights:
+    torch.save(learn.model.state_dict(), weights)
 print(json.dumps({"fit_s": fit, "valid_mse": learn.history[-1]["valid_loss"], "peak_mb": peak,
                   "steps": epochs * len(dls.train), "import_to_exit_s": time.perf_counter() - t0}))
 """
 
 JOBS = [
     "bias-fused",
+    "bias-fused-dense",  # AdamW over every row every step, as fastai
+    "bias-fused-lazy",  # AdamW on the batch's rows, the others brought up to date in closed form
     "bias-fused-earlystop",  # early stopping (never triggered): acts at epoch ends only
     "bias-fused-after-batch",  # a callback called after every batch
     "bias-autograd",
@@ -83,16 +99,40 @@ def main() -> None:
     parser.add_argument("--jobs", default=",".join(JOBS))
     parser.add_argument("--json")
     args = parser.parse_args()
+    cols = ["job", "fit_s", "us_per_step", "process_s", "peak_mb", "valid_mse", "max_abs_vs_dense"]
     rows = []
-    for job in args.jobs.split(","):
-        runs = [run_job(JOB, job, str(42 + s)) for s in range(args.seeds)]
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        rows.append({"job": job, **med, "us_per_step": med["fit_s"] / med["steps"] * 1e6, "runs": runs})
-        print_table([rows[-1]], ["job", "fit_s", "us_per_step", "process_s", "peak_mb", "valid_mse"])
+    with tempfile.TemporaryDirectory(prefix="collabkit-speed-") as tmp:
+        saved = Path(tmp)
+        jobs = args.jobs.split(",")
+        runs: dict[str, list[dict]] = {job: [] for job in jobs}
+        for s in range(args.seeds):  # seed by seed, every job in turn: load on the machine hits all alike
+            for job in jobs:
+                keep = job.startswith("bias-")  # the dot model's weights, to compare with the dense update
+                runs[job].append(run_job(JOB, job, str(42 + s), str(saved / f"{job}-{s}.pt") if keep else ""))
+                print(job, 42 + s, json.dumps(runs[job][-1]), flush=True)
+        for job in jobs:
+            med = {k: statistics.median(r[k] for r in runs[job]) for k in runs[job][0]}
+            us = med["fit_s"] / med["steps"] * 1e6
+            rows.append({"job": job, **med, "us_per_step": us, "runs": runs[job]})
+        for row in rows:
+            diffs = [_max_abs(saved / f"{row['job']}-{s}.pt", saved / f"bias-fused-dense-{s}.pt")
+                     for s in range(args.seeds)]  # fmt: skip
+            if all(d is not None for d in diffs):
+                row["max_abs_vs_dense"] = f"{max(d for d in diffs if d is not None):.1e}"
     print()
     print(f"median of {args.seeds} seeds; ML-100k, random 20% split (seed 42), 50 factors")
-    print_table(rows, ["job", "fit_s", "us_per_step", "process_s", "peak_mb", "valid_mse"])
+    print_table(rows, cols)
     write_json(args.json, {"bench": "speed", "rows": rows})
+
+
+def _max_abs(path: Path, dense: Path) -> float | None:
+    """The largest difference of any weight between two saved runs (None where one is missing)."""
+    if not (path.exists() and dense.exists()):
+        return None
+    import torch
+
+    a, b = torch.load(path), torch.load(dense)
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
 if __name__ == "__main__":
