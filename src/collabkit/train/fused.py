@@ -21,10 +21,11 @@ Two AdamW updates (`FusedDotTrainer`'s `update`; "auto" picks one per step):
   by sqrt(v_hat) + eps_bar, eps_bar the momentum-weighted mean of those steps' eps terms, which is
   exact to first order in eps / sqrt(v_hat). With eps -> 0 lazy and dense agree to float rounding
   (tests/test_fused.py). On the chapter's run (ML-100k random 20%, seed 42, bs 64, 5 epochs,
-  lr 5e-3, wd 0.1, 6,250 steps) the lazy update ends with weights at most ~5e-3 from the dense
-  update's and the same validation MSE to 3 decimals (0.812, median of 3 seeds; bench/speed.py's
-  `bias-fused-dense` and `bias-fused-lazy` rows). With eps simply taken as 0 in the catch-up the
-  weights ended up to 0.33 apart (MSE 0.813).
+  lr 5e-3, wd 0.1, 6,250 steps) the lazy update ends with weights at most 1e-2 from the dense
+  update's (largest over 5 seeds) and the same validation MSE to 3 decimals (0.813, median of 5
+  seeds; `bench/speed.py --seeds 5 --jobs bias-fused-dense,bias-fused-lazy`). With eps simply
+  taken as 0 in the catch-up the weights ended up to 0.33 apart. For scale: autograd and the dense
+  fused step, which differ only in rounding, end 5e-6 apart.
 
   An earlier lazy update that simply skipped untouched rows (no decay, no momentum while a row sits
   out) left the chapter's model at validation MSE 0.94 instead of 0.81: with sparse rows, Adam's
@@ -167,11 +168,13 @@ class FusedDotTrainer:
 
     `update` is "lazy" (the rows a batch uses, brought up to date in closed form), "dense" (every
     row every step, as fastai) or "auto": lazy on a step whose batch uses (2 rows a rating) at most
-    1/`ROWS_PER_USE` of the table's rows, else dense. None takes `default_update`. A lazy step costs
-    about twice a dense one's fixed number of small operations, but nothing per row it leaves alone;
-    a dense step sweeps the table. On one CPU core at bs 64 the two cost the same near 5,000 rows
-    (ML-100k has 2,600: dense; 23,000 rows: lazy 2.4x faster; 71,000: 7x); at bs 65536 the
-    lazy step's work per rating outweighs the sweep of any table up to the ML-25M shape. The
+    1/`ROWS_PER_USE` of the table's rows, else dense. None takes `default_update`. A lazy step has
+    more small operations than a dense one, but costs nothing for a row it leaves alone; a dense
+    step sweeps the table. On one CPU core at bs 64 (`bench/scale.py --step-us`) they cost the same
+    at 4,700 rows (330 us), lazy is 2.8x faster at 23,000 rows and 6.9x at 71,000; the chapter's
+    ML-100k (2,600 rows) fits 1.2x faster dense. At bs 65536 the lazy step's work per rating
+    (a gathered block of weights and moments per use of a row) outweighs the sweep: 3x slower
+    and twice the memory at the 5M shape (`bench/scale.py --sizes 5e6 --updates dense,lazy`). The
     Learner builds the trainer without naming the update, so `FusedDotTrainer.default_update` is
     how a run through it asks for one.
     """
