@@ -221,3 +221,20 @@ def test_the_service_takes_what_a_new_user_states(side_rec: Recommender) -> None
         assert genre_share(side_rec, items, "Y") >= 0.9
         bad = client.post("/recommend", json={"ratings": {}, "about": {"group": "c"}})
         assert bad.status_code == 422 and "no 'group' value 'c'; it has: a, b" in bad.json()["detail"]
+
+
+def test_only_a_family_that_reads_side_columns_gets_the_user_table() -> None:
+    from collabkit.models import family
+
+    assert family("hybrid").reads_side_columns({}) and not family("dotbias").reads_side_columns({})
+    assert family("blend").reads_side_columns({"members": "dotbias,hybrid"})
+    assert not family("blend").reads_side_columns({"members": "dotbias,nn"})
+    assert not family("blend").reads_side_columns({"members": "dotbias,nosuch"})  # refused later, in one line
+
+
+def test_a_table_without_the_models_side_column_is_refused() -> None:
+    table = side_table(n_users=30, n_items=20)
+    (group,) = describe_columns(table, "user", ["group"], "user", bins=8)
+    users = Vocab.from_values(table["user"], name="user")
+    with pytest.raises(DataError, match="the model reads user side column 'group', and this table has none"):
+        column_codes(table.drop(columns="group"), "user", users, group)

@@ -345,7 +345,8 @@ def train(
 
     if out is not None:
         check_destination(Path(out))
-    table = with_movielens_users(table, data_name)  # side columns for a family that reads them
+    if family(config.model).reads_side_columns(config.settings):  # a hybrid: the user table's columns
+        table = with_movielens_users(table, data_name)
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or checkpoint_every < 1):
         raise CollabkitError(
             f"checkpoint every must be a whole number of epochs, at least 1; got {checkpoint_every}"

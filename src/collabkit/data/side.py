@@ -106,6 +106,11 @@ def describe_columns(
 
 def column_codes(table: pd.DataFrame, key: str, vocab: Vocab, column: SideColumn) -> np.ndarray:
     """(len(vocab), column.width) int64 codes of every user (or item) of `vocab`, 0 where unknown."""
+    if column.name not in table.columns:
+        raise DataError(
+            f"the model reads {column.side} side column {column.name!r}, and this table has none; "
+            f"it has: {', '.join(map(str, table.columns))}"
+        )
     values = _one_per_entity(table, key, column.name, column.side)
     rows = vocab.encode(values.index, unknown="na")
     out = np.zeros((len(vocab), column.width), dtype=np.int64)

@@ -182,6 +182,12 @@ class CollabModel(Module):
         return settings
 
     @classmethod
+    def reads_side_columns(cls, settings: dict[str, Any]) -> bool:
+        """Whether the family, with these settings, reads side columns from the table (so the
+        training workflow joins a MovieLens release's user table for it)."""
+        return False
+
+    @classmethod
     def describe_config(cls, config: ModelConfig) -> dict[str, Any]:
         """The settings this family used, by name (for reports and summaries)."""
         return config.settings.used()

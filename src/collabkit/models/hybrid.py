@@ -131,6 +131,10 @@ class HybridNN(EmbeddingNN):
         }
 
     @classmethod
+    def reads_side_columns(cls, settings: dict[str, Any]) -> bool:
+        return True
+
+    @classmethod
     def describe_config(cls, config: ModelConfig) -> dict[str, Any]:
         """The settings, with each side column as its name and size ("age 8 bins, genres 19 tags")."""
         s = cast(HybridSettings, config.settings)

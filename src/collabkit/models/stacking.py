@@ -122,6 +122,15 @@ class Blend(CollabModel):
         return {**settings, "members": checked.members, "member_settings": completed}
 
     @classmethod
+    def reads_side_columns(cls, settings: dict[str, Any]) -> bool:
+        """A member that reads side columns (a hybrid) needs them."""
+        try:
+            members = BlendSettings(**{k: v for k, v in settings.items() if k == "members"}).members
+        except ValueError:  # bad members: refused in one line when the settings are checked
+            return False
+        return any(family(m).reads_side_columns({}) for m in members)
+
+    @classmethod
     def describe_config(cls, config: ModelConfig) -> dict[str, Any]:
         s = config.settings
         assert isinstance(s, BlendSettings)
