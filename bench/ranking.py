@@ -54,7 +54,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "ials": {},  # its defaults are the tuned reg 30, alpha 0.5, values rating
     "ease": {"l2": 250, "min_rating": 4.0, "dropout": 0.1},
     "easeknn": {"l2": 250, "min_rating": 4.0, "k": 50, "weight": 0.25},
-    "bpr": {},  # its defaults: reg 0.01 (tuned), epochs 20, lr 0.01, 64 factors
+    "bpr": {},  # its defaults: reg 0.01 (tuned), epochs 20, lr 0.05, bs 4096, 64 factors
     "dotbias": {},  # the fast recipe, for reference: a rating model ranked by predicted stars
 }
 
