@@ -57,3 +57,19 @@ def test_ctrl_c_during_start_up_is_one_line(ratings_csv: Path, tmp_path: Path, d
     if proc.returncode == 130 and err.strip():  # empty: the interpreter itself was still starting
         assert err.strip().splitlines()[-1] == "collabkit: interrupted"
     assert not (tmp_path / "m").exists()  # nothing half-written
+
+
+def test_an_interrupt_wrapped_by_python_is_still_ctrl_c(capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C inside a class body's `__set_name__` (while a module imports) reaches the command as
+    a RuntimeError caused by KeyboardInterrupt: still exit 130 and one line, not an internal error."""
+    import typer
+
+    from collabkit.cli.app import clean_errors
+
+    with pytest.raises(typer.Exit) as exit_info, clean_errors():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from interrupt
+    assert exit_info.value.exit_code == 130
+    assert capsys.readouterr().err.strip() == "collabkit: interrupted"

@@ -106,6 +106,19 @@ def _shown_path(path: object) -> str:
     return os.path.join(head, found.group(1)) if found else text
 
 
+def _caused_by_interrupt(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is behind `error` (Python wraps one raised in some hooks, such
+    as `__set_name__` while a module imports, in a RuntimeError)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 @contextmanager
 def clean_errors() -> Iterator[None]:
     """Every failure ends in one line on stderr and a non-zero exit, never a traceback.
@@ -140,6 +153,8 @@ def clean_errors() -> Iterator[None]:
             "collabkit: error: out of memory; try a smaller --bs, fewer factors or a smaller table", EXIT_USER
         ) from None
     except Exception as e:
+        if _caused_by_interrupt(e):  # Ctrl-C inside a class body's __set_name__ comes wrapped
+            raise _fail("collabkit: interrupted", EXIT_INTERRUPTED) from None
         if _is_safetensors_error(e):
             raise _fail(
                 f"collabkit: error: a weights file is damaged or not safetensors ({e})", EXIT_USER
