@@ -97,8 +97,16 @@ else:
 user_items = csr_matrix((values, (d["user"], d["item"])), shape=shape)
 t = time.perf_counter()
 fit.fit(user_items, show_progress=False)
-fit_s = time.perf_counter() - t
-print(json.dumps({"fit_s": fit_s, "threads": os.cpu_count(), "version": implicit.__version__}))
+out = {"fit_s": time.perf_counter() - t, "threads": os.cpu_count(), "version": implicit.__version__}
+if sys.argv[4:] == ["top10"]:  # bench/scale.py: top-10 for every user (rated items left out), peak memory
+    import resource
+    t = time.perf_counter()
+    for start in range(0, shape[0], 4096):
+        users = np.arange(start, min(start + 4096, shape[0]))
+        fit.recommend(users, user_items[users], N=10, filter_already_liked_items=True)
+    out["top10_all_s"] = time.perf_counter() - t
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
 """
 
 PEER_NAME = {"ials": "ALS", "bpr": "BPR"}

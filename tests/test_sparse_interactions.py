@@ -19,7 +19,7 @@ from collabkit.errors import CollabkitError
 from collabkit.models import ModelConfig, build_model, model_names
 from collabkit.models.base import family
 from collabkit.models.ranking_base import RankingModel
-from collabkit.models.sparse import CSR
+from collabkit.models.sparse import CSR, mostly_zero_times
 from collabkit.persist import load_model
 from collabkit.recommend import Recommender
 from collabkit.workflows import TrainConfig, train
@@ -60,6 +60,17 @@ def test_csr_operations_match_dense_algebra() -> None:
     w[0, 1], w[0, 7], w[2, 39] = 0.5, 2.0, -1.0
     which, rows = torch.nonzero(w, as_tuple=True)
     assert torch.allclose(m.weighted_rows(which, rows, w[which, rows], 3), w @ d, atol=1e-5)
+
+
+def test_a_product_of_mostly_zero_rows_matches_the_dense_one_on_either_kernel() -> None:
+    g = torch.Generator().manual_seed(0)
+    sparse_rows = (torch.rand(16, 500, generator=g) < 0.01).float() * 3.0  # 1%: the sparse kernel
+    dense_rows = torch.rand(16, 500, generator=g)  # every cell set: the dense product
+    other = torch.randn(500, 7, generator=g)
+    for rows in (sparse_rows, dense_rows, sparse_rows[:, 100:400]):  # a column slice, as easeknn's
+        part = other[: rows.shape[1]]
+        assert torch.allclose(mostly_zero_times(rows, part), rows @ part, atol=1e-4)
+    assert mostly_zero_times(torch.zeros(0, 500), other).shape == (0, 7)
 
 
 def fitted(

@@ -26,7 +26,7 @@ from collabkit.models.ease import EASE, EASESettings, max_items_field
 from collabkit.models.knn import KNNSettings, UserKNN, neighbours_field, shrink_field, sum_rows
 from collabkit.models.ranking_base import RankingModel, min_rating_field
 from collabkit.models.settings import FamilySettings
-from collabkit.models.sparse import CSR
+from collabkit.models.sparse import CSR, mostly_zero_times
 
 
 class EASEKNNSettings(FamilySettings):
@@ -82,7 +82,7 @@ class EASEUserKNN(RankingModel):
 
     def _blend_rows(self, binary: Tensor, neighbours: Tensor) -> Tensor:
         """(B, n_kept + n_users) [x_u / scale, weight * s_u / scale]: see the module docstring."""
-        e_scale = (binary @ self.ease.weights).abs().amax(1, keepdim=True).clamp_min(1e-12)  # (B, 1)
+        e_scale = mostly_zero_times(binary, self.ease.weights).abs().amax(1, keepdim=True).clamp_min(1e-12)  # (B, 1)
         k_scores = sum_rows(neighbours, self.knn.interactions)  # (B, n_items)
         k_scale = k_scores.abs().amax(1, keepdim=True).clamp_min(1e-12)
         return torch.cat([binary / e_scale, self.settings.weight * neighbours / k_scale], 1)

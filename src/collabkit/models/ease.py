@@ -33,7 +33,7 @@ from collabkit.models.ranking_base import (
     values_field,
 )
 from collabkit.models.settings import FamilySettings
-from collabkit.models.sparse import CSR, blocks
+from collabkit.models.sparse import CSR, blocks, mostly_zero_times
 
 BYTES_PER_CELL = 20  # fitting: Gram + Cholesky factor (float64), then B (float32)
 GRAM_BUDGET = 2**25  # co-occurrences (and Gram values) summed at once while X^T X is built
@@ -164,6 +164,9 @@ class EASE(RankingModel):
 
     def user_rows(self, user_idx: Tensor) -> Tensor:
         return self.interactions.dense_rows(user_idx)  # (B, n_kept)
+
+    def score_block(self, rows: Tensor, side: Tensor) -> Tensor:
+        return mostly_zero_times(rows, side)  # interaction rows are mostly zeros
 
     def item_side(self, item_idx: Tensor) -> Tensor:
         self.interactions  # noqa: B018  (refuses before training)
