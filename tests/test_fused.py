@@ -219,3 +219,22 @@ def test_lazy_resume_from_a_checkpoint_ends_near_the_straight_run(
         straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=0, atol=2e-5, msg=k)
+
+
+def test_a_big_table_is_batched_through_the_permutation_into_the_same_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from collabkit.data import loaders
+
+    x = torch.randint(0, 50, (1000, 2))
+    y = torch.rand(1000)
+
+    def epoch(limit: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        monkeypatch.setattr(loaders, "EPOCH_COPY_BYTES", limit)
+        return list(loaders.DataLoader(x, y, bs=64, shuffle=True, seed=3, drop_last=True))
+
+    copied, gathered = epoch(2**40), epoch(0)  # one shuffled copy; each batch gathered alone
+    assert len(copied) == len(gathered) == 1000 // 64
+    for (xa, ya), (xb, yb) in zip(copied, gathered, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not torch.equal(copied[0][0], x[:64])  # shuffled, not the table's order
