@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import PEAK_MB
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -76,7 +77,9 @@ print(json.dumps({"fit_s": fit_s, "threads": torch.get_num_threads(), "version":
 """
 
 # argv: data.npz model settings.json (collabkit's names, mapped to implicit's); prints one JSON line
-IMPLICIT_JOB = """
+IMPLICIT_JOB = (
+    PEAK_MB
+    + """
 import json, os, sys, time
 import numpy as np
 import implicit
@@ -99,15 +102,15 @@ t = time.perf_counter()
 fit.fit(user_items, show_progress=False)
 out = {"fit_s": time.perf_counter() - t, "threads": os.cpu_count(), "version": implicit.__version__}
 if sys.argv[4:] == ["top10"]:  # bench/scale.py: top-10 for every user (rated items left out), peak memory
-    import resource
     t = time.perf_counter()
     for start in range(0, shape[0], 4096):
         users = np.arange(start, min(start + 4096, shape[0]))
         fit.recommend(users, user_items[users], N=10, filter_already_liked_items=True)
     out["top10_all_s"] = time.perf_counter() - t
-    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_mb"] = peak_mb()
 print(json.dumps(out))
 """
+)
 
 PEER_NAME = {"ials": "ALS", "bpr": "BPR"}
 

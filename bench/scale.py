@@ -4,15 +4,16 @@
                                     [--json out.json]
     .venv/bin/python bench/scale.py --ranking [--sizes 1e6,5e6] [--models ease,itemknn,...] [--json out.json]
 
-Each size runs in its own process: generate, encode, train one epoch (50 factors, fused step),
-and, at the ML-25M shape, top-10 for every user; it reports seconds, ratings per second and peak
-memory. Time should grow with the ratings and memory with users + items (plus the ratings).
+Each size is generated once and written as Parquet; a fresh process per job reads it (as a user's
+file), encodes it, trains one epoch (50 factors, fused step) and, at the ML-25M shape, gives top-10
+for every user; it reports seconds, ratings per second and peak memory. Time should grow with the
+ratings and memory with users + items (plus the ratings).
 `--step-us` times steps alone instead (up to 800 batches of `--bs` on one thread, the updates
 interleaved chunk by chunk; median microseconds a step): where the lazy update pays off, e.g.
 `--sizes 1e5,1e6,5e6 --bs 64 --updates dense,lazy --step-us`.
 `--updates` runs the epoch once per AdamW update of the fused step (`FusedDotTrainer.default_update`:
-auto, dense or lazy), each in its own process. `peak_mb` is the whole process's peak resident memory
-(generating and encoding the data included); `fit_peak_mb` the peak from just before the fit to the
+auto, dense or lazy), each in its own process. `peak_mb` is the job's peak resident memory (reading
+and encoding the data included, generating it not); `fit_peak_mb` the peak from just before the fit to the
 end of the epoch (the kernel's high-water mark reset through /proc/self/clear_refs).
 
 `--ranking`: the same synthetic cells (`synthetic_ratings(n)`, seed 0; 25000095 is
@@ -21,10 +22,15 @@ process: fit seconds (`fit_direct` on every rating), top-10 for every user (seen
 every trained item a candidate: min_count 1) and the process's peak resident memory. At 1M it also
 scores NDCG@10 on a per-user random 20% split (relevant: held-out rating >= 4; the model refitted on
 the other 80%), so speed never costs accuracy unseen. implicit's ALS and BPR (bench/ranking_speed.py's
-jobs and settings: 64 factors, 15 sweeps / 20 epochs) run beside them in their own environment
-(`bash bench/setup_peers.sh implicit`) and give the fit-time ratio; where that environment is
-missing their rows say so. `ease` gets `-o max_items=20000` where its items do not fit (its own
-refusal names the figure).
+jobs and settings: 64 factors, 15 sweeps / 20 epochs; `--peers als,bpr`, '' for none) run beside them
+in their own environment (`bash bench/setup_peers.sh implicit`), with their own top-10 for every user
+(rated items left out, 4,096 users a call) and peak memory, and give the fit-time ratio; where that
+environment is missing their rows say so. `ease` gets `-o max_items=20000` where its items do not fit
+(its own refusal names the figure). Above 1M ratings (`--sample-above`), user kNN's top-10
+(userknn, easeknn: a user x user similarity row per user, about half an hour for everyone at the
+ML-25M shape) is timed on a seeded sample of 2,000 users (`--top10-sample`) and scaled to all of
+them; `top10_users` names the sample. Each row is printed, and written to `--json`, as soon as it
+is measured, so a long run keeps what it has.
 """
 
 from __future__ import annotations
@@ -32,23 +38,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 
-from _common import print_table, run_job, write_json
+from _common import PEAK_MB, print_table, run_job, write_json
 
-JOB = """
-import json, sys, time, resource, torch
+JOB = (
+    PEAK_MB
+    + """
+import json, sys, time, torch
+import pandas as pd
 from collabkit import CollabDataLoaders, collab_learner, set_seed
-from collabkit.data.synthetic import synthetic_ratings, synthetic_like
-n, bs, recommend, update = int(float(sys.argv[1])), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+path, bs, recommend, update = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
 from collabkit.train.fused import FusedDotTrainer
 FusedDotTrainer.default_update = update
 
-def peak_since_reset_mb():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 t = time.perf_counter()
-table = synthetic_like("ml-25m") if n == 25_000_095 else synthetic_ratings(n)
-gen_s = time.perf_counter() - t
+table = pd.read_parquet(path)  # a user's ratings file, as the bench wrote it
+read_s = time.perf_counter() - t
+n = len(table)
 t = time.perf_counter()
 dls = CollabDataLoaders.from_df(table, bs=bs, seed=0, valid_pct=0.01)
 encode_s = time.perf_counter() - t
@@ -56,7 +64,7 @@ n_users, n_items = dls.n_users - 1, dls.n_items - 1
 del table
 set_seed(0)
 learn = collab_learner(dls, n_factors=50, y_range=(0.5, 5.5), log=None, show_progress=False)
-peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak_before = peak_mb()
 try:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak resident memory (VmHWM) to what is resident now
@@ -66,11 +74,11 @@ except OSError:
 t = time.perf_counter()
 learn.fit_one_cycle(1, 1e-2, wd=0.01)
 epoch_s = time.perf_counter() - t
-out = {"ratings": n, "users": n_users, "items": n_items, "bs": bs, "update": update, "generate_s": gen_s,
+out = {"ratings": n, "users": n_users, "items": n_items, "bs": bs, "update": update, "read_s": read_s,
        "encode_s": encode_s, "epoch_s": epoch_s, "ratings_per_s": dls.train.n / epoch_s,
        "valid_rmse": learn.history[-1]["rmse"], "before_fit_peak_mb": peak_before}
 if reset:
-    out["fit_peak_mb"] = peak_since_reset_mb()
+    out["fit_peak_mb"] = peak_mb()
 if recommend:
     from collabkit.bundle import trained_from_learner
     from collabkit.recommend import Recommender
@@ -83,9 +91,10 @@ if recommend:
     for u in users[:200]:
         rec.recommend(u, n=10, unknown="popular")
     out["top10_one_user_ms"] = (time.perf_counter() - t) / 200 * 1000
-out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["peak_mb"] = max(peak_before, peak_mb())  # the whole process (the reset lowered VmHWM)
 print(json.dumps(out))
 """
+)
 
 
 STEP_JOB = """
@@ -117,8 +126,10 @@ print(json.dumps(out))
 """
 
 
-RANK_JOB = """
-import json, sys, time, resource
+RANK_JOB = (
+    PEAK_MB
+    + """
+import json, sys, time
 import numpy as np, torch
 from collabkit.bundle import TrainedModel
 from collabkit.data.vocab import Vocab
@@ -153,7 +164,7 @@ if 0 < sample < n_users:
 t = time.perf_counter()
 rec.recommend_many(asked, n=10, min_count=1, unknown="popular")
 out["top10_all_s"] = (time.perf_counter() - t) * n_users / len(asked)
-out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["peak_mb"] = peak_mb()
 if ndcg:
     import pandas as pd
     from collabkit.ranking import evaluate_ranking
@@ -165,20 +176,33 @@ if ndcg:
     out["ndcg@10"] = res["metrics"]["ndcg@10"]
 print(json.dumps(out))
 """
+)
 
 RANKING_FAMILIES = ("popular", "ials", "bpr", "ease", "itemknn", "userknn", "easeknn")
 EASE_CAP = 20_000  # most-rated items ease keeps where items x items would not fit
 # top-10 for everyone costs user kNN a user x user similarity row per user (at the ML-25M shape,
 # 3e11 co-occurrences, about half an hour): above 1M ratings it is timed on a seeded sample of users
 # and scaled to all of them (the `top10_users` column says so)
-SAMPLED_TOP10 = {"userknn": 2000, "easeknn": 2000}
+SAMPLED_TOP10 = ("userknn", "easeknn")
+
+
+def write_table(n: int, folder: Path) -> tuple[Path, float]:
+    """The synthetic table of `n` ratings (25000095: the ML-25M shape) as a Parquet file, and the
+    seconds it took to generate: the jobs read it as a user's file, generation outside their memory."""
+    import time
+
+    from collabkit.data.synthetic import synthetic_like, synthetic_ratings
+
+    t = time.perf_counter()
+    table = synthetic_like("ml-25m") if n == 25_000_095 else synthetic_ratings(n)
+    generate_s = time.perf_counter() - t
+    path = folder / f"ratings-{n}.parquet"
+    table.to_parquet(path, index=False)
+    return path, generate_s
 
 
 def ranking(args: argparse.Namespace) -> list[dict]:
     """Every ranking family (and implicit's ALS and BPR) at each size: see the module docstring."""
-    import tempfile
-    from pathlib import Path
-
     from ranking_speed import IMPLICIT, IMPLICIT_JOB, SETTINGS, make_data, run
 
     rows: list[dict] = []
@@ -209,7 +233,8 @@ def ranking(args: argparse.Namespace) -> list[dict]:
                 if name in ("ease", "easeknn") and info["items"] > EASE_CAP:
                     settings["max_items"] = EASE_CAP
                 ndcg = "1" if float(size) <= 1e6 else "0"
-                sample = SAMPLED_TOP10.get(name, 0) if float(size) > 1e6 else 0
+                sampled = name in SAMPLED_TOP10 and float(size) > args.sample_above
+                sample = args.top10_sample if sampled else 0
                 res = run(
                     Path(sys.executable), RANK_JOB, str(data), name, json.dumps(settings), ndcg, str(sample)
                 )
@@ -237,6 +262,10 @@ def main() -> None:
         "--models", default=",".join(RANKING_FAMILIES), help="ranking families, with --ranking"
     )
     parser.add_argument(
+        "--sample-above", type=float, default=1e6, help="ratings above which user kNN's top-10 is sampled"
+    )
+    parser.add_argument("--top10-sample", type=int, default=2000, help="users in that sample")
+    parser.add_argument(
         "--peers", default="als,bpr", help="implicit's models beside them, with --ranking ('' for none)"
     )
     args = parser.parse_args()
@@ -255,16 +284,18 @@ def main() -> None:
         write_json(args.json, {"bench": "scale --step-us", "rows": rows})
         return
     rows = []
-    for size in args.sizes.split(","):
-        n = int(float(size))
-        for i, update in enumerate(args.updates.split(",")):  # top-10 once per size, with the first
-            rec = "1" if n == 25_000_095 and not args.no_recommend and i == 0 else "0"
-            row = run_job(JOB, str(n), str(args.bs), rec, update)
-            rows.append(row)
-            print_table([row], list(row))
-    cols = ["ratings", "users", "items", "update", "generate_s", "encode_s", "epoch_s", "ratings_per_s",
-            "peak_mb", "before_fit_peak_mb", "fit_peak_mb", "valid_rmse", "top10_all_users_s",
-            "top10_one_user_ms"]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="collabkit-scale-") as tmp:
+        for size in args.sizes.split(","):
+            n = int(float(size))
+            path, generate_s = write_table(n, Path(tmp))
+            for i, update in enumerate(args.updates.split(",")):  # top-10 once per size, with the first
+                rec = "1" if n == 25_000_095 and not args.no_recommend and i == 0 else "0"
+                row = {**run_job(JOB, str(path), str(args.bs), rec, update), "generate_s": generate_s}
+                rows.append(row)
+                print_table([row], list(row))
+    cols = ["ratings", "users", "items", "update", "generate_s", "read_s", "encode_s", "epoch_s",
+            "ratings_per_s", "peak_mb", "before_fit_peak_mb", "fit_peak_mb", "valid_rmse",
+            "top10_all_users_s", "top10_one_user_ms"]  # fmt: skip
     print()
     print_table(rows, cols)
     write_json(args.json, {"bench": "scale", "rows": rows})

@@ -82,7 +82,8 @@ class EASEUserKNN(RankingModel):
 
     def _blend_rows(self, binary: Tensor, neighbours: Tensor) -> Tensor:
         """(B, n_kept + n_users) [x_u / scale, weight * s_u / scale]: see the module docstring."""
-        e_scale = mostly_zero_times(binary, self.ease.weights).abs().amax(1, keepdim=True).clamp_min(1e-12)  # (B, 1)
+        e_scores = mostly_zero_times(binary, self.ease.weights)  # (B, n_kept)
+        e_scale = e_scores.abs().amax(1, keepdim=True).clamp_min(1e-12)  # (B, 1)
         k_scores = sum_rows(neighbours, self.knn.interactions)  # (B, n_items)
         k_scale = k_scores.abs().amax(1, keepdim=True).clamp_min(1e-12)
         return torch.cat([binary / e_scale, self.settings.weight * neighbours / k_scale], 1)
