@@ -97,6 +97,19 @@ def test_no_family_saves_a_users_by_items_matrix(name: str) -> None:
         )
 
 
+def test_ease_matches_stecks_closed_form() -> None:
+    n_users, n_items, l2 = 80, 30, 7.0
+    x, y = random_pairs(4, n_users, n_items, 600)
+    d = (dense_of(x, torch.ones(len(y)), n_users, n_items) > 0).double()
+    p = torch.linalg.inv(d.T @ d + l2 * torch.eye(n_items, dtype=torch.float64))
+    b = -p / p.diagonal()[None, :]  # B = I - P / diag(P): zero diagonal
+    b.fill_diagonal_(0.0)
+    model = fitted("ease", x, y, n_users, n_items, l2=l2)
+    assert torch.allclose(model.weights.double(), b, atol=1e-6)
+    got = model.score_block(model.user_rows(torch.arange(n_users)), model.item_side(torch.arange(n_items)))
+    assert torch.allclose(got.double(), d @ b, atol=1e-4)
+
+
 def test_itemknn_and_userknn_match_their_dense_definitions() -> None:
     n_users, n_items, k = 60, 35, 5
     x, y = random_pairs(2, n_users, n_items, 500)
