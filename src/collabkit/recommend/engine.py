@@ -23,7 +23,11 @@ from collabkit.models.base import model_device
 from collabkit.models.sparse import CSR, dense_rows, times_vector
 from collabkit.train import args
 
-DEFAULT_SCORE_BUDGET = 2**24  # float32 values per scoring block (64 MiB)
+# float32 scores per block (64 MiB). 16 MiB blocks rank 1.5x faster (they stay in a 32 MiB L3 cache),
+# but glibc serves blocks under its 32 MiB mmap threshold from the heap and keeps them: top-10 for
+# the 162,521 users of the ML-25M shape then grew the process to 16 GB. Blocks this size are mapped
+# and returned; a score buffer reused across blocks would allow the smaller size.
+DEFAULT_SCORE_BUDGET = 2**24
 MAX_N = 10_000  # the longest list any request may ask for
 MAX_SCORE_BUDGET = 2**34  # 64 GiB of float32 scores at once: beyond any machine this runs on
 
