@@ -42,7 +42,7 @@ VENVS = BENCH / ".venvs"
 LIBRARIES = ("fastai", "collabkit", "surprise", "lenskit")
 ALL_FOLDS = ("u1", "u2", "u3", "u4", "u5")
 CHAPTER = {"n_factors": 50, "bs": 64, "epochs": 5, "lr": 5e-3, "wd": 0.1}  # fastbook chapter 8
-PLACEHOLDER_FAST = {"bs": 2048, "epochs": 10, "lr": 3e-2, "wd": 0.1}  # where recipes has no fast recipe
+PLACEHOLDER_FAST = {"bs": 2048, "epochs": 10, "lr": 3e-2, "wd": 0.1}  # where the family has no fast recipe
 
 # -- the jobs, as scripts each library's python runs: argv = spec.json result.json ----------------
 
@@ -245,7 +245,7 @@ PREP_JOB = (
     PREAMBLE
     + """
 import collabkit
-from collabkit import workflows as recipes
+from collabkit.models import family
 
 table = collabkit.load_movielens("ml-100k", progress=False)
 work = SPEC["dir"]
@@ -255,13 +255,9 @@ for fold in SPEC["folds"]:  # GroupLens's u{i}.base / u{i}.test, tab-separated
     for part, rows in zip(("base", "test"), collabkit.ml100k_split(table, fold)):
         out = table.iloc[rows][cols].astype({"rating": "int64"})
         out.to_csv(f"{work}/{fold}.{part}", sep="\\t", header=False, index=False)
-fast, source = None, None
-if isinstance(getattr(recipes, "FAST", None), dict) and "dotbias" in recipes.FAST:
-    fast, source = recipes.FAST["dotbias"], "recipes.FAST['dotbias']"
-elif getattr(recipes, "FAST_RECIPE", None) is not None:
-    fast, source = recipes.FAST_RECIPE, "recipes.FAST_RECIPE"
-if fast is not None:
-    fast = {k: getattr(fast, k) for k in ("bs", "epochs", "lr", "wd")}
+recipe = getattr(family("dotbias"), "recipes", {}).get("fast")  # the family's own, as `train` uses it
+fast = None if recipe is None else {k: getattr(recipe, k) for k in ("bs", "epochs", "lr", "wd")}
+source = None if recipe is None else "family('dotbias').recipes['fast']"
 finish({"fast": fast, "fast_source": source, "source": table.attrs.get("source")})
 """
 )
@@ -284,8 +280,8 @@ class Job:
 
 
 def fast_settings(args: argparse.Namespace, prep: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """collabkit's fast recipe for the bias model (where recipes has one), with the command's overrides."""
-    source = prep["fast_source"] or "a placeholder (recipes has no fast recipe)"
+    """collabkit's fast recipe for the bias model (where its family has one), with the command's overrides."""
+    source = prep["fast_source"] or "a placeholder (the family has no fast recipe)"
     fast = {"n_factors": 50, **(prep["fast"] or PLACEHOLDER_FAST)}
     for key, value in (("bs", args.fast_bs), ("epochs", args.fast_epochs), ("lr", args.fast_lr)):
         if value is not None:
