@@ -186,6 +186,14 @@ EASE_CAP = 20_000  # most-rated items ease keeps where items x items would not f
 SAMPLED_TOP10 = ("userknn", "easeknn")
 
 
+def positive(text: str) -> int:
+    """A whole number of at least 1 (argparse type)."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def write_table(n: int, folder: Path) -> tuple[Path, float]:
     """The synthetic table of `n` ratings (25000095: the ML-25M shape) as a Parquet file, and the
     seconds it took to generate: the jobs read it as a user's file, generation outside their memory."""
@@ -264,11 +272,20 @@ def main() -> None:
     parser.add_argument(
         "--sample-above", type=float, default=1e6, help="ratings above which user kNN's top-10 is sampled"
     )
-    parser.add_argument("--top10-sample", type=int, default=2000, help="users in that sample")
+    parser.add_argument("--top10-sample", type=positive, default=2000, help="users in that sample")
     parser.add_argument(
         "--peers", default="als,bpr", help="implicit's models beside them, with --ranking ('' for none)"
     )
     args = parser.parse_args()
+    for size in args.sizes.split(","):
+        try:
+            if float(size) < 1:
+                raise ValueError
+        except ValueError:
+            parser.error(f"--sizes: {size!r} is not a number of ratings (e.g. 1e6,5e6,25000095)")
+    unknown = sorted(set(filter(None, args.peers.split(","))) - {"als", "bpr"})
+    if unknown:
+        parser.error(f"--peers: unknown {', '.join(unknown)}; implicit's are als and bpr ('' for none)")
     if args.ranking:
         if args.sizes == parser.get_default("sizes"):
             args.sizes = "1e6,5e6"
